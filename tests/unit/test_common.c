@@ -1,0 +1,60 @@
+/* Unit tests for common/: error codes, logger, CLI dispatch. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/cli.h"
+#include "common/cut_err.h"
+#include "common/log.h"
+
+static void test_common_strerror(void **state) {
+  (void)state;
+  assert_string_equal(cut_strerror(CUT_OK), "success");
+  assert_string_equal(cut_strerror(CUT_ERR_NOMEM), "out of memory");
+  assert_string_equal(cut_strerror(CUT_ERR_CONFIG), "configuration rejected");
+  assert_string_equal(cut_strerror(-9999), "unknown error");
+}
+
+static void test_common_errf(void **state) {
+  (void)state;
+  char buf[32];
+  assert_int_equal(cut_errf(buf, sizeof buf, CUT_ERR_RANGE, "port %d", 70000), CUT_ERR_RANGE);
+  assert_string_equal(buf, "port 70000");
+  assert_int_equal(cut_errf(NULL, 0, CUT_ERR_IO, "x"), CUT_ERR_IO);
+}
+
+static void test_common_log_level(void **state) {
+  (void)state;
+  enum log_level l;
+  assert_int_equal(log_level_parse("WARN", &l), 0);
+  assert_int_equal(l, LOG_WARN);
+  assert_int_equal(log_level_parse("verbose", &l), CUT_ERR_INVALID);
+  log_setup(LOG_WARN, LOG_JSON);
+  assert_false(log_enabled(LOG_INFO));
+  assert_true(log_enabled(LOG_ERROR));
+  log_setup(LOG_INFO, LOG_TEXT);
+}
+
+static void test_common_cli_usage(void **state) {
+  (void)state;
+  char *none[] = {"cutover", NULL};
+  assert_int_equal(cut_main(1, none), 2);
+  char *bad[] = {"cutover", "frobnicate", NULL};
+  assert_int_equal(cut_main(2, bad), 2);
+  char *ver[] = {"cutover", "version", NULL};
+  assert_int_equal(cut_main(2, ver), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_common_strerror),
+      cmocka_unit_test(test_common_errf),
+      cmocka_unit_test(test_common_log_level),
+      cmocka_unit_test(test_common_cli_usage),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
