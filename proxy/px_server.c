@@ -126,6 +126,7 @@ static void *worker_main(void *arg) {
   /* whatever is still open is closed now, on this thread */
   while (w->conns)
     px_conn_free(w->conns);
+  atomic_fetch_sub(&w->srv->running, 1);
   return NULL;
 }
 
@@ -354,7 +355,9 @@ int px_server_start(struct px_server *s) {
   int rc = 0;
   for (size_t i = 0; i < s->nworkers; i++) {
     struct px_worker *w = &s->workers[i];
+    atomic_fetch_add(&s->running, 1);
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+      atomic_fetch_sub(&s->running, 1);
       rc = CUT_ERR_IO;
       break;
     }
@@ -374,6 +377,8 @@ void px_server_stop(struct px_server *s, uint64_t drain_ms) {
     (void)n;
   }
 }
+
+size_t px_server_running(const struct px_server *s) { return atomic_load(&s->running); }
 
 void px_server_wait(struct px_server *s) {
   if (s->joined)

@@ -69,6 +69,9 @@ int px_server_start(struct px_server *s);
  */
 void px_server_stop(struct px_server *s, uint64_t drain_ms);
 
+/* Number of worker threads still running (0 once all have ended). */
+size_t px_server_running(const struct px_server *s);
+
 /* Waits until every worker thread has ended. */
 void px_server_wait(struct px_server *s);
 

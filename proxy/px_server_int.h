@@ -129,6 +129,7 @@ struct px_server {
   size_t nworkers;
   int started;
   int joined;
+  _Atomic size_t running;           /* worker threads not yet ended */
 };
 
 /* px_conn.c */
