@@ -16,7 +16,7 @@ static const struct px_upstream_ops *ops_of(const struct px_req *r) {
   return &r->conn->w->srv->ops;
 }
 
-void px_req_init(struct px_req *r, struct px_conn *c, const struct px_front_ops *front) {
+void px_req_init(struct px_req *r, struct px_client *c, const struct px_front_ops *front) {
   memset(r, 0, sizeof *r);
   r->conn = c;
   r->front = front;

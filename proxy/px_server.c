@@ -76,7 +76,7 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
     close(fd);
     return;
   }
-  int rc = px_conn_accept(w, a->l, fd, sa, salen);
+  int rc = px_client_accept(w, a->l, fd, sa, salen);
   if (rc < 0)
     log_warn("proxy", "accept: %s", cut_strerror(rc));
 }
@@ -103,9 +103,9 @@ static void begin_stop(struct px_worker *w) {
     event_base_loopbreak(w->base);
     return;
   }
-  for (struct px_conn *c = w->conns, *next; c; c = next) {
+  for (struct px_client *c = w->conns, *next; c; c = next) {
     next = c->next;
-    px_conn_drain(c);
+    px_client_drain(c);
   }
   struct timeval tv = {(time_t)(drain_ms / 1000), (suseconds_t)((drain_ms % 1000) * 1000)};
   event_add(w->drain_ev, &tv);
@@ -125,7 +125,7 @@ static void *worker_main(void *arg) {
   event_base_dispatch(w->base);
   /* whatever is still open is closed now, on this thread */
   while (w->conns)
-    px_conn_free(w->conns);
+    px_client_free(w->conns);
   atomic_fetch_sub(&w->srv->running, 1);
   return NULL;
 }
@@ -224,8 +224,8 @@ static int worker_init(struct px_server *s, struct px_worker *w, struct worker_e
     x->fds[i] = -1;
   }
   for (size_t b = 0; b < cfg->nbackends; b++) {
-    struct px_pool_opts po = {
-        .tls = s->backend_tls[b], .dns = w->dns, .body_watermark = 64 * 1024};
+    /* tls NULL: a TLS backend's pool builds its client context from the config */
+    struct px_pool_opts po = {.tls = NULL, .dns = w->dns, .body_watermark = 64 * 1024};
     int rc = s->ops.pool_new(&w->pools[b], w->base, &cfg->backends[b], &po, err, errlen);
     if (rc < 0)
       return rc;
@@ -235,7 +235,7 @@ static int worker_init(struct px_server *s, struct px_worker *w, struct worker_e
 
 static void worker_clear(struct px_server *s, struct px_worker *w, struct worker_ext *x) {
   while (w->conns)
-    px_conn_free(w->conns);
+    px_client_free(w->conns);
   if (w->ls)
     for (size_t i = 0; i < s->nlisteners; i++)
       if (w->ls[i])
@@ -293,10 +293,9 @@ int px_server_new(struct px_server **out, const struct px_server_opts *o, char *
   http_parser_set_max_header_size(maxhdr + 1024);
   s->nlisteners = cfg->nlisteners;
   s->listeners = calloc(s->nlisteners ? s->nlisteners : 1, sizeof *s->listeners);
-  s->backend_tls = calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof *s->backend_tls);
   s->workers = calloc(nw, sizeof *s->workers);
   struct worker_ext *ext = s->ext = calloc(nw, sizeof *ext);
-  if (!s->listeners || !s->backend_tls || !s->workers || !ext) {
+  if (!s->listeners || !s->workers || !ext) {
     rc = CUT_ERR_NOMEM;
     goto fail;
   }
@@ -329,12 +328,6 @@ int px_server_new(struct px_server **out, const struct px_server_opts *o, char *
     }
     snprintf(rt->addr, sizeof rt->addr, cl->listen.is_ipv6 ? "[%s]:%u" : "%s:%u",
              cl->listen.host, port);
-  }
-  for (size_t b = 0; b < cfg->nbackends; b++) {
-    const struct cfg_backend *be = &cfg->backends[b];
-    if ((be->has_tls || be->protocol == CFG_PROTO_H2) &&
-        (rc = px_tls_client_ctx(&s->backend_tls[b], &be->tls, err, errlen)) < 0)
-      goto fail;
   }
   for (size_t i = 0; i < nw; i++)
     if ((rc = worker_init(s, &s->workers[i], &ext[i], err, errlen)) < 0)
@@ -406,11 +399,6 @@ void px_server_free(struct px_server *s) {
       if (s->listeners[l].ssl)
         SSL_CTX_free(s->listeners[l].ssl);
   free(s->listeners);
-  if (s->backend_tls)
-    for (size_t b = 0; b < s->cfg->nbackends; b++)
-      if (s->backend_tls[b])
-        SSL_CTX_free(s->backend_tls[b]);
-  free(s->backend_tls);
   free(s);
 }
 

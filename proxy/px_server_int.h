@@ -28,7 +28,7 @@ typedef struct ssl_ctx_st SSL_CTX;
 #define PX_STREAM_HIGH (64 * 1024) /* response bytes buffered per HTTP/2 stream */
 
 struct px_req;
-struct px_conn;
+struct px_client;
 
 /* What a request asks of its frontend (HTTP/1.1 or HTTP/2) to answer the client. */
 struct px_front_ops {
@@ -53,7 +53,7 @@ struct px_front_ops {
  * calls px_req_finish() exactly once when it is done with the request.
  */
 struct px_req {
-  struct px_conn *conn;
+  struct px_client *conn;
   const struct px_front_ops *front;
   const struct cfg *cfg;            /* the snapshot this request runs on */
   struct px_request_head head;
@@ -92,7 +92,7 @@ struct px_worker {
   _Atomic int stop_req;
   _Atomic uint64_t stop_drain_ms;
   int draining;
-  struct px_conn *conns;            /* every open client connection */
+  struct px_client *conns;            /* every open client connection */
   size_t nconns;
   struct px_rng rng;
   char now_iso[32];                 /* cached RFC 3339 UTC time (seconds) */
@@ -103,9 +103,9 @@ struct px_worker {
 
 enum px_proto { PX_PROTO_DETECT = 0, PX_PROTO_H1, PX_PROTO_H2 };
 
-struct px_conn {
+struct px_client {
   struct px_worker *w;
-  struct px_conn *prev, *next;
+  struct px_client *prev, *next;
   struct bufferevent *bev;
   struct event *flush_ev;           /* deferred send + deferred teardown */
   const struct px_listener_rt *l;
@@ -123,7 +123,6 @@ struct px_server {
   struct px_alog *alog;
   struct px_listener_rt *listeners;
   size_t nlisteners;
-  SSL_CTX **backend_tls;            /* per backend; NULL when plain */
   struct px_worker *workers;
   struct worker_ext *ext;           /* per worker: control pipe, listening sockets (px_server.c) */
   size_t nworkers;
@@ -132,43 +131,43 @@ struct px_server {
   _Atomic size_t running;           /* worker threads not yet ended */
 };
 
-/* px_conn.c */
+/* px_client.c */
 /* Wraps an accepted socket (takes ownership of fd, also on failure). */
-int px_conn_accept(struct px_worker *w, const struct px_listener_rt *l, int fd,
+int px_client_accept(struct px_worker *w, const struct px_listener_rt *l, int fd,
                    const struct sockaddr *sa, int salen);
 /* Wraps an existing bufferevent (tests: one end of a bufferevent pair; takes ownership). */
-int px_conn_attach(struct px_worker *w, struct bufferevent *bev, int tls, const char *peer,
-                   struct px_conn **out);
-void px_conn_schedule_flush(struct px_conn *c);
+int px_client_attach(struct px_worker *w, struct bufferevent *bev, int tls, const char *peer,
+                   struct px_client **out);
+void px_client_schedule_flush(struct px_client *c);
 /* Marks the connection for teardown (deferred to the flush event; no callbacks run after). */
-void px_conn_kill(struct px_conn *c);
+void px_client_kill(struct px_client *c);
 /* Closes once everything queued for the client was written. */
-void px_conn_close_after_write(struct px_conn *c);
+void px_client_close_after_write(struct px_client *c);
 /* Starts a graceful shutdown of the connection (GOAWAY / close when idle). */
-void px_conn_drain(struct px_conn *c);
+void px_client_drain(struct px_client *c);
 /* Frees at once (worker teardown). */
-void px_conn_free(struct px_conn *c);
+void px_client_free(struct px_client *c);
 
-/* px_h2_front.c */
-int px_h2_attach(struct px_conn *c);
-void px_h2_on_read(struct px_conn *c);
-void px_h2_on_write(struct px_conn *c);
-void px_h2_flush(struct px_conn *c);
-void px_h2_drain(struct px_conn *c);
-int px_h2_busy(const struct px_conn *c);
-void px_h2_free(struct px_conn *c);
+/* px_front_h2.c */
+int px_front_h2_attach(struct px_client *c);
+void px_front_h2_on_read(struct px_client *c);
+void px_front_h2_on_write(struct px_client *c);
+void px_front_h2_flush(struct px_client *c);
+void px_front_h2_drain(struct px_client *c);
+int px_front_h2_busy(const struct px_client *c);
+void px_front_h2_free(struct px_client *c);
 
-/* px_h1_front.c */
-int px_h1_attach(struct px_conn *c);
-void px_h1_on_read(struct px_conn *c);
-void px_h1_on_write(struct px_conn *c);
-void px_h1_flush(struct px_conn *c);
-void px_h1_drain(struct px_conn *c);
-int px_h1_busy(const struct px_conn *c);
-void px_h1_free(struct px_conn *c);
+/* px_front_h1.c */
+int px_front_h1_attach(struct px_client *c);
+void px_front_h1_on_read(struct px_client *c);
+void px_front_h1_on_write(struct px_client *c);
+void px_front_h1_flush(struct px_client *c);
+void px_front_h1_drain(struct px_client *c);
+int px_front_h1_busy(const struct px_client *c);
+void px_front_h1_free(struct px_client *c);
 
 /* px_req.c */
-void px_req_init(struct px_req *r, struct px_conn *c, const struct px_front_ops *front);
+void px_req_init(struct px_req *r, struct px_client *c, const struct px_front_ops *front);
 /* The head is complete: route, decide, forward (or answer with an error). */
 void px_req_begin(struct px_req *r, int has_body);
 /* Request body bytes. Returns 0 or CUT_ERR_FULL (stop reading until front->request_resume). */

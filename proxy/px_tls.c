@@ -1,4 +1,4 @@
-/* px_tls: server and client SSL_CTX construction. */
+/* px_tls: server SSL_CTX construction. */
 #include <string.h>
 
 #include <openssl/err.h>
@@ -80,52 +80,6 @@ int px_tls_server_ctx(SSL_CTX **out, const struct cfg_tls *tls, char *err, size_
   SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"cutover", 7);
   SSL_CTX_set_num_tickets(ctx, 1);
   SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
-  *out = ctx;
-  return 0;
-fail:
-  SSL_CTX_free(ctx);
-  return rc;
-}
-
-int px_tls_client_ctx(SSL_CTX **out, const struct cfg_tls *tls, char *err, size_t errlen) {
-  *out = NULL;
-  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-  if (!ctx)
-    return ssl_err(err, errlen, "SSL_CTX_new", NULL);
-  int rc;
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
-  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-  if (SSL_CTX_set_cipher_list(ctx, tls12_ciphers) != 1) {
-    rc = ssl_err(err, errlen, "cipher list", NULL);
-    goto fail;
-  }
-  if (tls->verify) {
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    if (tls->ca) {
-      if (SSL_CTX_load_verify_locations(ctx, tls->ca, NULL) != 1) {
-        rc = ssl_err(err, errlen, "CA bundle", tls->ca);
-        goto fail;
-      }
-    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-      rc = ssl_err(err, errlen, "system CA store", NULL);
-      goto fail;
-    }
-  } else {
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-  }
-  if (tls->cert && tls->key) {
-    if (SSL_CTX_use_certificate_chain_file(ctx, tls->cert) != 1) {
-      rc = ssl_err(err, errlen, "client certificate", tls->cert);
-      goto fail;
-    }
-    if (SSL_CTX_use_PrivateKey_file(ctx, tls->key, SSL_FILETYPE_PEM) != 1) {
-      rc = ssl_err(err, errlen, "client key", tls->key);
-      goto fail;
-    }
-  }
-  static const unsigned char alpn[] = "\x02h2";
-  SSL_CTX_set_alpn_protos(ctx, alpn, sizeof alpn - 1);
   *out = ctx;
   return 0;
 fail:

@@ -1,4 +1,4 @@
-/* px_tls: OpenSSL contexts for TLS listeners and TLS backends. */
+/* px_tls: the OpenSSL context of TLS listeners (backends: px_tls_client.h). */
 #ifndef CUT_PX_TLS_H
 #define CUT_PX_TLS_H
 
@@ -17,14 +17,6 @@ typedef struct ssl_ctx_st SSL_CTX;
  * returned; otherwise CUT_ERR_TLS with err text naming the file.
  */
 int px_tls_server_ctx(SSL_CTX **out, const struct cfg_tls *tls, char *err, size_t errlen);
-
-/*
- * Builds a client context for a TLS backend: verifies the server's
- * certificate against tls->ca (or the system store) unless tls->verify is 0,
- * offers ALPN "h2", sends a client certificate when one is configured.
- * Returns 0 or CUT_ERR_TLS with err text; caller frees with SSL_CTX_free.
- */
-int px_tls_client_ctx(SSL_CTX **out, const struct cfg_tls *tls, char *err, size_t errlen);
 
 /* ALPN selection for a server context: prefers "h2", then "http/1.1". Exposed for tests. */
 int px_tls_alpn_pick(const unsigned char *in, unsigned int inlen, const unsigned char **out,

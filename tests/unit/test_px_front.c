@@ -212,7 +212,7 @@ struct fx {
   struct px_server *srv;
   struct px_worker *w;
   struct bufferevent *client; /* our end of the pair */
-  struct px_conn *conn;
+  struct px_client *conn;
 };
 
 static int setup(void **state) {
@@ -234,7 +234,7 @@ static int setup(void **state) {
   f->w = &f->srv->workers[0];
   struct bufferevent *pair[2];
   assert_int_equal(bufferevent_pair_new(f->w->base, 0, pair), 0);
-  assert_int_equal(px_conn_attach(f->w, pair[0], 0, "127.0.0.1", &f->conn), 0);
+  assert_int_equal(px_client_attach(f->w, pair[0], 0, "127.0.0.1", &f->conn), 0);
   f->client = pair[1];
   bufferevent_enable(f->client, EV_READ | EV_WRITE);
   g_cancelled = 0;

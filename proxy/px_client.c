@@ -1,4 +1,4 @@
-/* px_conn: one client connection: socket or TLS bufferevent, protocol detection,
+/* px_client: one client connection: socket or TLS bufferevent, protocol detection,
  * deferred sends and the single teardown path. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -25,21 +25,21 @@ static void client_read_cb(struct bufferevent *bev, void *user_data);
 static void client_write_cb(struct bufferevent *bev, void *user_data);
 static void client_event_cb(struct bufferevent *bev, short what, void *user_data);
 
-static int front_busy(const struct px_conn *c) {
+static int front_busy(const struct px_client *c) {
   if (c->proto == PX_PROTO_H2)
-    return px_h2_busy(c);
+    return px_front_h2_busy(c);
   if (c->proto == PX_PROTO_H1)
-    return px_h1_busy(c);
+    return px_front_h1_busy(c);
   return 0;
 }
 
-void px_conn_free(struct px_conn *c) {
+void px_client_free(struct px_client *c) {
   if (!c)
     return;
   if (c->proto == PX_PROTO_H2)
-    px_h2_free(c);
+    px_front_h2_free(c);
   else if (c->proto == PX_PROTO_H1)
-    px_h1_free(c);
+    px_front_h1_free(c);
   c->front = NULL;
   if (c->flush_ev)
     event_free(c->flush_ev);
@@ -59,67 +59,67 @@ void px_conn_free(struct px_conn *c) {
 }
 
 static void flush_cb(evutil_socket_t fd, short what, void *user_data) {
-  struct px_conn *c = user_data;
+  struct px_client *c = user_data;
   c->flush_pending = 0;
   if (c->dead) {
-    px_conn_free(c);
+    px_client_free(c);
     return;
   }
   if (c->proto == PX_PROTO_H2)
-    px_h2_flush(c);
+    px_front_h2_flush(c);
   else if (c->proto == PX_PROTO_H1)
-    px_h1_flush(c);
+    px_front_h1_flush(c);
   if (c->dead) {
-    px_conn_free(c);
+    px_client_free(c);
     return;
   }
   if (c->closing && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-    px_conn_free(c);
+    px_client_free(c);
 }
 
-void px_conn_schedule_flush(struct px_conn *c) {
+void px_client_schedule_flush(struct px_client *c) {
   if (c->flush_pending)
     return;
   c->flush_pending = 1;
   event_active(c->flush_ev, EV_WRITE, 0);
 }
 
-void px_conn_kill(struct px_conn *c) {
+void px_client_kill(struct px_client *c) {
   if (c->dead)
     return;
   c->dead = 1;
   bufferevent_disable(c->bev, EV_READ | EV_WRITE);
   /* cancel every exchange now so no upstream callback reaches a dying connection */
   if (c->proto == PX_PROTO_H2)
-    px_h2_free(c);
+    px_front_h2_free(c);
   else if (c->proto == PX_PROTO_H1)
-    px_h1_free(c);
+    px_front_h1_free(c);
   c->front = NULL;
   c->proto = PX_PROTO_DETECT;
-  px_conn_schedule_flush(c);
+  px_client_schedule_flush(c);
 }
 
-void px_conn_close_after_write(struct px_conn *c) {
+void px_client_close_after_write(struct px_client *c) {
   c->closing = 1;
   bufferevent_disable(c->bev, EV_READ);
   if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-    px_conn_kill(c);
+    px_client_kill(c);
 }
 
-void px_conn_drain(struct px_conn *c) {
+void px_client_drain(struct px_client *c) {
   if (c->dead)
     return;
   if (c->proto == PX_PROTO_H2)
-    px_h2_drain(c);
+    px_front_h2_drain(c);
   else if (c->proto == PX_PROTO_H1)
-    px_h1_drain(c);
+    px_front_h1_drain(c);
   else
-    px_conn_kill(c);
+    px_client_kill(c);
 }
 
 static int conn_setup(struct px_worker *w, struct bufferevent *bev, int tls, const char *peer,
-                      const struct px_listener_rt *l, struct px_conn **out) {
-  struct px_conn *c = calloc(1, sizeof *c);
+                      const struct px_listener_rt *l, struct px_client **out) {
+  struct px_client *c = calloc(1, sizeof *c);
   if (!c) {
     bufferevent_free(bev);
     return CUT_ERR_NOMEM;
@@ -157,12 +157,12 @@ static int conn_setup(struct px_worker *w, struct bufferevent *bev, int tls, con
   return 0;
 }
 
-int px_conn_attach(struct px_worker *w, struct bufferevent *bev, int tls, const char *peer,
-                   struct px_conn **out) {
+int px_client_attach(struct px_worker *w, struct bufferevent *bev, int tls, const char *peer,
+                   struct px_client **out) {
   return conn_setup(w, bev, tls, peer, NULL, out);
 }
 
-int px_conn_accept(struct px_worker *w, const struct px_listener_rt *l, int fd,
+int px_client_accept(struct px_worker *w, const struct px_listener_rt *l, int fd,
                    const struct sockaddr *sa, int salen) {
   char peer[64] = "";
   if (sa->sa_family == AF_INET)
@@ -193,15 +193,15 @@ int px_conn_accept(struct px_worker *w, const struct px_listener_rt *l, int fd,
       return CUT_ERR_NOMEM;
     }
   }
-  struct px_conn *c = NULL;
+  struct px_client *c = NULL;
   int rc = conn_setup(w, bev, l->tls, peer, l, &c);
   if (rc == 0 && w->draining)
-    px_conn_kill(c);
+    px_client_kill(c);
   return rc;
 }
 
 /* Picks HTTP/2 or HTTP/1.1: ALPN on TLS, the connection preface in cleartext. */
-static int detect(struct px_conn *c) {
+static int detect(struct px_client *c) {
   if (c->tls) {
     const unsigned char *alpn = NULL;
     unsigned int alen = 0;
@@ -222,7 +222,7 @@ static int detect(struct px_conn *c) {
     else
       return 0; /* a prefix of the preface: wait for more */
   }
-  int rc = c->proto == PX_PROTO_H2 ? px_h2_attach(c) : px_h1_attach(c);
+  int rc = c->proto == PX_PROTO_H2 ? px_front_h2_attach(c) : px_front_h1_attach(c);
   if (rc < 0) {
     c->proto = PX_PROTO_DETECT;
     return rc;
@@ -231,38 +231,38 @@ static int detect(struct px_conn *c) {
 }
 
 static void client_read_cb(struct bufferevent *bev, void *user_data) {
-  struct px_conn *c = user_data;
+  struct px_client *c = user_data;
   if (c->dead)
     return;
   if (c->proto == PX_PROTO_DETECT) {
     int rc = detect(c);
     if (rc < 0) {
-      px_conn_kill(c);
+      px_client_kill(c);
       return;
     }
     if (rc == 0)
       return;
   }
   if (c->proto == PX_PROTO_H2)
-    px_h2_on_read(c);
+    px_front_h2_on_read(c);
   else
-    px_h1_on_read(c);
+    px_front_h1_on_read(c);
 }
 
 static void client_write_cb(struct bufferevent *bev, void *user_data) {
-  struct px_conn *c = user_data;
+  struct px_client *c = user_data;
   if (c->dead)
     return;
   if (c->proto == PX_PROTO_H2)
-    px_h2_on_write(c);
+    px_front_h2_on_write(c);
   else if (c->proto == PX_PROTO_H1)
-    px_h1_on_write(c);
+    px_front_h1_on_write(c);
   if (!c->dead && c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-    px_conn_kill(c);
+    px_client_kill(c);
 }
 
 static void client_event_cb(struct bufferevent *bev, short what, void *user_data) {
-  struct px_conn *c = user_data;
+  struct px_client *c = user_data;
   if (c->dead)
     return;
   if (what & BEV_EVENT_CONNECTED)
@@ -274,14 +274,14 @@ static void client_event_cb(struct bufferevent *bev, short what, void *user_data
       return;
     }
     log_debug("proxy", "client %s: idle timeout", c->peer);
-    px_conn_kill(c);
+    px_client_kill(c);
     return;
   }
   if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && c->proto == PX_PROTO_H1 &&
-      px_h1_busy(c)) {
+      px_front_h1_busy(c)) {
     /* half-close after a request: answer it, then close */
     c->read_eof = 1;
     return;
   }
-  px_conn_kill(c);
+  px_client_kill(c);
 }

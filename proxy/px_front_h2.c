@@ -1,4 +1,4 @@
-/* px_h2_front: the HTTP/2 server side of a client connection (nghttp2). */
+/* px_front_h2: the HTTP/2 server side of a client connection (nghttp2). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,7 +29,7 @@ struct h2_stream {
 };
 
 struct h2_front {
-  struct px_conn *c;
+  struct px_client *c;
   nghttp2_session *s;
   struct h2_stream *streams;
   size_t nstreams;
@@ -114,7 +114,7 @@ static int h2_respond(struct px_req *r, const struct px_response_head *h, int en
   st->resp_submitted = 1;
   if (end)
     st->resp_eof = 1;
-  px_conn_schedule_flush(f->c);
+  px_client_schedule_flush(f->c);
   return 0;
 }
 
@@ -132,7 +132,7 @@ static int h2_body(struct px_req *r, const uint8_t *p, size_t n) {
     st->deferred = 0;
     nghttp2_session_resume_data(st->f->s, st->id);
   }
-  px_conn_schedule_flush(st->f->c);
+  px_client_schedule_flush(st->f->c);
   return evbuffer_get_length(st->body) >= PX_STREAM_HIGH ? PX_PAUSE : 0;
 }
 
@@ -146,7 +146,7 @@ static void h2_end(struct px_req *r, const struct px_headers *trailers) {
     st->deferred = 0;
     nghttp2_session_resume_data(st->f->s, st->id);
   }
-  px_conn_schedule_flush(st->f->c);
+  px_client_schedule_flush(st->f->c);
 }
 
 static void h2_abort(struct px_req *r) {
@@ -154,7 +154,7 @@ static void h2_abort(struct px_req *r) {
   if (st->closed)
     return;
   nghttp2_submit_rst_stream(st->f->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
-  px_conn_schedule_flush(st->f->c);
+  px_client_schedule_flush(st->f->c);
 }
 
 static void h2_consumed(struct px_req *r, size_t n) {
@@ -163,7 +163,7 @@ static void h2_consumed(struct px_req *r, size_t n) {
     return;
   nghttp2_session_consume(st->f->s, st->id, n);
   if (!st->f->in_recv)
-    px_conn_schedule_flush(st->f->c);
+    px_client_schedule_flush(st->f->c);
 }
 
 static void h2_request_resume(struct px_req *r) {
@@ -174,7 +174,7 @@ static void h2_request_resume(struct px_req *r) {
   st->unconsumed = 0;
   nghttp2_session_consume(st->f->s, st->id, n);
   if (!st->f->in_recv)
-    px_conn_schedule_flush(st->f->c);
+    px_client_schedule_flush(st->f->c);
 }
 
 static const struct px_front_ops h2_ops = {
@@ -349,7 +349,7 @@ static int on_stream_close_cb(nghttp2_session *s, int32_t id, uint32_t error_cod
 
 /* ---- session plumbing ---- */
 
-int px_h2_attach(struct px_conn *c) {
+int px_front_h2_attach(struct px_client *c) {
   struct h2_front *f = calloc(1, sizeof *f);
   if (!f)
     return CUT_ERR_NOMEM;
@@ -395,7 +395,7 @@ int px_h2_attach(struct px_conn *c) {
 }
 
 /* Sends what nghttp2 has, up to the output watermark. Never called from an nghttp2 callback. */
-static void h2_send(struct px_conn *c) {
+static void h2_send(struct px_client *c) {
   struct h2_front *f = c->front;
   struct evbuffer *out = bufferevent_get_output(c->bev);
   for (;;) {
@@ -403,7 +403,7 @@ static void h2_send(struct px_conn *c) {
       const uint8_t *data;
       ssize_t n = nghttp2_session_mem_send(f->s, &data);
       if (n < 0) {
-        px_conn_kill(c);
+        px_client_kill(c);
         return;
       }
       if (n == 0)
@@ -426,10 +426,10 @@ static void h2_send(struct px_conn *c) {
       break;
   }
   if (!nghttp2_session_want_read(f->s) && !nghttp2_session_want_write(f->s))
-    px_conn_close_after_write(c);
+    px_client_close_after_write(c);
 }
 
-void px_h2_on_read(struct px_conn *c) {
+void px_front_h2_on_read(struct px_client *c) {
   struct h2_front *f = c->front;
   struct evbuffer *in = bufferevent_get_input(c->bev);
   f->in_recv = 1;
@@ -441,7 +441,7 @@ void px_h2_on_read(struct px_conn *c) {
     if (n < 0) {
       log_debug("proxy", "h2 client %s: %s", c->peer, nghttp2_strerror((int)n));
       f->in_recv = 0;
-      px_conn_kill(c);
+      px_client_kill(c);
       return;
     }
     evbuffer_drain(in, (size_t)n);
@@ -454,10 +454,10 @@ void px_h2_on_read(struct px_conn *c) {
   h2_send(c);
 }
 
-void px_h2_on_write(struct px_conn *c) { h2_send(c); }
-void px_h2_flush(struct px_conn *c) { h2_send(c); }
+void px_front_h2_on_write(struct px_client *c) { h2_send(c); }
+void px_front_h2_flush(struct px_client *c) { h2_send(c); }
 
-void px_h2_drain(struct px_conn *c) {
+void px_front_h2_drain(struct px_client *c) {
   struct h2_front *f = c->front;
   if (f->goaway)
     return;
@@ -467,18 +467,18 @@ void px_h2_drain(struct px_conn *c) {
   if (!f->nstreams) {
     h2_send(c);
     if (!c->dead)
-      px_conn_close_after_write(c);
+      px_client_close_after_write(c);
     return;
   }
-  px_conn_schedule_flush(c);
+  px_client_schedule_flush(c);
 }
 
-int px_h2_busy(const struct px_conn *c) {
+int px_front_h2_busy(const struct px_client *c) {
   const struct h2_front *f = c->front;
   return f && f->nstreams > 0;
 }
 
-void px_h2_free(struct px_conn *c) {
+void px_front_h2_free(struct px_client *c) {
   struct h2_front *f = c->front;
   if (!f)
     return;

@@ -1,4 +1,4 @@
-/* px_h1_front: the HTTP/1.1 server side of a client connection (http-parser).
+/* px_front_h1: the HTTP/1.1 server side of a client connection (http-parser).
  *
  * One request at a time: when a request's head is parsed the request is
  * forwarded; the parser pauses at the end of each request (and whenever the
@@ -20,7 +20,7 @@
 
 struct h1_front {
   struct px_req req; /* first: the current request */
-  struct px_conn *c;
+  struct px_client *c;
   http_parser p;
   /* head being parsed */
   char *url;
@@ -330,7 +330,7 @@ static void h1_end(struct px_req *r, const struct px_headers *trailers) {
   }
   f->resp_done = 1;
   /* continue (next pipelined request, or close) outside of the caller's stack */
-  px_conn_schedule_flush(f->c);
+  px_client_schedule_flush(f->c);
 }
 
 static void h1_abort(struct px_req *r) {
@@ -339,7 +339,7 @@ static void h1_abort(struct px_req *r) {
   f->keepalive = 0;
   f->resp_done = 1;
   f->req.status = f->req.status ? f->req.status : 502;
-  px_conn_close_after_write(f->c);
+  px_client_close_after_write(f->c);
 }
 
 static void h1_consumed(struct px_req *r, size_t n) {}
@@ -349,7 +349,7 @@ static void h1_request_resume(struct px_req *r) {
   if (!f->body_full)
     return;
   f->body_full = 0;
-  px_conn_schedule_flush(f->c);
+  px_client_schedule_flush(f->c);
 }
 
 static const struct px_front_ops h1_ops = {
@@ -363,7 +363,7 @@ static const struct px_front_ops h1_ops = {
 
 /* ---- connection plumbing ---- */
 
-int px_h1_attach(struct px_conn *c) {
+int px_front_h1_attach(struct px_client *c) {
   struct h1_front *f = calloc(1, sizeof *f);
   if (!f)
     return CUT_ERR_NOMEM;
@@ -375,7 +375,7 @@ int px_h1_attach(struct px_conn *c) {
 }
 
 static void bad_request(struct h1_front *f, int status, const char *why) {
-  struct px_conn *c = f->c;
+  struct px_client *c = f->c;
   log_debug("proxy", "http/1.1 client %s: %s", c->peer, why);
   if (!f->active || !f->req.responded) {
     if (!f->active) {
@@ -388,7 +388,7 @@ static void bad_request(struct h1_front *f, int status, const char *why) {
     px_req_respond_error(&f->req, status, why);
   }
   f->keepalive = 0;
-  px_conn_close_after_write(c);
+  px_client_close_after_write(c);
 }
 
 /* Finishes the current request once its response is written. Returns 1 when
@@ -399,7 +399,7 @@ static int finish_current(struct h1_front *f) {
   px_req_finish(&f->req);
   f->active = 0;
   if (!f->keepalive || !f->msg_done || f->draining || f->c->read_eof) {
-    px_conn_close_after_write(f->c);
+    px_client_close_after_write(f->c);
     return 0;
   }
   /* the next request starts afresh (also after an Upgrade we declined) */
@@ -409,7 +409,7 @@ static int finish_current(struct h1_front *f) {
 }
 
 static void parse_input(struct h1_front *f) {
-  struct px_conn *c = f->c;
+  struct px_client *c = f->c;
   struct evbuffer *in = bufferevent_get_input(c->bev);
   if (f->in_parse)
     return;
@@ -437,7 +437,7 @@ static void parse_input(struct h1_front *f) {
       if (e == HPE_HEADER_OVERFLOW || (f->head_bytes > max_head(f) && !f->in_trailers))
         bad_request(f, 431, "request head too large");
       else if (f->active && f->req.responded)
-        px_conn_close_after_write(c);
+        px_client_close_after_write(c);
       else
         bad_request(f, 400, http_errno_description(e));
       return;
@@ -456,9 +456,9 @@ static void parse_input(struct h1_front *f) {
   }
 }
 
-void px_h1_on_read(struct px_conn *c) { parse_input(c->front); }
+void px_front_h1_on_read(struct px_client *c) { parse_input(c->front); }
 
-void px_h1_on_write(struct px_conn *c) {
+void px_front_h1_on_write(struct px_client *c) {
   struct h1_front *f = c->front;
   if (f->out_paused && evbuffer_get_length(bufferevent_get_output(c->bev)) < PX_OUT_LOW) {
     f->out_paused = 0;
@@ -466,27 +466,27 @@ void px_h1_on_write(struct px_conn *c) {
   }
 }
 
-void px_h1_flush(struct px_conn *c) {
+void px_front_h1_flush(struct px_client *c) {
   struct h1_front *f = c->front;
   if (!f)
     return;
   parse_input(f);
 }
 
-void px_h1_drain(struct px_conn *c) {
+void px_front_h1_drain(struct px_client *c) {
   struct h1_front *f = c->front;
   f->draining = 1;
   f->keepalive = 0;
   if (!f->active)
-    px_conn_close_after_write(c);
+    px_client_close_after_write(c);
 }
 
-int px_h1_busy(const struct px_conn *c) {
+int px_front_h1_busy(const struct px_client *c) {
   const struct h1_front *f = c->front;
   return f && f->active;
 }
 
-void px_h1_free(struct px_conn *c) {
+void px_front_h1_free(struct px_client *c) {
   struct h1_front *f = c->front;
   if (!f)
     return;
