@@ -184,7 +184,9 @@ static int worker_init(struct px_server *s, struct px_worker *w, struct worker_e
   struct event_config *ec = event_config_new();
   if (!ec)
     return CUT_ERR_NOMEM;
+  /* no other thread touches this base; coalesce epoll_ctl calls per loop iteration */
   event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+  event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
   w->base = event_base_new_with_config(ec);
   event_config_free(ec);
   if (!w->base)
