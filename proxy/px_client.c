@@ -89,13 +89,13 @@ void px_client_kill(struct px_client *c) {
     return;
   c->dead = 1;
   bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-  /* cancel every exchange now so no upstream callback reaches a dying connection */
+  /* cancel every exchange now so no upstream callback reaches a dying
+   * connection; the memory goes later, in flush_cb, since the caller may be a
+   * frontend function still on the stack */
   if (c->proto == PX_PROTO_H2)
-    px_front_h2_free(c);
+    px_front_h2_cancel(c);
   else if (c->proto == PX_PROTO_H1)
-    px_front_h1_free(c);
-  c->front = NULL;
-  c->proto = PX_PROTO_DETECT;
+    px_front_h1_cancel(c);
   px_client_schedule_flush(c);
 }
 

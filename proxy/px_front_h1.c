@@ -486,6 +486,12 @@ int px_front_h1_busy(const struct px_client *c) {
   return f && f->active;
 }
 
+void px_front_h1_cancel(struct px_client *c) {
+  struct h1_front *f = c->front;
+  if (f && f->active)
+    px_req_finish(&f->req);
+}
+
 void px_front_h1_free(struct px_client *c) {
   struct h1_front *f = c->front;
   if (!f)

@@ -478,6 +478,16 @@ int px_front_h2_busy(const struct px_client *c) {
   return f && f->nstreams > 0;
 }
 
+void px_front_h2_cancel(struct px_client *c) {
+  struct h2_front *f = c->front;
+  if (!f)
+    return;
+  for (struct h2_stream *st = f->streams; st; st = st->next) {
+    st->closed = 1;
+    px_req_finish(&st->req);
+  }
+}
+
 void px_front_h2_free(struct px_client *c) {
   struct h2_front *f = c->front;
   if (!f)

@@ -155,6 +155,7 @@ void px_front_h2_on_write(struct px_client *c);
 void px_front_h2_flush(struct px_client *c);
 void px_front_h2_drain(struct px_client *c);
 int px_front_h2_busy(const struct px_client *c);
+void px_front_h2_cancel(struct px_client *c); /* cancel exchanges, keep memory */
 void px_front_h2_free(struct px_client *c);
 
 /* px_front_h1.c */
@@ -164,6 +165,7 @@ void px_front_h1_on_write(struct px_client *c);
 void px_front_h1_flush(struct px_client *c);
 void px_front_h1_drain(struct px_client *c);
 int px_front_h1_busy(const struct px_client *c);
+void px_front_h1_cancel(struct px_client *c);
 void px_front_h1_free(struct px_client *c);
 
 /* px_req.c */
