@@ -247,6 +247,7 @@ enum cfg_sink { CFG_SINK_NONE, CFG_SINK_KAFKA, CFG_SINK_FILE };
 struct cfg_kv {
   char *key;
   char *value;
+  int secret;                   /* redacted by cfg_print: a secret-looking key or a ${VAR} value */
 };
 
 struct cfg_recording {
