@@ -1213,8 +1213,10 @@ static void read_recording(struct cfg_ld *ld, ynode *root) {
     const char *kp = "recording.kafka";
     cfg_yaml_check_keys(ld->e, km, kp, kkeys, NKEYS(kkeys));
     need_str(ld, km, kp, "brokers", &r->brokers);
-    if (need_str(ld, km, kp, "topic", &r->topic) == 1)
-      r->topic = sdup(ld, "cutover.pairs");
+    if (get_str(ld, km, kp, "topic", &r->topic) == 0 && !r->topic[0]) {
+      ynode *n = cfg_yaml_get(km, "topic");
+      cfg_yaml_errs_add(ld->e, n->line, n->col, "recording.kafka.topic", "must not be empty");
+    }
     int ci = 3;
     get_enum(ld, km, kp, "compression", compressions, NKEYS(compressions), &ci);
     r->compression = sdup(ld, compressions[ci]);
