@@ -84,6 +84,11 @@ void cfg_yaml_errs_vadd(struct cfg_yaml_errs *e, int line, int col, const char *
     return;
   snprintf(text, need, "%s%s: %s%s%s", e->file, pos, has_path ? path : "", has_path ? ": " : "",
            msg);
+  /* One error, one line: control characters from odd keys or values would
+   * break that (and could fake extra error lines in a terminal). */
+  for (char *q = text; *q; q++)
+    if ((unsigned char)*q < 0x20 || *q == 0x7f)
+      *q = '?';
   e->v[e->n].line = line;
   e->v[e->n].col = col;
   e->v[e->n].seq = e->total;

@@ -213,6 +213,26 @@ static void test_config_yaml_errs_cap(void **state) {
 }
 
 
+static void test_config_yaml_errs_oneline(void **state) {
+  (void)state;
+  struct cfg_yaml_doc *d = NULL;
+  char *errs;
+  assert_int_equal(parse_text("\"a\\nb\": \"x\\ty\"\n", 0, &d, &errs), 0);
+  free(errs);
+  struct cfg_yaml_errs *e;
+  assert_int_equal(cfg_yaml_errs_new(&e, "t.yaml"), 0);
+  static const char *const keys[] = {"ab"};
+  cfg_yaml_check_keys(e, cfg_yaml_root(d), "", keys, 1);
+  int b;
+  cfg_yaml_read_bool(e, cfg_yaml_root(d)->pairs[0].value, "v", &b);
+  char *t = cfg_yaml_errs_text(e);
+  assert_string_equal(t, "t.yaml:1:1: a?b: unknown key \"a?b\" (did you mean \"ab\"?)\n"
+                         "t.yaml:1:9: v: expected true or false, got \"x?y\"\n");
+  free(t);
+  cfg_yaml_errs_free(e);
+  cfg_yaml_doc_free(d);
+}
+
 /* ---- the loader -------------------------------------------------------- */
 
 #define MINIMAL                                              \
@@ -739,6 +759,7 @@ int main(void) {
       cmocka_unit_test(test_config_yaml_positions), cmocka_unit_test(test_config_yaml_rejects),
       cmocka_unit_test(test_config_yaml_subst),     cmocka_unit_test(test_config_yaml_suggest),
       cmocka_unit_test(test_config_yaml_readers),   cmocka_unit_test(test_config_yaml_errs_cap),
+      cmocka_unit_test(test_config_yaml_errs_oneline),
       cmocka_unit_test(test_config_example),        cmocka_unit_test(test_config_defaults),
       cmocka_unit_test(test_config_error_unknown_key), cmocka_unit_test(test_config_error_type),
       cmocka_unit_test(test_config_error_percent),  cmocka_unit_test(test_config_error_unit),
