@@ -358,7 +358,7 @@ static void read_workers(struct cfg_ld *ld, ynode *root) {
   uint32_t autov = ncpu < 1 ? 1 : ncpu > (long)MAX_WORKERS ? MAX_WORKERS : (uint32_t)ncpu;
   ld->c->workers = autov;
   ynode *n = cfg_yaml_get(root, "workers");
-  if (absent(n) || (n->type == CFG_YAML_SCALAR && !strcmp(n->str, "auto")))
+  if (absent(n) || n->invalid || (n->type == CFG_YAML_SCALAR && !strcmp(n->str, "auto")))
     return;
   if (n->type == CFG_YAML_SCALAR && n->str[0] && !isdigit((unsigned char)n->str[0])) {
     cfg_yaml_errs_add(ld->e, n->line, n->col, "workers",
@@ -974,6 +974,8 @@ static void read_mirror(struct cfg_ld *ld, ynode *n, const char *path, struct cf
   mi->backend_index = SIZE_MAX;
   set_key(ld, &mi->key, "random");
   set_strlist(ld, &mi->methods, safe, NKEYS(safe));
+  if (n->invalid)
+    return;
   if (n->type == CFG_YAML_SCALAR && !n->is_null) {
     /* shorthand: `mirror: [modern]` */
     mi->backend = sdup(ld, n->str);

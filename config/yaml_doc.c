@@ -161,7 +161,8 @@ struct builder {
   struct cfg_arena *arena;
   struct cfg_yaml_errs *errs;
   int flags;
-  int failed;   /* a recoverable error was reported (alias, duplicate, substitution) */
+  int failed;   /* a recoverable error was reported (alias, duplicate, substitution);
+                 * the tree is still returned */
   int nomem;
   struct frame stack[MAX_DEPTH];
   size_t depth;
@@ -376,6 +377,7 @@ static void substitute(struct builder *b, struct cfg_yaml_node *node) {
     b->nomem = 1;
   } else if (bad) {
     b->failed = 1;
+    node->invalid = 1;
   } else if (changed) {
     char *p = cfg_arena_strndup(b->arena, out.p ? out.p : "", out.n);
     if (!p) {
@@ -426,7 +428,7 @@ static int on_event(struct builder *b, yaml_event_t *ev) {
       b->nomem = 1;
       return CUT_ERR_NOMEM;
     }
-    n->is_null = 1;
+    n->invalid = 1;
     return push_child(b, n);
   case YAML_MAPPING_START_EVENT:
   case YAML_SEQUENCE_START_EVENT:
@@ -501,8 +503,8 @@ int cfg_yaml_parse(struct cfg_yaml_doc **out, const char *data, size_t len, int 
   yaml_parser_delete(&parser);
   for (size_t i = 0; i < b.depth; i++)
     free(b.stack[i].kids);
-  if (!rc && b.failed)
-    rc = CUT_ERR_PARSE;
+  /* Recoverable problems (b.failed) keep the tree, so schema checks can
+   * still report everything else in the same run. */
   if (rc) {
     cfg_arena_free(b.arena);
     return rc;
@@ -650,6 +652,8 @@ static int absent(const struct cfg_yaml_node *n) {
 
 static int expect_type(struct cfg_yaml_errs *e, const struct cfg_yaml_node *n, const char *path,
                        enum cfg_yaml_type t, const char *want) {
+  if (n && n->invalid)
+    return CUT_ERR_INVALID; /* already reported */
   if (absent(n))
     return 1;
   if (n->type == t)

@@ -83,6 +83,8 @@ struct cfg_yaml_node {
   int quoted;                  /* written quoted or as a block scalar */
   int is_null;                 /* plain `~`, `null`, `Null`, `NULL` or empty */
   int substituted;             /* a ${VAR} was replaced in this scalar */
+  int invalid;                 /* an error was already reported here (an alias, a failed
+                                * substitution): readers fail without a second message */
   /* map */
   struct cfg_yaml_pair *pairs;
   size_t npairs;
@@ -96,11 +98,16 @@ struct cfg_yaml_doc;
 enum { CFG_YAML_SUBST_ENV = 1 << 0 };
 
 /*
- * Parses data[0..len) as one YAML document named `name` in messages.
- * On success returns 0 and stores the document in *out (caller frees with
- * cfg_yaml_doc_free). Syntax errors, aliases, duplicate keys and failed
- * substitutions are added to `errs` and make it return CUT_ERR_PARSE with
- * *out untouched (CUT_ERR_NOMEM on allocation failure). `errs` is borrowed.
+ * Parses data[0..len) as one YAML document; messages go to `errs` (borrowed,
+ * it names the file). When the text is well-formed YAML, returns 0 and stores
+ * the document in *out (caller frees with cfg_yaml_doc_free) -- even when
+ * recoverable problems were reported (aliases, duplicate keys, failed
+ * substitutions), so that schema checks can report everything else in the
+ * same run: check cfg_yaml_errs_count(errs) before trusting the result.
+ * Affected nodes are marked `invalid`; a duplicate key keeps both pairs and
+ * cfg_yaml_get finds the first. On a syntax error returns CUT_ERR_PARSE (only
+ * the first syntax error can be reported: the parser cannot resynchronize),
+ * on allocation failure CUT_ERR_NOMEM; *out is untouched then.
  * An empty document gives a NULL root.
  */
 int cfg_yaml_parse(struct cfg_yaml_doc **out, const char *data, size_t len, int flags,

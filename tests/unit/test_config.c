@@ -68,21 +68,27 @@ static void test_config_yaml_rejects(void **state) {
   (void)state;
   struct cfg_yaml_doc *d = NULL;
   char *errs;
-  assert_int_equal(parse_text("a: 1\nb: 2\na: 3\n", 0, &d, &errs), CUT_ERR_PARSE);
+  /* recoverable: the tree is returned, the errors are in the collector */
+  assert_int_equal(parse_text("a: 1\nb: 2\na: 3\n", 0, &d, &errs), 0);
   assert_string_equal(errs, "t.yaml:3:1: duplicate key \"a\" (first given at line 1)\n");
+  assert_string_equal(cfg_yaml_get(cfg_yaml_root(d), "a")->str, "1");
   free(errs);
-  assert_int_equal(parse_text("a: &x 1\nb: *x\n", 0, &d, &errs), CUT_ERR_PARSE);
+  cfg_yaml_doc_free(d);
+  assert_int_equal(parse_text("a: &x 1\nb: *x\n", 0, &d, &errs), 0);
   assert_string_equal(errs, "t.yaml:2:4: aliases (*x) are not supported; repeat the value instead\n");
+  assert_true(cfg_yaml_get(cfg_yaml_root(d), "b")->invalid);
   free(errs);
+  cfg_yaml_doc_free(d);
   assert_int_equal(parse_text("a: [1, 2\n", 0, &d, &errs), CUT_ERR_PARSE);
   assert_non_null(strstr(errs, "t.yaml:2:1: YAML syntax: "));
   free(errs);
   assert_int_equal(parse_text("a: 1\n---\nb: 2\n", 0, &d, &errs), CUT_ERR_PARSE);
   assert_string_equal(errs, "t.yaml:2:1: only one YAML document is allowed in a file\n");
   free(errs);
-  assert_int_equal(parse_text("? [a]\n: 1\n", 0, &d, &errs), CUT_ERR_PARSE);
+  assert_int_equal(parse_text("? [a]\n: 1\n", 0, &d, &errs), 0);
   assert_string_equal(errs, "t.yaml:1:3: mapping keys must be plain scalars\n");
   free(errs);
+  cfg_yaml_doc_free(d);
   /* empty document: no root */
   assert_int_equal(parse_text("# nothing\n", 0, &d, &errs), 0);
   assert_null(cfg_yaml_root(d));
@@ -121,7 +127,10 @@ static void test_config_yaml_subst(void **state) {
 
   assert_int_equal(parse_text("a: 1\nb:   ${CUT_T_UNSET}\nc: ${1x}\nd: ${OPEN\n",
                               CFG_YAML_SUBST_ENV, &d, &errs),
-                   CUT_ERR_PARSE);
+                   0);
+  assert_true(cfg_yaml_get(cfg_yaml_root(d), "b")->invalid);
+  assert_false(cfg_yaml_get(cfg_yaml_root(d), "a")->invalid);
+  cfg_yaml_doc_free(d);
   assert_string_equal(errs,
                       "t.yaml:2:6: environment variable CUT_T_UNSET is not set (give a default "
                       "with ${CUT_T_UNSET:-VALUE})\n"
@@ -496,18 +505,12 @@ static void test_config_error_duplicate(void **state) {
                 "  a: { hosts: [\"127.0.0.1:9001\"] }\n"
                 "  a: { hosts: [\"127.0.0.1:9002\"] }\n"
                 "routes: [ { name: r, backend: a }, { name: r, backend: a } ]\n",
-                "t.yaml:6:3: duplicate key \"a\" (first given at line 5)\n");
-  expect_errors("listeners:\n"
-                "  - { name: p, listen: \"127.0.0.1:8080\" }\n"
-                "  - { name: p, listen: \"127.0.0.1:8080\" }\n"
-                "backends:\n"
-                "  a: { hosts: [\"127.0.0.1:9001\"] }\n"
-                "routes: [ { name: r, backend: a }, { name: r, backend: a } ]\n",
                 "t.yaml:3:13: listeners[1].name: duplicate listener name \"p\" (also "
                 "listeners[0])\n"
                 "t.yaml:3:24: listeners[1].listen: address 127.0.0.1:8080 is already used by "
                 "listeners[0]\n"
-                "t.yaml:6:44: routes[1].name: duplicate route name \"r\" (also routes[0])\n");
+                "t.yaml:6:3: duplicate key \"a\" (first given at line 5)\n"
+                "t.yaml:7:44: routes[1].name: duplicate route name \"r\" (also routes[0])\n");
 }
 
 static void test_config_error_rules(void **state) {
@@ -578,6 +581,26 @@ static void test_config_error_many(void **state) {
   free(errs);
   /* errs may be NULL */
   assert_int_equal(cfg_load_buffer("t.yaml", text, strlen(text), &c, NULL), CUT_ERR_CONFIG);
+}
+
+static void test_config_error_yaml_and_schema(void **state) {
+  (void)state;
+  /* A duplicate key, an alias and an unset variable do not hide the schema's
+   * errors, and the affected values are not reported a second time. */
+  unsetenv("CUT_T_NOPE");
+  expect_errors("listeners: [ { name: p, listen: \"127.0.0.1:${CUT_T_NOPE}\" } ]\n"
+                "backends:\n"
+                "  a: &h { hosts: [\"h:1\"] }\n"
+                "  b: *h\n"
+                "routes: [ { name: r, backend: a, mirror: [ *h ] } ]\n"
+                "routes: []\n"
+                "workers: 0\n",
+                "t.yaml:1:33: environment variable CUT_T_NOPE is not set (give a default with "
+                "${CUT_T_NOPE:-VALUE})\n"
+                "t.yaml:4:6: aliases (*h) are not supported; repeat the value instead\n"
+                "t.yaml:5:44: aliases (*h) are not supported; repeat the value instead\n"
+                "t.yaml:6:1: duplicate key \"routes\" (first given at line 5)\n"
+                "t.yaml:7:10: workers: 0 is out of range (1-1024)\n");
 }
 
 static void test_config_subst(void **state) {
@@ -766,6 +789,7 @@ int main(void) {
       cmocka_unit_test(test_config_error_address),  cmocka_unit_test(test_config_error_reference),
       cmocka_unit_test(test_config_error_duplicate), cmocka_unit_test(test_config_error_rules),
       cmocka_unit_test(test_config_error_missing),  cmocka_unit_test(test_config_error_many),
+      cmocka_unit_test(test_config_error_yaml_and_schema),
       cmocka_unit_test(test_config_subst),          cmocka_unit_test(test_config_print_roundtrip),
       cmocka_unit_test(test_config_load_io),        cmocka_unit_test(test_config_refcount),
       cmocka_unit_test(test_config_holder),
