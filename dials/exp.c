@@ -23,6 +23,14 @@ int exp_state_parse(const char *s, enum exp_state *out) {
   return CUT_ERR_INVALID;
 }
 
+int exp_can_transition(enum exp_state from, enum exp_state to) {
+  switch (from) {
+  case EXP_PENDING: return to == EXP_RUNNING || to == EXP_STOPPED;
+  case EXP_RUNNING: return to == EXP_STOPPED || to == EXP_COMPLETED;
+  default: return 0;
+  }
+}
+
 const char *exp_arm_name(enum exp_arm a) { return a == EXP_ARM_CANARY ? "canary" : "baseline"; }
 
 enum exp_state exp_effective_state(enum exp_state stored, int64_t start, int64_t end,

@@ -28,6 +28,11 @@ const char *exp_state_name(enum exp_state s);
 /* Parses a state name; returns 0 or CUT_ERR_INVALID. */
 int exp_state_parse(const char *s, enum exp_state *out);
 
+/* 1 when an operation may move an experiment from `from` to `to`:
+ * pending -> running, pending -> stopped, running -> stopped,
+ * running -> completed. Stopped and completed are final. */
+int exp_can_transition(enum exp_state from, enum exp_state to);
+
 enum exp_arm { EXP_ARM_CANARY = 0, EXP_ARM_BASELINE = 1 };
 
 /* The arm of a device in the pool: canary when its bucket is even. */
