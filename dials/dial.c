@@ -114,21 +114,24 @@ static struct dial_slice trim(const char *p, size_t n) {
   return (struct dial_slice){p, n};
 }
 
-static int name_eq_ci(struct dial_slice a, const char *b) {
-  size_t n = strlen(b);
+static inline unsigned char lower(unsigned char c) {
+  return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
+}
+
+/* Header names arrive lower-case over HTTP/2, so memcmp decides most
+ * comparisons; HTTP/1.1 names may have any case. */
+static int name_eq_ci(struct dial_slice a, const char *b, size_t n) {
   if (a.len != n) return 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char x = (unsigned char)a.p[i], y = (unsigned char)b[i];
-    if (x >= 'A' && x <= 'Z') x = (unsigned char)(x + 32);
-    if (y >= 'A' && y <= 'Z') y = (unsigned char)(y + 32);
-    if (x != y) return 0;
-  }
+  if (memcmp(a.p, b, n) == 0) return 1;
+  for (size_t i = 0; i < n; i++)
+    if (lower((unsigned char)a.p[i]) != lower((unsigned char)b[i])) return 0;
   return 1;
 }
 
 static int find_header(const struct dial_request *req, const char *name, struct dial_slice *out) {
+  size_t n = strlen(name);
   for (size_t i = 0; i < req->nheaders; i++) {
-    if (!name_eq_ci(req->headers[i].name, name)) continue;
+    if (!name_eq_ci(req->headers[i].name, name, n)) continue;
     struct dial_slice v = trim(req->headers[i].value.p, req->headers[i].value.len);
     if (v.len == 0) return 0; /* present but empty counts as missing */
     *out = v;
@@ -143,7 +146,7 @@ static int find_header(const struct dial_request *req, const char *name, struct 
 static int find_cookie(const struct dial_request *req, const char *name, struct dial_slice *out) {
   size_t nlen = strlen(name);
   for (size_t i = 0; i < req->nheaders; i++) {
-    if (!name_eq_ci(req->headers[i].name, "cookie")) continue;
+    if (!name_eq_ci(req->headers[i].name, "cookie", 6)) continue;
     const char *p = req->headers[i].value.p, *end = p + req->headers[i].value.len;
     while (p < end) {
       const char *semi = memchr(p, ';', (size_t)(end - p));
