@@ -184,6 +184,16 @@ static void test_alloc_cells(void **state) {
   assert_int_equal(alloc_cell_of(a, 0), SIZE_MAX);
 }
 
+/* Cell-bucket vectors of docs/dials.md (computed by the Python reference there). */
+static void test_alloc_cell_vectors(void **state) {
+  (void)state;
+  assert_int_equal(alloc_cell_bucket("checkout-v2", 11, "3f2b8c1e-6d4a-4f7e-9b1c-2a5d8e0f7c61", 36),
+                   529650);
+  assert_int_equal(alloc_cell_bucket("checkout-v2", 11, "", 0), 191130);
+  assert_int_equal(alloc_cell_bucket("checkout-v2", 11, "device-1", 8), 938167);
+  assert_int_equal(alloc_cell_bucket("checkout-v2", 11, "device-2", 8), 232633);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_alloc_version_parse),
@@ -191,6 +201,7 @@ int main(void) {
       cmocka_unit_test(test_alloc_restrictions),
       cmocka_unit_test(test_alloc_decide),
       cmocka_unit_test(test_alloc_cells),
+      cmocka_unit_test(test_alloc_cell_vectors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
