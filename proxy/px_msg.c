@@ -1,0 +1,147 @@
+/* px_msg: header lists and message heads. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/cut_err.h"
+#include "proxy/px_msg.h"
+
+static char *dup_lower(const char *s, size_t n) {
+  char *d = malloc(n + 1);
+  if (!d)
+    return NULL;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    d[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+  }
+  d[n] = '\0';
+  return d;
+}
+
+static char *dup_n(const char *s, size_t n) {
+  char *d = malloc(n + 1);
+  if (!d)
+    return NULL;
+  memcpy(d, s, n);
+  d[n] = '\0';
+  return d;
+}
+
+int px_headers_add(struct px_headers *h, const char *name, size_t namelen, const char *value,
+                   size_t valuelen) {
+  if (h->n == h->cap) {
+    size_t cap = h->cap ? h->cap * 2 : 16;
+    struct px_header *v = realloc(h->v, cap * sizeof *v);
+    if (!v)
+      return CUT_ERR_NOMEM;
+    h->v = v;
+    h->cap = cap;
+  }
+  struct px_header *f = &h->v[h->n];
+  f->name = dup_lower(name, namelen);
+  f->value = dup_n(value, valuelen);
+  if (!f->name || !f->value) {
+    free(f->name);
+    free(f->value);
+    return CUT_ERR_NOMEM;
+  }
+  f->namelen = namelen;
+  f->valuelen = valuelen;
+  h->n++;
+  h->bytes += namelen + valuelen + 32;
+  return 0;
+}
+
+const struct px_header *px_headers_get(const struct px_headers *h, const char *name) {
+  for (size_t i = 0; i < h->n; i++)
+    if (strcmp(h->v[i].name, name) == 0)
+      return &h->v[i];
+  return NULL;
+}
+
+size_t px_headers_del(struct px_headers *h, const char *name) {
+  size_t w = 0, removed = 0;
+  for (size_t i = 0; i < h->n; i++) {
+    if (strcmp(h->v[i].name, name) == 0) {
+      h->bytes -= h->v[i].namelen + h->v[i].valuelen + 32;
+      free(h->v[i].name);
+      free(h->v[i].value);
+      removed++;
+    } else {
+      h->v[w++] = h->v[i];
+    }
+  }
+  h->n = w;
+  return removed;
+}
+
+void px_headers_clear(struct px_headers *h) {
+  if (!h)
+    return;
+  for (size_t i = 0; i < h->n; i++) {
+    free(h->v[i].name);
+    free(h->v[i].value);
+  }
+  free(h->v);
+  memset(h, 0, sizeof *h);
+}
+
+int px_header_is_hop(const char *name, size_t namelen) {
+  static const char *const hop[] = {"connection", "keep-alive", "proxy-connection",
+                                    "transfer-encoding", "upgrade", "http2-settings"};
+  for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++)
+    if (strlen(hop[i]) == namelen && strncasecmp(hop[i], name, namelen) == 0)
+      return 1;
+  return 0;
+}
+
+void px_request_head_clear(struct px_request_head *r) {
+  if (!r)
+    return;
+  free(r->method);
+  free(r->scheme);
+  free(r->authority);
+  free(r->path);
+  px_headers_clear(&r->headers);
+  memset(r, 0, sizeof *r);
+}
+
+void px_response_head_clear(struct px_response_head *r) {
+  if (!r)
+    return;
+  px_headers_clear(&r->headers);
+  memset(r, 0, sizeof *r);
+}
+
+static int copy_str(char **dst, const char *src) {
+  *dst = NULL;
+  if (!src)
+    return 0;
+  *dst = strdup(src);
+  return *dst ? 0 : CUT_ERR_NOMEM;
+}
+
+int px_request_head_copy(struct px_request_head *dst, const struct px_request_head *src) {
+  memset(dst, 0, sizeof *dst);
+  if (copy_str(&dst->method, src->method) || copy_str(&dst->scheme, src->scheme) ||
+      copy_str(&dst->authority, src->authority) || copy_str(&dst->path, src->path))
+    goto err;
+  for (size_t i = 0; i < src->headers.n; i++) {
+    const struct px_header *f = &src->headers.v[i];
+    if (px_headers_add(&dst->headers, f->name, f->namelen, f->value, f->valuelen))
+      goto err;
+  }
+  dst->content_length = src->content_length;
+  return 0;
+err:
+  px_request_head_clear(dst);
+  return CUT_ERR_NOMEM;
+}
+
+int px_method_idempotent(const char *m) {
+  static const char *const idem[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+  for (size_t i = 0; i < sizeof idem / sizeof idem[0]; i++)
+    if (strcmp(m, idem[i]) == 0)
+      return 1;
+  return 0;
+}
