@@ -74,6 +74,8 @@ struct dial_store; /* live values: see dials/dial_store.h */
  * `store` (borrowed; may be NULL to use the config's values). `now` is epoch
  * seconds (experiment windows). Writes *out and returns 0; never fails for a
  * well-formed snapshot (returns CUT_ERR_INVALID for a NULL argument).
+ * With a store, bumps its per-object counters (relaxed atomics) for missing
+ * keys, ineligible requests and allocations; nothing else is written.
  */
 int dial_decide(const struct cfg *cfg, const struct dial_store *store,
                 const struct cfg_route *route, const struct dial_request *req, int64_t now,
