@@ -157,6 +157,17 @@ static int conn_setup(struct px_worker *w, struct bufferevent *bev, int tls, con
   return 0;
 }
 
+void px_client_first_request(struct px_client *c) {
+  if (c->had_request)
+    return;
+  c->had_request = 1;
+  uint64_t idle = c->w->cfg->limits.idle_timeout_ms;
+  if (idle == c->w->cfg->limits.header_timeout_ms)
+    return;
+  struct timeval tv = {(time_t)(idle / 1000), (suseconds_t)((idle % 1000) * 1000)};
+  bufferevent_set_timeouts(c->bev, idle ? &tv : NULL, NULL);
+}
+
 int px_client_attach(struct px_worker *w, struct bufferevent *bev, int tls, const char *peer,
                    struct px_client **out) {
   return conn_setup(w, bev, tls, peer, NULL, out);

@@ -213,6 +213,7 @@ void px_req_begin(struct px_req *r, int has_body) {
   struct px_worker *w = r->conn->w;
   r->begun = 1;
   r->req_ended = !has_body;
+  px_client_first_request(r->conn);
   atomic_fetch_add_explicit(&w->n_reqs, 1, memory_order_relaxed);
   if (!r->head.method || !r->head.path || !r->head.path[0]) {
     px_req_respond_error(r, 400, "incomplete request head");

@@ -21,10 +21,9 @@ static void authority_host(const char *a, const char **host, size_t *len) {
   }
   const char *colon = memchr(a, ':', n);
   *len = colon ? (size_t)(colon - a) : n;
-  if (*len && a[*len - 1] == '.')
-    (*len)--;
 }
 
+/* The first field of that name decides, as in `cutover dial eval`. */
 static int header_matches(const struct px_headers *h, const struct cfg_header_match *m) {
   size_t nlen = strlen(m->name);
   for (size_t i = 0; i < h->n; i++) {
@@ -33,8 +32,7 @@ static int header_matches(const struct px_headers *h, const struct cfg_header_ma
       continue;
     if (!m->value)
       return 1;
-    if (strlen(m->value) == f->valuelen && memcmp(f->value, m->value, f->valuelen) == 0)
-      return 1;
+    return strlen(m->value) == f->valuelen && memcmp(f->value, m->value, f->valuelen) == 0;
   }
   return 0;
 }
@@ -47,14 +45,16 @@ int px_route_matches(const struct cfg_route *r, const struct px_request_head *re
     if (strlen(r->host) != hl || strncasecmp(r->host, h, hl) != 0)
       return 0;
   }
+  /* both path conditions look at the path without its query string */
   const char *path = req->path ? req->path : "";
-  if (r->path) {
-    size_t pl = strcspn(path, "?#");
-    if (strlen(r->path) != pl || memcmp(r->path, path, pl) != 0)
+  size_t pl = strcspn(path, "?");
+  if (r->path && (strlen(r->path) != pl || memcmp(r->path, path, pl) != 0))
+    return 0;
+  if (r->path_prefix) {
+    size_t n = strlen(r->path_prefix);
+    if (pl < n || memcmp(path, r->path_prefix, n) != 0)
       return 0;
   }
-  if (r->path_prefix && strncmp(path, r->path_prefix, strlen(r->path_prefix)) != 0)
-    return 0;
   if (r->methods.n) {
     int ok = 0;
     for (size_t i = 0; i < r->methods.n && !ok; i++)

@@ -10,13 +10,16 @@
 /*
  * Routes are tried in the order they appear in the config; the first route
  * whose every condition holds wins:
- *  - host: equal to the request's authority without its port, compared
- *    case-insensitively (a trailing dot on the request's host is ignored);
+ *  - host: equal to the request's authority (HTTP/1.1: Host) without its
+ *    port, compared case-insensitively;
  *  - path: the request path without its query equals `path` exactly;
- *  - path_prefix: the request path starts with `path_prefix` (byte-wise);
+ *  - path_prefix: the request path without its query starts with
+ *    `path_prefix` (byte-wise);
  *  - methods: the request method is one of them (case-sensitive, RFC 9110);
  *  - headers: every listed header is present (and, when a value is given,
- *    one field of that name has exactly that value).
+ *    the first field of that name has exactly that value).
+ * These are the rules of dial_route_match() (`cutover dial eval`), over a
+ * px_request_head instead of a dial_request.
  * An absent condition matches anything.
  */
 

@@ -113,7 +113,7 @@ struct px_client {
   enum px_proto proto;
   char peer[64];                    /* client IP as text */
   void *front;                      /* struct h1_front or struct h2_front */
-  unsigned flush_pending : 1, closing : 1, dead : 1, read_eof : 1;
+  unsigned flush_pending : 1, closing : 1, dead : 1, read_eof : 1, had_request : 1;
 };
 
 struct px_server {
@@ -145,6 +145,8 @@ void px_client_kill(struct px_client *c);
 void px_client_close_after_write(struct px_client *c);
 /* Starts a graceful shutdown of the connection (GOAWAY / close when idle). */
 void px_client_drain(struct px_client *c);
+/* A request began: from now on the idle timeout applies instead of the header timeout. */
+void px_client_first_request(struct px_client *c);
 /* Frees at once (worker teardown). */
 void px_client_free(struct px_client *c);
 

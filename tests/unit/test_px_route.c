@@ -64,6 +64,8 @@ static void test_px_route_match_order(void **state) {
   head_init(&h, "GET", "[::1]:80", "/api/x");
   add(&h, "x-beta", "2");
   assert_string_equal(px_route_find(&cfg, &h)->name, "default"); /* header value mismatch */
+  add(&h, "x-beta", "1");
+  assert_string_equal(px_route_find(&cfg, &h)->name, "default"); /* the first field decides */
   px_request_head_clear(&h);
 
   cfg.nroutes = 3;
