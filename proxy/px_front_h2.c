@@ -312,6 +312,15 @@ static int on_data_chunk_recv_cb(nghttp2_session *s, uint8_t flags, int32_t id,
     nghttp2_session_consume(s, id, len);
     return 0;
   }
+  uint64_t maxbody = st->f->c->w->cfg->limits.max_request_body_bytes;
+  if (maxbody && st->req.bytes_in + len > maxbody) {
+    nghttp2_session_consume(s, id, len);
+    if (!st->req.responded)
+      px_req_respond_error(&st->req, 413, "request body too large");
+    else if (!st->req.ended)
+      nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+    return 0;
+  }
   if (px_req_body(&st->req, data, len) == CUT_ERR_FULL)
     st->unconsumed += len;
   return 0;

@@ -33,6 +33,13 @@ static void add_decision_header(struct px_req *r, struct px_response_head *h) {
 void px_req_respond_error(struct px_req *r, int status, const char *cause) {
   if (r->responded)
     return;
+  if (r->x) {
+    /* the proxy answers instead of the upstream: no upstream response may follow */
+    struct px_exchange *x = r->x;
+    r->x = NULL;
+    r->xdone = 1;
+    ops_of(r)->cancel(x);
+  }
   char body[256];
   const char *reason = status == 404   ? "not found"
                        : status == 400 ? "bad request"

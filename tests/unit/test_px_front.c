@@ -503,6 +503,26 @@ static void test_px_front_h2_garbage_closes(void **state) {
   assert_int_equal(f->w->nconns, 0);
 }
 
+static void test_px_front_h2_body_limit(void **state) {
+  struct fx *f = *state;
+  g_cfg.limits.max_request_body_bytes = 100000;
+  struct client c;
+  client_init(&c, f->client);
+  size_t n = 300000;
+  uint8_t *body = calloc(1, n);
+  struct cstream *cs = client_request(&c, "POST", "/upload", body, n, NULL);
+  run_until_closed(f, &c, cs);
+  assert_int_equal(cs->status, 413);
+  assert_non_null(strstr(cs->body_head, "too large"));
+  struct cstream *ok = client_request(&c, "POST", "/upload", body, 1000, NULL);
+  run_until_closed(f, &c, ok);
+  assert_int_equal(ok->status, 200);
+  assert_int_equal(ok->req_bytes, 1000);
+  free(body);
+  nghttp2_session_del(c.s);
+  g_cfg.limits.max_request_body_bytes = 0;
+}
+
 /* ---- HTTP/1.1 ---- */
 
 static char *read_all(struct fx *f, size_t want_min, const char *until) {
@@ -575,6 +595,21 @@ static void test_px_front_h1_http10_and_bad(void **state) {
   assert_int_equal(f->w->nconns, 0); /* closed after the close-delimited body */
 }
 
+static void test_px_front_h1_body_limit(void **state) {
+  struct fx *f = *state;
+  g_cfg.limits.max_request_body_bytes = 10;
+  const char *req = "POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 20\r\n\r\n"
+                    "01234567890123456789";
+  bufferevent_write(f->client, req, strlen(req));
+  char *out = read_all(f, 1, "too large");
+  assert_non_null(strstr(out, "HTTP/1.1 413 Content Too Large"));
+  assert_non_null(strstr(out, "connection: close"));
+  free(out);
+  spin(f, 10);
+  assert_int_equal(f->w->nconns, 0);
+  g_cfg.limits.max_request_body_bytes = 0;
+}
+
 static void test_px_front_h1_bad_request(void **state) {
   struct fx *f = *state;
   const char *req = "GET / HTTP/1.1\r\nHost a\r\n\r\n";
@@ -597,6 +632,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_front_h1_errors_and_close, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_front_h1_http10_and_bad, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_front_h1_bad_request, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_front_h2_body_limit, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_front_h1_body_limit, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
