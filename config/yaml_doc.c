@@ -249,10 +249,17 @@ static int end_collection(struct builder *b) {
     n->pairs = cfg_arena_calloc(b->arena, n->npairs ? n->npairs : 1, sizeof *n->pairs);
     if (!n->pairs)
       goto nomem;
-    for (size_t i = 0; i < n->npairs; i++) {
-      n->pairs[i].key = f->kids[2 * i];
-      n->pairs[i].value = f->kids[2 * i + 1];
+    size_t k = 0;
+    for (size_t i = 0; i < f->n / 2; i++) {
+      /* A pair with a non-scalar key was reported in push_child; dropping
+       * it here lets every consumer rely on keys being strings. */
+      if (f->kids[2 * i]->type != CFG_YAML_SCALAR)
+        continue;
+      n->pairs[k].key = f->kids[2 * i];
+      n->pairs[k].value = f->kids[2 * i + 1];
+      k++;
     }
+    n->npairs = k;
     check_duplicates(b, n);
   } else {
     n->nitems = f->n;

@@ -105,7 +105,8 @@ enum { CFG_YAML_SUBST_ENV = 1 << 0 };
  * substitutions), so that schema checks can report everything else in the
  * same run: check cfg_yaml_errs_count(errs) before trusting the result.
  * Affected nodes are marked `invalid`; a duplicate key keeps both pairs and
- * cfg_yaml_get finds the first. On a syntax error returns CUT_ERR_PARSE (only
+ * cfg_yaml_get finds the first; a pair whose key is not a scalar is dropped,
+ * so every key in the tree is a scalar. On a syntax error returns CUT_ERR_PARSE (only
  * the first syntax error can be reported: the parser cannot resynchronize),
  * on allocation failure CUT_ERR_NOMEM; *out is untouched then.
  * An empty document gives a NULL root.
