@@ -115,6 +115,15 @@ int cfg_yaml_parse(struct cfg_yaml_doc **out, const char *data, size_t len, int 
                    struct cfg_yaml_errs *errs);
 void cfg_yaml_doc_free(struct cfg_yaml_doc *d);
 
+/*
+ * Reads the file `path` (at most CFG_YAML_MAX_FILE bytes) and parses it like
+ * cfg_yaml_parse. A file that cannot be read is reported to `errs` as
+ * "FILE: cannot open: reason" and returns CUT_ERR_IO.
+ */
+#define CFG_YAML_MAX_FILE (16u << 20)
+int cfg_yaml_parse_file(struct cfg_yaml_doc **out, const char *path, int flags,
+                        struct cfg_yaml_errs *errs);
+
 /* The document's root node (borrowed), or NULL for an empty document. */
 const struct cfg_yaml_node *cfg_yaml_root(const struct cfg_yaml_doc *d);
 

@@ -224,6 +224,32 @@ static void test_config_yaml_errs_cap(void **state) {
 }
 
 
+static void test_config_yaml_file(void **state) {
+  (void)state;
+  char path[] = "/tmp/cutover-test-yaml-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, "rules:\n  - x\n", 13), 13);
+  close(fd);
+  struct cfg_yaml_errs *e;
+  assert_int_equal(cfg_yaml_errs_new(&e, path), 0);
+  struct cfg_yaml_doc *d = NULL;
+  assert_int_equal(cfg_yaml_parse_file(&d, path, 0, e), 0);
+  assert_int_equal(cfg_yaml_errs_count(e), 0);
+  const struct cfg_yaml_node *rules = cfg_yaml_get(cfg_yaml_root(d), "rules");
+  assert_int_equal(rules->nitems, 1);
+  assert_int_equal(rules->items[0]->line, 2);
+  cfg_yaml_doc_free(d);
+  unlink(path);
+  assert_int_equal(cfg_yaml_parse_file(&d, path, 0, e), CUT_ERR_IO);
+  char *t = cfg_yaml_errs_text(e);
+  char want[128];
+  snprintf(want, sizeof want, "%s: cannot open: No such file or directory\n", path);
+  assert_string_equal(t, want);
+  free(t);
+  cfg_yaml_errs_free(e);
+}
+
 static void test_config_yaml_errs_oneline(void **state) {
   (void)state;
   struct cfg_yaml_doc *d = NULL;
@@ -809,7 +835,7 @@ int main(void) {
       cmocka_unit_test(test_config_yaml_positions), cmocka_unit_test(test_config_yaml_rejects),
       cmocka_unit_test(test_config_yaml_subst),     cmocka_unit_test(test_config_yaml_suggest),
       cmocka_unit_test(test_config_yaml_readers),   cmocka_unit_test(test_config_yaml_errs_cap),
-      cmocka_unit_test(test_config_yaml_errs_oneline),
+      cmocka_unit_test(test_config_yaml_errs_oneline), cmocka_unit_test(test_config_yaml_file),
       cmocka_unit_test(test_config_example),        cmocka_unit_test(test_config_defaults),
       cmocka_unit_test(test_config_error_unknown_key), cmocka_unit_test(test_config_error_type),
       cmocka_unit_test(test_config_error_percent),  cmocka_unit_test(test_config_error_unit),
