@@ -583,6 +583,15 @@ static void test_config_error_missing(void **state) {
                 "t.yaml:3:11: routes[0].name: missing required key \"name\"\n");
 }
 
+static void test_config_error_null_items(void **state) {
+  (void)state;
+  expect_errors("listeners: [ { name: p, listen: \"127.0.0.1:8080\" } ]\n"
+                "backends: { a: { hosts: [ ~ ] } }\n"
+                "routes: [ { name: r, backend: a, match: { methods: [GET, ~] } } ]\n",
+                "t.yaml:2:27: backends.a.hosts[0]: expected host:port, got null\n"
+                "t.yaml:3:58: routes[0].match.methods[1]: expected a string, got null\n");
+}
+
 static void test_config_error_many(void **state) {
   (void)state;
   /* Every error of the file is reported, in file order, not only the first. */
@@ -841,7 +850,7 @@ int main(void) {
       cmocka_unit_test(test_config_error_percent),  cmocka_unit_test(test_config_error_unit),
       cmocka_unit_test(test_config_error_address),  cmocka_unit_test(test_config_error_reference),
       cmocka_unit_test(test_config_error_duplicate), cmocka_unit_test(test_config_error_rules),
-      cmocka_unit_test(test_config_error_missing),  cmocka_unit_test(test_config_error_many),
+      cmocka_unit_test(test_config_error_missing),  cmocka_unit_test(test_config_error_null_items),  cmocka_unit_test(test_config_error_many),
       cmocka_unit_test(test_config_error_yaml_and_schema),
       cmocka_unit_test(test_config_subst),          cmocka_unit_test(test_config_print_roundtrip),
       cmocka_unit_test(test_config_load_io),        cmocka_unit_test(test_config_cmd),        cmocka_unit_test(test_config_refcount),
