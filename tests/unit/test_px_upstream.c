@@ -270,8 +270,16 @@ struct rawsrv {
   const char *reply;      /* written once a request head arrived */
   int close_after;        /* close the connection after writing */
   int accepted;
+  struct bufferevent *bevs[16];
 };
 static struct rawsrv g_raw;
+
+static void raw_forget(struct bufferevent *bev) {
+  for (int i = 0; i < 16; i++)
+    if (g_raw.bevs[i] == bev)
+      g_raw.bevs[i] = NULL;
+  bufferevent_free(bev);
+}
 
 static void raw_write_cb(struct bufferevent *bev, void *arg);
 static void raw_event_cb(struct bufferevent *bev, short what, void *arg);
@@ -291,18 +299,23 @@ static void raw_read_cb(struct bufferevent *bev, void *arg) {
 
 static void raw_write_cb(struct bufferevent *bev, void *arg) {
   if (g_raw.close_after && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-    bufferevent_free(bev);
+    raw_forget(bev);
 }
 
 static void raw_event_cb(struct bufferevent *bev, short what, void *arg) {
   if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-    bufferevent_free(bev);
+    raw_forget(bev);
 }
 
 static void raw_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                           int salen, void *arg) {
   g_raw.accepted++;
   struct bufferevent *bev = bufferevent_socket_new(g_base, fd, BEV_OPT_CLOSE_ON_FREE);
+  for (int i = 0; i < 16; i++)
+    if (!g_raw.bevs[i]) {
+      g_raw.bevs[i] = bev;
+      break;
+    }
   bufferevent_setcb(bev, raw_read_cb, NULL, raw_event_cb, NULL);
   bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
@@ -320,6 +333,9 @@ static void rawsrv_start(const char *reply, int close_after) {
 }
 
 static void rawsrv_stop(void) {
+  for (int i = 0; i < 16; i++)
+    if (g_raw.bevs[i])
+      raw_forget(g_raw.bevs[i]);
   evconnlistener_free(g_raw.l);
 }
 
