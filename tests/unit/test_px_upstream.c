@@ -603,6 +603,7 @@ struct streamer {
   struct px_exchange *x;
   size_t sent, total;
   int fulls;
+  const struct px_headers *trailers;
 };
 
 static void stream_more(struct streamer *s) {
@@ -616,7 +617,7 @@ static void stream_more(struct streamer *s) {
     }
     assert_int_equal(rv, 0);
   }
-  assert_int_equal(px_exchange_end_body(s->x, NULL), 0);
+  assert_int_equal(px_exchange_end_body(s->x, s->trailers), 0);
 }
 
 static void on_drain_cb(struct px_exchange *x, void *user_data) {
@@ -704,6 +705,7 @@ struct h2srv {
     int32_t sid;
   } held[64];
   int max_open;      /* most requests waiting at once */
+  int goaway_after_first;
   struct h2sess sess[16];
   int nsess;
 };
@@ -716,10 +718,40 @@ static void h2s_flush(struct h2sess *hs) {
     bufferevent_write(hs->bev, d, (size_t)n);
 }
 
+/* Per-stream state of the test server. */
+struct h2strm {
+  char path[32];
+  size_t remaining;   /* body bytes still to send */
+  size_t received;    /* request body bytes */
+  int req_trailers;   /* trailer fields received */
+  int header_blocks;
+  int sent_head;
+};
+
 static ssize_t h2s_body_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len,
                            uint32_t *flags, nghttp2_data_source *src, void *ud) {
-  int n = snprintf((char *)buf, len, "hello h2 %d", sid);
+  struct h2strm *st = nghttp2_session_get_stream_user_data(s, sid);
+  if (!st)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  if (strcmp(st->path, "/big") == 0) {
+    size_t n = st->remaining < len ? st->remaining : len;
+    memset(buf, 'z', n);
+    st->remaining -= n;
+    if (st->remaining == 0)
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+  }
+  int n;
+  if (strcmp(st->path, "/echo") == 0)
+    n = snprintf((char *)buf, len, "%zu %d", st->received, st->req_trailers);
+  else
+    n = snprintf((char *)buf, len, "hello h2 %d", sid);
   *flags |= NGHTTP2_DATA_FLAG_EOF;
+  if (strcmp(st->path, "/trailers") == 0) {
+    nghttp2_nv t[] = {{(uint8_t *)"grpc-status", (uint8_t *)"0", 11, 1, 0}};
+    nghttp2_submit_trailer(s, sid, t, 1);
+    *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+  }
   return n;
 }
 
@@ -727,6 +759,41 @@ static void h2s_respond(struct h2sess *hs, int32_t sid) {
   nghttp2_nv nv[] = {{(uint8_t *)":status", (uint8_t *)"200", 7, 3, 0}};
   nghttp2_data_provider prd = {.read_callback = h2s_body_cb};
   nghttp2_submit_response(hs->s, sid, nv, 1, &prd);
+}
+
+static int h2s_begin_headers_cb(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
+  if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+    struct h2strm *st = calloc(1, sizeof *st);
+    st->remaining = 2u * 1024 * 1024;
+    nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st);
+  }
+  return 0;
+}
+
+static int h2s_header_cb(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+                         size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                         void *ud) {
+  struct h2strm *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+  if (!st)
+    return 0;
+  if (f->headers.cat == NGHTTP2_HCAT_HEADERS)
+    st->req_trailers++;
+  else if (namelen == 5 && memcmp(name, ":path", 5) == 0)
+    snprintf(st->path, sizeof st->path, "%.*s", (int)valuelen, value);
+  return 0;
+}
+
+static int h2s_data_cb(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *d,
+                       size_t len, void *ud) {
+  struct h2strm *st = nghttp2_session_get_stream_user_data(s, sid);
+  if (st)
+    st->received += len;
+  return 0;
+}
+
+static int h2s_close_cb(nghttp2_session *s, int32_t sid, uint32_t code, void *ud) {
+  free(nghttp2_session_get_stream_user_data(s, sid));
+  return 0;
 }
 
 static int h2s_frame_recv_cb(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
@@ -739,8 +806,17 @@ static int h2s_frame_recv_cb(nghttp2_session *s, const nghttp2_frame *f, void *u
       if (g_h2.nheld > g_h2.max_open)
         g_h2.max_open = g_h2.nheld;
       if (g_h2.nheld >= g_h2.hold) {
-        for (int i = 0; i < g_h2.nheld; i++)
-          h2s_respond(g_h2.held[i].ss, g_h2.held[i].sid);
+        if (g_h2.goaway_after_first) {
+          /* Only the first stream was processed; the others are refused. */
+          nghttp2_submit_goaway(hs->s, NGHTTP2_FLAG_NONE, g_h2.held[0].sid, NGHTTP2_NO_ERROR,
+                                NULL, 0);
+          h2s_respond(g_h2.held[0].ss, g_h2.held[0].sid);
+          g_h2.goaway_after_first = 0;
+          g_h2.hold = 0;
+        } else {
+          for (int i = 0; i < g_h2.nheld; i++)
+            h2s_respond(g_h2.held[i].ss, g_h2.held[i].sid);
+        }
         g_h2.nheld = 0;
       }
     } else {
@@ -795,6 +871,10 @@ static void h2s_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct s
   nghttp2_session_callbacks *cbs;
   nghttp2_session_callbacks_new(&cbs);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, h2s_frame_recv_cb);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, h2s_begin_headers_cb);
+  nghttp2_session_callbacks_set_on_header_callback(cbs, h2s_header_cb);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, h2s_data_cb);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h2s_close_cb);
   nghttp2_session_server_new(&hs->s, cbs, hs);
   nghttp2_session_callbacks_del(cbs);
   nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100}};
@@ -919,6 +999,101 @@ static void test_px_upstream_h2_tls_verify(void **state) {
   h2srv_stop();
 }
 
+static void test_px_upstream_h2c_response_backpressure(void **state) {
+  h2srv_start(0);
+  backend_init(CFG_PROTO_H2C, 1, &g_h2.port);
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  r.pause_on_first = 1;
+  struct px_exchange *x = start(p, "GET", "/big", 0, &r);
+  run_for_ms(300);
+  assert_int_equal(r.done, 0);
+  assert_true(r.paused);
+  size_t pending = x->h2_pending ? evbuffer_get_length(x->h2_pending) : 0;
+  /* The server may send at most one stream window beyond what was delivered. */
+  assert_true(r.body_len + pending <= PX_H2_WINDOW + 16384);
+  assert_true(g_h2.sess[0].live);
+  assert_int_equal(nghttp2_session_get_stream_remote_window_size(g_h2.sess[0].s, 1), 0);
+  run_for_ms(100);
+  size_t got = r.body_len;
+  px_exchange_resume(x);
+  run_all(1);
+  assert_int_equal(r.err, 0);
+  assert_true(got < 2u * 1024 * 1024);
+  assert_int_equal(r.body_len, 2u * 1024 * 1024);
+  px_pool_free(p);
+  h2srv_stop();
+}
+
+static void test_px_upstream_h2c_request_body_and_trailers(void **state) {
+  h2srv_start(0);
+  backend_init(CFG_PROTO_H2C, 1, &g_h2.port);
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  struct px_exchange_cbs cbs = g_cbs;
+  cbs.on_request_drain = streamer_drain_cb;
+  struct px_request_head h;
+  req_init(&h, "POST", "/echo");
+  struct streamer s = {.total = 3u * 1024 * 1024};
+  g_streamer = &s;
+  struct px_headers tr = {0};
+  px_headers_add(&tr, "x-sum", 5, "42", 2);
+  s.trailers = &tr;
+  assert_int_equal(px_exchange_start(p, &h, 1, &cbs, &r, &s.x), 0);
+  stream_more(&s);
+  run_all(1);
+  assert_int_equal(r.err, 0);
+  assert_string_equal(r.body, "3145728 1");
+  assert_true(s.fulls > 0);
+  px_headers_clear(&tr);
+
+  struct res r2 = {0};
+  start(p, "GET", "/trailers", 0, &r2);
+  run_all(1);
+  assert_int_equal(r2.err, 0);
+  assert_int_equal(r2.ntrailers, 1);
+  assert_string_equal(r2.trailer, "grpc-status=0");
+  px_pool_free(p);
+  h2srv_stop();
+}
+
+static void test_px_upstream_h2c_goaway_retry(void **state) {
+  h2srv_start(0);
+  g_h2.hold = 3;
+  g_h2.goaway_after_first = 1;
+  backend_init(CFG_PROTO_H2C, 1, &g_h2.port);
+  struct px_pool *p = pool_new();
+  struct res r[3] = {0};
+  for (int i = 0; i < 3; i++)
+    start(p, "GET", "/", 0, &r[i]);
+  run_all(3);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(r[i].err, 0);
+  assert_int_equal(g_h2.accepted, 2);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.retries, 2);
+  px_pool_free(p);
+  h2srv_stop();
+}
+
+static void test_px_upstream_h2c_goaway_post_not_retried(void **state) {
+  h2srv_start(0);
+  g_h2.hold = 2;
+  g_h2.goaway_after_first = 1;
+  backend_init(CFG_PROTO_H2C, 1, &g_h2.port);
+  struct px_pool *p = pool_new();
+  struct res r[2] = {0};
+  start(p, "GET", "/", 0, &r[0]);
+  start(p, "POST", "/", 0, &r[1]);
+  run_all(2);
+  assert_int_equal(r[0].err, 0);
+  assert_int_equal(r[1].fail, PX_FAIL_RESET);
+  assert_non_null(strstr(r[1].cause, "refused"));
+  px_pool_free(p);
+  h2srv_stop();
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
@@ -946,6 +1121,13 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_multiplexing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_max_streams, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2_tls_verify, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h2c_response_backpressure, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h2c_request_body_and_trailers, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h2c_goaway_retry, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h2c_goaway_post_not_retried, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
