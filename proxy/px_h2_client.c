@@ -161,10 +161,10 @@ static int on_stream_close_cb(nghttp2_session *s, int32_t sid, uint32_t error_co
     char cause[400];
     if (x->h2_remote_end) { /* the whole response arrived */
       if (x->h2_pending && evbuffer_get_length(x->h2_pending)) {
-        x->h2_closed = 1; /* finish once the paused caller took the rest */
+        /* Finish once the paused caller took the rest. The connection window
+         * stays closed by the held bytes until then. */
+        x->h2_closed = 1;
         nghttp2_session_set_stream_user_data(s, sid, NULL);
-        h2_consume(c, sid, x->h2_unconsumed, 1);
-        x->h2_unconsumed = 0;
       } else {
         h2_release(x);
         px_x_finish(x, 0, PX_FAIL_NONE, NULL);
@@ -336,7 +336,7 @@ void px_h2_send_body(struct px_exchange *x) {
 }
 
 /* Delivers DATA held while the caller was paused, then gives the window back. */
-void px_h2_resume(struct px_exchange *x) {
+int px_h2_resume(struct px_exchange *x) {
   struct px_conn *c = x->conn;
   while (x->h2_pending && !x->paused) {
     size_t n = evbuffer_get_contiguous_space(x->h2_pending);
@@ -345,25 +345,33 @@ void px_h2_resume(struct px_exchange *x) {
     const uint8_t *d = evbuffer_pullup(x->h2_pending, (ev_ssize_t)n);
     int rv = px_x_body(x, d, n);
     if (rv < 0)
-      return;
+      return -1;
     evbuffer_drain(x->h2_pending, n);
-    if (!x->h2_closed) {
-      x->h2_unconsumed -= n;
-      h2_consume(c, x->stream_id, n, 0);
-    }
+    x->h2_unconsumed -= n;
+    if (c)
+      h2_consume(c, x->stream_id, n, x->h2_closed);
   }
   if (x->h2_closed && !x->paused && (!x->h2_pending || !evbuffer_get_length(x->h2_pending))) {
-    h2_release(x);
+    if (x->conn)
+      h2_release(x);
     px_x_finish(x, 0, PX_FAIL_NONE, NULL);
+    return -1;
   }
+  return 0;
 }
 
 void px_h2_detach(struct px_exchange *x) {
   struct px_conn *c = x->conn;
   TAILQ_REMOVE(&c->active, x, clink);
   x->conn = NULL;
-  if (!c->h2 || x->h2_closed || c->state == CONN_DEAD || x->stream_id < 0)
+  if (!c->h2 || c->state == CONN_DEAD || x->stream_id < 0)
     return;
+  if (x->h2_closed) { /* the stream is gone; give back what it held */
+    h2_consume(c, x->stream_id, x->h2_unconsumed, 1);
+    x->h2_unconsumed = 0;
+    px_h2_write(c);
+    return;
+  }
   nghttp2_session_set_stream_user_data(c->h2, x->stream_id, NULL);
   nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, x->stream_id, NGHTTP2_CANCEL);
   h2_consume(c, x->stream_id, x->h2_unconsumed, 0);

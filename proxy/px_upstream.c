@@ -149,6 +149,42 @@ void px_pool_stats(const struct px_pool *p, struct px_pool_stats *out) {
   }
 }
 
+size_t px_pool_nhosts(const struct px_pool *p) {
+  return p->nhosts;
+}
+
+int px_pool_host_stats(const struct px_pool *p, size_t i, struct px_host_stats *out) {
+  if (i >= p->nhosts)
+    return CUT_ERR_RANGE;
+  const struct px_host *h = &p->hosts[i];
+  *out = (struct px_host_stats){h->active,
+                                h->nconns,
+                                h->nwait,
+                                h->consecutive_5xx,
+                                h->consecutive_connect_failures,
+                                h->healthy,
+                                h->ejected_until_ms};
+  return 0;
+}
+
+int px_pool_host_set_healthy(struct px_pool *p, size_t i, int healthy) {
+  if (i >= p->nhosts)
+    return CUT_ERR_RANGE;
+  p->hosts[i].healthy = healthy != 0;
+  return 0;
+}
+
+int px_pool_host_eject(struct px_pool *p, size_t i, uint64_t until_ms) {
+  if (i >= p->nhosts)
+    return CUT_ERR_RANGE;
+  p->hosts[i].ejected_until_ms = until_ms;
+  return 0;
+}
+
+uint64_t px_pool_now_ms(struct px_pool *p) {
+  return px_now_ms(p);
+}
+
 /* ---------------------------------------------------------------- host picking */
 
 static int host_usable(struct px_pool *p, struct px_host *h, uint64_t now) {
@@ -194,6 +230,7 @@ static void conn_write_cb(struct bufferevent *bev, void *user_data);
 static void conn_event_cb(struct bufferevent *bev, short what, void *user_data);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *user_data);
 static void conn_kick_cb(evutil_socket_t fd, short what, void *user_data);
+static void conn_orphan_drained(struct px_conn *c);
 
 static struct px_conn *conn_open(struct px_host *h) {
   struct px_pool *p = h->pool;
@@ -274,6 +311,7 @@ void px_conn_close(struct px_conn *c) {
     TAILQ_REMOVE(&h->idle, c, idle_link);
     c->in_idle = 0;
   }
+  conn_orphan_drained(c);
   TAILQ_REMOVE(&h->conns, c, link);
   h->nconns--;
   c->state = CONN_DEAD;
@@ -293,9 +331,32 @@ void px_conn_close(struct px_conn *c) {
   px_host_slot_free(h);
 }
 
+/* HTTP/2 responses that completed while their caller was paused outlive the
+ * connection: they leave it and deliver what they hold from their own timer. */
+static void conn_orphan_drained(struct px_conn *c) {
+  struct px_exchange *x, *next;
+  for (x = TAILQ_FIRST(&c->active); x; x = next) {
+    next = TAILQ_NEXT(x, clink);
+    if (!x->h2_closed)
+      continue;
+    TAILQ_REMOVE(&c->active, x, clink);
+    if (x->in_kickq) {
+      TAILQ_REMOVE(&c->kickq, x, klink);
+      x->in_kickq = 0;
+    }
+    x->conn = NULL;
+    x->state = XS_DRAINING;
+    if (!x->paused) {
+      x->drain_kick = 1;
+      set_timer(x->timer, 0);
+    }
+  }
+}
+
 void px_conn_fail_all(struct px_conn *c, enum px_fail fail, const char *cause) {
   struct px_exchange *x;
   c->state = CONN_DEAD;
+  conn_orphan_drained(c);
   while ((x = TAILQ_FIRST(&c->waiters)) || (x = TAILQ_FIRST(&c->active))) {
     x_unlink(x);
     px_x_conn_failed(x, fail, cause);
@@ -528,6 +589,7 @@ static void conn_kick_cb(evutil_socket_t fd, short what, void *user_data) {
 /* ---------------------------------------------------------------- exchanges */
 
 static void x_timer_cb(evutil_socket_t fd, short what, void *user_data);
+static void x_arm_timer(struct px_exchange *x);
 
 static void x_free(struct px_exchange *x) {
   TAILQ_REMOVE(&x->pool->all, x, alink);
@@ -739,6 +801,12 @@ nomem:
 static void x_timer_cb(evutil_socket_t fd, short what, void *user_data) {
   struct px_exchange *x = user_data;
   struct px_pool *p = x->pool;
+  if (x->drain_kick) {
+    x->drain_kick = 0;
+    if (px_h2_resume(x) == 0)
+      x_arm_timer(x); /* paused again: the total timeout still holds */
+    return;
+  }
   if (x->deferred_fail) {
     char cause[sizeof x->cause];
     memcpy(cause, x->cause, sizeof cause);
@@ -848,6 +916,8 @@ void px_x_request_drained(struct px_exchange *x) {
 int px_exchange_send_body(struct px_exchange *x, const uint8_t *data, size_t len) {
   if (!x || x->body_ended || x->state == XS_DONE)
     return CUT_ERR_STATE;
+  if (x->h2_remote_end)
+    return 0; /* the response is complete: the rest of the request is not wanted */
   if (len && evbuffer_add(x->reqbuf, data, len) < 0)
     return CUT_ERR_NOMEM;
   size_t queued = evbuffer_get_length(x->reqbuf);
@@ -889,8 +959,12 @@ void px_exchange_resume(struct px_exchange *x) {
   if (!x || !x->paused)
     return;
   x->paused = 0;
-  if (x->state == XS_ACTIVE && x->conn)
+  if (x->state == XS_ACTIVE && x->conn) {
     px_conn_kick(x->conn, x, 1, 0);
+  } else if (x->state == XS_DRAINING) {
+    x->drain_kick = 1;
+    set_timer(x->timer, 0);
+  }
 }
 
 void px_exchange_cancel(struct px_exchange *x) {

@@ -51,7 +51,7 @@ struct px_host {
   /* Health and outlier hooks: the picker skips a host that is not healthy or
    * whose ejection lasts; the counters are kept here for the outlier detector. */
   int healthy;                        /* 1 unless an active health check says otherwise */
-  uint64_t ejected_until_ms;          /* monotonic ms; 0 = not ejected */
+  uint64_t ejected_until_ms;          /* px_now_ms clock; 0 = not ejected */
   uint32_t consecutive_5xx;
   uint32_t consecutive_connect_failures;
 };
@@ -97,6 +97,7 @@ enum px_xstate {
   XS_WAITQ,       /* in host->waitq */
   XS_CONNECTING,  /* in conn->waiters */
   XS_ACTIVE,      /* on a connection */
+  XS_DRAINING,    /* h2: response complete, connection gone, paused caller still has data */
   XS_DONE,
 };
 
@@ -143,6 +144,7 @@ struct px_exchange {
   struct px_headers resp_trailers;
   int body_consumed;                  /* some request body left reqbuf for a connection */
   int h2_remote_end;                  /* h2: END_STREAM received */
+  int drain_kick;                     /* XS_DRAINING: deliver pending data from the timer */
   char cause[400];
 };
 
@@ -195,7 +197,8 @@ int px_h2_dispatch(struct px_conn *c, struct px_exchange *x);
 void px_h2_read(struct px_conn *c);
 void px_h2_write(struct px_conn *c);
 void px_h2_send_body(struct px_exchange *x);
-void px_h2_resume(struct px_exchange *x);
+/* Returns -1 when x is gone (finished or cancelled), else 0. */
+int px_h2_resume(struct px_exchange *x);
 void px_h2_detach(struct px_exchange *x);
 int px_h2_can_take(const struct px_conn *c);
 void px_h2_free(struct px_conn *c);

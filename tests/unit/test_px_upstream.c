@@ -529,19 +529,45 @@ static void test_px_upstream_first_byte_timeout(void **state) {
 
 static void test_px_upstream_no_host_when_ejected(void **state) {
   h1srv_start();
-  backend_init(CFG_PROTO_HTTP1, 1, &g_h1.port);
+  int ports[2] = {g_h1.port, g_h1.port};
+  backend_init(CFG_PROTO_HTTP1, 2, ports);
   g_be.on_unhealthy = CFG_UNHEALTHY_FAIL;
   struct px_pool *p = pool_new();
-  p->hosts[0].healthy = 0;
+  assert_int_equal(px_pool_nhosts(p), 2);
+  assert_int_equal(px_pool_host_set_healthy(p, 0, 0), 0);
+  assert_int_equal(px_pool_host_eject(p, 1, px_pool_now_ms(p) + 60000), 0);
+  assert_int_equal(px_pool_host_eject(p, 2, 0), CUT_ERR_RANGE);
   struct res r = {0};
   start(p, "GET", "/hello", 0, &r);
   run_all(1);
   assert_int_equal(r.fail, PX_FAIL_NO_HOST);
-  p->hosts[0].healthy = 1;
-  struct res r2 = {0};
-  start(p, "GET", "/hello", 0, &r2);
+  assert_int_equal(r.err, CUT_ERR_AGAIN);
+
+  /* An expired ejection no longer counts; the unhealthy host stays skipped. */
+  px_pool_host_eject(p, 1, px_pool_now_ms(p) - 1);
+  for (int i = 0; i < 3; i++) {
+    struct res r2 = {0};
+    start(p, "GET", "/hello", 0, &r2);
+    run_all(1);
+    assert_int_equal(r2.err, 0);
+  }
+  struct px_host_stats hs;
+  assert_int_equal(px_pool_host_stats(p, 0, &hs), 0);
+  assert_int_equal(hs.connections, 0);
+  assert_int_equal(hs.healthy, 0);
+  assert_int_equal(px_pool_host_stats(p, 1, &hs), 0);
+  assert_int_equal(hs.connections, 1);
+  px_pool_free(p);
+
+  /* fail_open: with every host out, traffic still goes somewhere. */
+  g_be.on_unhealthy = CFG_UNHEALTHY_FAIL_OPEN;
+  p = pool_new();
+  px_pool_host_set_healthy(p, 0, 0);
+  px_pool_host_set_healthy(p, 1, 0);
+  struct res r3 = {0};
+  start(p, "GET", "/hello", 0, &r3);
   run_all(1);
-  assert_int_equal(r2.err, 0);
+  assert_int_equal(r3.err, 0);
   px_pool_free(p);
   h1srv_stop();
 }
@@ -733,7 +759,7 @@ static ssize_t h2s_body_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t
   struct h2strm *st = nghttp2_session_get_stream_user_data(s, sid);
   if (!st)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  if (strcmp(st->path, "/big") == 0) {
+  if (strcmp(st->path, "/big") == 0 || strcmp(st->path, "/medium") == 0) {
     size_t n = st->remaining < len ? st->remaining : len;
     memset(buf, 'z', n);
     st->remaining -= n;
@@ -778,8 +804,11 @@ static int h2s_header_cb(nghttp2_session *s, const nghttp2_frame *f, const uint8
     return 0;
   if (f->headers.cat == NGHTTP2_HCAT_HEADERS)
     st->req_trailers++;
-  else if (namelen == 5 && memcmp(name, ":path", 5) == 0)
+  else if (namelen == 5 && memcmp(name, ":path", 5) == 0) {
     snprintf(st->path, sizeof st->path, "%.*s", (int)valuelen, value);
+    if (strcmp(st->path, "/medium") == 0)
+      st->remaining = 100000;
+  }
   return 0;
 }
 
@@ -1025,6 +1054,29 @@ static void test_px_upstream_h2c_response_backpressure(void **state) {
   h2srv_stop();
 }
 
+/* The whole response arrives while the caller is paused, then the backend
+ * goes away: the held data must still be delivered in full. */
+static void test_px_upstream_h2c_paused_outlives_connection(void **state) {
+  h2srv_start(0);
+  backend_init(CFG_PROTO_H2C, 1, &g_h2.port);
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  r.pause_on_first = 1;
+  struct px_exchange *x = start(p, "GET", "/medium", 0, &r);
+  run_for_ms(200);
+  assert_int_equal(r.done, 0);
+  assert_true(x->h2_closed);
+  h2srv_stop(); /* closes the connection */
+  run_for_ms(100);
+  assert_int_equal(r.done, 0);
+  assert_int_equal(x->state, XS_DRAINING);
+  px_exchange_resume(x);
+  run_all(1);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.body_len, 100000);
+  px_pool_free(p);
+}
+
 static void test_px_upstream_h2c_request_body_and_trailers(void **state) {
   h2srv_start(0);
   backend_init(CFG_PROTO_H2C, 1, &g_h2.port);
@@ -1126,6 +1178,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_request_body_and_trailers, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_goaway_retry, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h2c_paused_outlives_connection, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_goaway_post_not_retried, setup,
                                       teardown),
   };
