@@ -739,13 +739,20 @@ void px_host_slot_free(struct px_host *h) {
   }
 }
 
+/* Arms the exchange's one timer for its nearest deadline: the total timeout;
+ * before the response head, `timeout` from the start; after it, `timeout`
+ * without a byte from the backend while the caller is not paused (a stalled
+ * body must not hang the client forever). */
 static void x_arm_timer(struct px_exchange *x) {
   const struct cfg_backend *be = x->pool->be;
-  uint64_t now = px_now_ms(x->pool), elapsed = now - x->start_ms, left = UINT64_MAX;
-  if (!x->got_response && be->timeout_ms)
-    left = be->timeout_ms > elapsed ? be->timeout_ms - elapsed : 0;
+  uint64_t now = px_now_ms(x->pool), left = UINT64_MAX;
+  if (be->timeout_ms && !(x->got_response && x->paused)) {
+    uint64_t el = now - (x->got_response ? x->last_rx_ms : x->start_ms);
+    left = be->timeout_ms > el ? be->timeout_ms - el : 0;
+  }
   if (be->total_timeout_ms) {
-    uint64_t t = be->total_timeout_ms > elapsed ? be->total_timeout_ms - elapsed : 0;
+    uint64_t el = now - x->start_ms;
+    uint64_t t = be->total_timeout_ms > el ? be->total_timeout_ms - el : 0;
     if (t < left)
       left = t;
   }
@@ -756,6 +763,7 @@ static void x_arm_timer(struct px_exchange *x) {
 }
 
 void px_x_got_first_byte(struct px_exchange *x) {
+  x->last_rx_ms = px_now_ms(x->pool);
   x_arm_timer(x);
 }
 
@@ -815,9 +823,18 @@ static void x_timer_cb(evutil_socket_t fd, short what, void *user_data) {
   }
   char cause[400];
   const char *hn = x->host ? x->host->name : "backend";
-  if (x->got_response)
+  uint64_t now = px_now_ms(p);
+  int total = p->be->total_timeout_ms && now - x->start_ms >= p->be->total_timeout_ms;
+  if (!total && x->got_response &&
+      (x->paused || now - x->last_rx_ms < p->be->timeout_ms || !p->be->timeout_ms)) {
+    x_arm_timer(x); /* bytes came since this was armed, or the caller paused */
+    return;
+  }
+  if (total)
     snprintf(cause, sizeof cause, "%s exceeded the total timeout of %llu ms", hn,
              (unsigned long long)p->be->total_timeout_ms);
+  else if (x->got_response)
+    snprintf(cause, sizeof cause, "%s stalled mid-response", hn);
   else if (x->state == XS_WAITQ)
     snprintf(cause, sizeof cause, "no free connection to %s in time", hn);
   else
@@ -888,6 +905,7 @@ int px_x_response(struct px_exchange *x) {
 int px_x_body(struct px_exchange *x, const uint8_t *data, size_t len) {
   if (!x->cbs.on_body || len == 0)
     return 0;
+  x->last_rx_ms = px_now_ms(x->pool);
   x->in_cb++;
   int rv = x->cbs.on_body(x, data, len, x->ud);
   rv = x_after_cb(x, rv);
@@ -959,7 +977,9 @@ void px_exchange_resume(struct px_exchange *x) {
   if (!x || !x->paused)
     return;
   x->paused = 0;
+  x->last_rx_ms = px_now_ms(x->pool);
   if (x->state == XS_ACTIVE && x->conn) {
+    x_arm_timer(x);
     px_conn_kick(x->conn, x, 1, 0);
   } else if (x->state == XS_DRAINING) {
     x->drain_kick = 1;

@@ -136,6 +136,7 @@ struct px_exchange {
   int counted_active;
   struct event *timer;                /* first byte / total */
   uint64_t start_ms;
+  uint64_t last_rx_ms;                /* last response byte handed to the caller */
   struct px_response_head resp;
   struct evbuffer *h2_pending;        /* h2: DATA received while paused */
   size_t h2_unconsumed;               /* h2: bytes not yet given back to the window */

@@ -527,6 +527,22 @@ static void test_px_upstream_first_byte_timeout(void **state) {
   h1srv_stop();
 }
 
+static void test_px_upstream_stalled_body_timeout(void **state) {
+  rawsrv_start("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc", 0);
+  backend_init(CFG_PROTO_HTTP1, 1, &g_raw.port);
+  g_be.timeout_ms = 150;
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  start(p, "GET", "/", 0, &r);
+  run_all(1);
+  assert_int_equal(r.fail, PX_FAIL_TIMEOUT);
+  assert_int_equal(r.got_response, 1);
+  assert_int_equal(r.body_len, 3);
+  assert_non_null(strstr(r.cause, "stalled"));
+  px_pool_free(p);
+  rawsrv_stop();
+}
+
 static void test_px_upstream_no_host_when_ejected(void **state) {
   h1srv_start();
   int ports[2] = {g_h1.port, g_h1.port};
@@ -1162,6 +1178,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_connect_refused_get_retried, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_first_byte_timeout, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_stalled_body_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_no_host_when_ejected, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_wait_queue, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_response_backpressure, setup,
