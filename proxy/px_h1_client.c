@@ -106,7 +106,7 @@ void px_h1_send_body(struct px_exchange *x) {
   if (!c || x->body_flushed)
     return;
   struct evbuffer *out = bufferevent_get_output(c->bev);
-  size_t n = evbuffer_get_length(x->reqbuf);
+  size_t n = x->reqbuf ? evbuffer_get_length(x->reqbuf) : 0;
   if (n) {
     x->body_consumed = 1;
     if (x->chunked)

@@ -593,7 +593,7 @@ static void x_arm_timer(struct px_exchange *x);
 
 static void x_free(struct px_exchange *x) {
   TAILQ_REMOVE(&x->pool->all, x, alink);
-  px_request_head_clear(&x->head);
+  free(x->head_mem);
   px_response_head_clear(&x->resp);
   px_headers_clear(&x->req_trailers);
   px_headers_clear(&x->resp_trailers);
@@ -602,7 +602,7 @@ static void x_free(struct px_exchange *x) {
   if (x->h2_pending)
     evbuffer_free(x->h2_pending);
   if (x->timer)
-    event_free(x->timer);
+    event_del(x->timer);
   free(x);
 }
 
@@ -767,6 +767,57 @@ void px_x_got_first_byte(struct px_exchange *x) {
   x_arm_timer(x);
 }
 
+static size_t str_size(const char *s) {
+  return s ? strlen(s) + 1 : 0;
+}
+
+static char *str_put(char **at, const char *s) {
+  if (!s)
+    return NULL;
+  size_t n = strlen(s) + 1;
+  char *d = memcpy(*at, s, n);
+  *at += n;
+  return d;
+}
+
+/* Copies the head into one allocation: a request costs one malloc here, not
+ * two per header field. x->head's pointers all point into x->head_mem. */
+static int head_copy_flat(struct px_exchange *x, const struct px_request_head *src) {
+  const struct px_headers *hs = &src->headers;
+  const char *path = src->path ? src->path : "/";
+  size_t size = hs->n * sizeof(struct px_header) + str_size(src->method) +
+                str_size(src->scheme) + str_size(src->authority) + str_size(path);
+  for (size_t i = 0; i < hs->n; i++)
+    size += hs->v[i].namelen + hs->v[i].valuelen + 2;
+  char *mem = malloc(size ? size : 1);
+  if (!mem)
+    return CUT_ERR_NOMEM;
+  struct px_header *v = (struct px_header *)mem;
+  char *at = mem + hs->n * sizeof(struct px_header);
+  struct px_request_head *h = &x->head;
+  h->method = str_put(&at, src->method);
+  h->scheme = str_put(&at, src->scheme);
+  h->authority = str_put(&at, src->authority);
+  h->path = str_put(&at, path);
+  for (size_t i = 0; i < hs->n; i++) {
+    const struct px_header *f = &hs->v[i];
+    v[i].name = at;
+    memcpy(at, f->name, f->namelen);
+    at[f->namelen] = '\0';
+    at += f->namelen + 1;
+    v[i].value = at;
+    memcpy(at, f->value, f->valuelen);
+    at[f->valuelen] = '\0';
+    at += f->valuelen + 1;
+    v[i].namelen = f->namelen;
+    v[i].valuelen = f->valuelen;
+  }
+  h->headers = (struct px_headers){hs->n ? v : NULL, hs->n, hs->n, hs->bytes};
+  h->content_length = src->content_length;
+  x->head_mem = mem;
+  return 0;
+}
+
 int px_exchange_start(struct px_pool *p, const struct px_request_head *head, int has_body,
                       const struct px_exchange_cbs *cbs, void *user_data,
                       struct px_exchange **out) {
@@ -783,16 +834,12 @@ int px_exchange_start(struct px_pool *p, const struct px_request_head *head, int
   x->has_body = has_body;
   x->stream_id = -1;
   x->resp.content_length = -1;
-  if (px_request_head_copy(&x->head, head) < 0)
+  if (head_copy_flat(x, head) < 0)
     goto nomem;
-  x->reqbuf = evbuffer_new();
-  x->timer = evtimer_new(p->base, x_timer_cb, x);
-  if (!x->reqbuf || !x->timer)
+  if (has_body && !(x->reqbuf = evbuffer_new()))
     goto nomem;
-  if (!x->head.path)
-    x->head.path = strdup("/");
-  if (!x->head.path)
-    goto nomem;
+  x->timer = &x->timer_ev;
+  evtimer_assign(x->timer, p->base, x_timer_cb, x);
   x->idempotent = px_method_idempotent(x->head.method);
   x->is_head = strcmp(x->head.method, "HEAD") == 0;
   x->body_ended = !has_body;

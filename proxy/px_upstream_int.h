@@ -8,6 +8,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/event_struct.h>
 #include <http_parser.h>
 #include <nghttp2/nghttp2.h>
 
@@ -122,7 +123,7 @@ struct px_exchange {
   int body_flushed;                   /* end of request written to the connection */
   int chunked;                        /* h1 request body framed as chunked */
   struct px_headers req_trailers;
-  struct evbuffer *reqbuf;            /* request body not yet on a connection */
+  struct evbuffer *reqbuf;            /* request body not yet on a connection (has_body only) */
   int want_drain;                     /* send_body said FULL */
   int bytes_sent;                     /* a request byte reached a connection */
   int got_response;
@@ -134,7 +135,9 @@ struct px_exchange {
   int in_cb;                          /* inside a user callback */
   int cancelled;
   int counted_active;
-  struct event *timer;                /* first byte / total */
+  struct event *timer;                /* = &timer_ev */
+  struct event timer_ev;              /* embedded: no allocation per exchange */
+  char *head_mem;                     /* one block holding head's strings and fields */
   uint64_t start_ms;
   uint64_t last_rx_ms;                /* last response byte handed to the caller */
   struct px_response_head resp;
