@@ -739,23 +739,37 @@ void px_host_slot_free(struct px_host *h) {
   }
 }
 
-/* Arms the exchange's one timer for its nearest deadline: the total timeout;
- * before the response head, `timeout` from the start; after it, `timeout`
- * without a byte from the backend while the caller is not paused (a stalled
- * body must not hang the client forever). */
+/* Milliseconds left before `timeout` expires, UINT64_MAX when it does not
+ * apply. Before the response head it counts from the start, or from the last
+ * request body bytes while the client is still uploading (a slow upload is
+ * not a slow backend); after the head, from the last response bytes, and not
+ * at all while the caller is paused. */
+static uint64_t x_idle_left(const struct px_exchange *x, uint64_t now) {
+  uint64_t to = x->pool->be->timeout_ms;
+  if (!to || (x->got_response && x->paused))
+    return UINT64_MAX;
+  uint64_t since = x->got_response ? x->last_rx_ms : x->start_ms;
+  if (!x->got_response && x->last_tx_ms > since)
+    since = x->last_tx_ms;
+  uint64_t el = now > since ? now - since : 0;
+  return to > el ? to - el : 0;
+}
+
+static uint64_t x_total_left(const struct px_exchange *x, uint64_t now) {
+  uint64_t to = x->pool->be->total_timeout_ms;
+  if (!to)
+    return UINT64_MAX;
+  uint64_t el = now > x->start_ms ? now - x->start_ms : 0;
+  return to > el ? to - el : 0;
+}
+
+/* Arms the exchange's one timer for its nearest deadline. Bytes moving do not
+ * re-arm it; when it fires early, x_timer_cb arms it again. */
 static void x_arm_timer(struct px_exchange *x) {
-  const struct cfg_backend *be = x->pool->be;
-  uint64_t now = px_now_ms(x->pool), left = UINT64_MAX;
-  if (be->timeout_ms && !(x->got_response && x->paused)) {
-    uint64_t el = now - (x->got_response ? x->last_rx_ms : x->start_ms);
-    left = be->timeout_ms > el ? be->timeout_ms - el : 0;
-  }
-  if (be->total_timeout_ms) {
-    uint64_t el = now - x->start_ms;
-    uint64_t t = be->total_timeout_ms > el ? be->total_timeout_ms - el : 0;
-    if (t < left)
-      left = t;
-  }
+  uint64_t now = px_now_ms(x->pool);
+  uint64_t left = x_idle_left(x, now), t = x_total_left(x, now);
+  if (t < left)
+    left = t;
   if (left == UINT64_MAX)
     evtimer_del(x->timer);
   else
@@ -871,10 +885,9 @@ static void x_timer_cb(evutil_socket_t fd, short what, void *user_data) {
   char cause[400];
   const char *hn = x->host ? x->host->name : "backend";
   uint64_t now = px_now_ms(p);
-  int total = p->be->total_timeout_ms && now - x->start_ms >= p->be->total_timeout_ms;
-  if (!total && x->got_response &&
-      (x->paused || now - x->last_rx_ms < p->be->timeout_ms || !p->be->timeout_ms)) {
-    x_arm_timer(x); /* bytes came since this was armed, or the caller paused */
+  int total = x_total_left(x, now) == 0;
+  if (!total && x_idle_left(x, now) > 0) {
+    x_arm_timer(x); /* bytes moved since this was armed, or the caller paused */
     return;
   }
   if (total)
@@ -985,6 +998,7 @@ int px_exchange_send_body(struct px_exchange *x, const uint8_t *data, size_t len
     return 0; /* the response is complete: the rest of the request is not wanted */
   if (len && evbuffer_add(x->reqbuf, data, len) < 0)
     return CUT_ERR_NOMEM;
+  x->last_tx_ms = px_now_ms(x->pool);
   size_t queued = evbuffer_get_length(x->reqbuf);
   if (x->state == XS_ACTIVE) {
     if (x->conn->is_h2) {

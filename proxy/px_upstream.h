@@ -56,9 +56,10 @@ typedef struct ssl_ctx_st SSL_CTX;
  *    Response heads carry no hop-by-hop headers.
  *  - `cause` in on_done is valid for the duration of the call only.
  *  - backend.timeout_ms runs from px_exchange_start() to the response head
- *    (waiting for a connection slot and connecting included), and then
- *    again between body bytes while the caller is not paused (a stalled
- *    body ends in PX_FAIL_TIMEOUT with got_response = 1);
+ *    (waiting for a connection slot and connecting included; restarted by
+ *    each px_exchange_send_body(), so a slow upload is not a slow backend),
+ *    and then between response bytes while the caller is not paused (a
+ *    stalled body ends in PX_FAIL_TIMEOUT with got_response = 1);
  *    total_timeout_ms runs from start to the end of the response.
  *  - px_pool_free() must not be called from inside a callback of that pool.
  */

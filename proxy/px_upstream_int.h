@@ -140,6 +140,7 @@ struct px_exchange {
   char *head_mem;                     /* one block holding head's strings and fields */
   uint64_t start_ms;
   uint64_t last_rx_ms;                /* last response byte handed to the caller */
+  uint64_t last_tx_ms;                /* last request body bytes from the caller */
   struct px_response_head resp;
   struct evbuffer *h2_pending;        /* h2: DATA received while paused */
   size_t h2_unconsumed;               /* h2: bytes not yet given back to the window */
