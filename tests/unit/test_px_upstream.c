@@ -257,6 +257,8 @@ static int setup(void **state) {
 }
 
 static int teardown(void **state) {
+  /* libevent finalizes freed bufferevents from the loop: let it run once. */
+  event_base_loop(g_base, EVLOOP_NONBLOCK);
   event_base_free(g_base);
   g_base = NULL;
   return 0;
@@ -1162,6 +1164,42 @@ static void test_px_upstream_h2c_goaway_post_not_retried(void **state) {
   h2srv_stop();
 }
 
+/* Backends as the config loader builds them (defaults filled in, TLS verified). */
+static void test_px_upstream_from_config(void **state) {
+  h1srv_start();
+  h2srv_start(1);
+  char yaml[1024];
+  int n = snprintf(yaml, sizeof yaml,
+                   "listeners:\n  - name: main\n    listen: 127.0.0.1:8080\n"
+                   "backends:\n"
+                   "  plain:\n    hosts: [\"127.0.0.1:%d\"]\n"
+                   "  secure:\n    hosts: [\"127.0.0.1:%d\"]\n    protocol: h2\n"
+                   "    tls:\n      ca: %s\n      sni: localhost\n"
+                   "routes:\n  - name: r\n    backend: plain\n",
+                   g_h1.port, g_h2.port, g_cert);
+  struct cfg *c = NULL;
+  char *errs = NULL;
+  int rv = cfg_load_buffer("upstream-test.yaml", yaml, (size_t)n, &c, &errs);
+  if (rv)
+    fprintf(stderr, "%s\n", errs ? errs : "?");
+  assert_int_equal(rv, 0);
+  free(errs);
+  for (size_t i = 0; i < c->nbackends; i++) {
+    struct px_pool *p = NULL;
+    char err[256];
+    assert_int_equal(px_pool_new(&p, g_base, &c->backends[i], NULL, err, sizeof err), 0);
+    struct res r = {0};
+    start(p, "GET", "/hello", 0, &r);
+    run_all(1);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.status, 200);
+    px_pool_free(p);
+  }
+  cfg_unref(c);
+  h2srv_stop();
+  h1srv_stop();
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
@@ -1190,6 +1228,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_multiplexing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_max_streams, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2_tls_verify, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_from_config, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_response_backpressure, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_request_body_and_trailers, setup,
