@@ -11,9 +11,12 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/listener.h>
@@ -905,6 +908,8 @@ static void h2s_event_cb(struct bufferevent *bev, short what, void *arg) {
 static void h2s_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                           int salen, void *arg) {
   g_h2.accepted++;
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (g_h2.nsess == 16) {
     close(fd);
     return;
@@ -1164,6 +1169,101 @@ static void test_px_upstream_h2c_goaway_post_not_retried(void **state) {
   h2srv_stop();
 }
 
+/* Cancelling an HTTP/2 exchange resets its stream only; the connection goes on. */
+static void test_px_upstream_h2c_cancel_keeps_connection(void **state) {
+  h2srv_start(0);
+  backend_init(CFG_PROTO_H2C, 1, &g_h2.port);
+  struct px_pool *p = pool_new();
+  /* 20 paused streams of up to one stream window each, cancelled: more than
+   * the 4 MiB connection window if their bytes were not given back. */
+  for (int i = 0; i < 20; i++) {
+    struct res r = {0};
+    r.pause_on_first = 1;
+    struct px_exchange *x = start(p, "GET", "/big", 0, &r);
+    run_for_ms(40);
+    assert_true(r.paused);
+    assert_int_equal(r.done, 0);
+    px_exchange_cancel(x);
+  }
+  struct res r2 = {0};
+  start(p, "GET", "/big", 0, &r2);
+  run_all(1);
+  assert_int_equal(r2.err, 0);
+  assert_int_equal(r2.body_len, 2u * 1024 * 1024);
+  assert_int_equal(g_h2.accepted, 1);
+  struct px_conn *c = p->hosts[0].conns.tqh_first;
+  assert_non_null(c);
+  assert_int_equal(c->nstreams, 0);
+  px_pool_free(p);
+  h2srv_stop();
+}
+
+static struct bufferevent *h1tls_bevcb(struct event_base *base, void *arg) {
+  return bufferevent_openssl_socket_new(base, -1, SSL_new(arg), BUFFEREVENT_SSL_ACCEPTING,
+                                        BEV_OPT_CLOSE_ON_FREE);
+}
+
+static void test_px_upstream_h1_tls_and_content_length(void **state) {
+  h1srv_start();
+  h2srv_start(1); /* for its certificate paths and server context */
+  evhttp_set_bevcb(g_h1.http, h1tls_bevcb, g_h2.ssl);
+  backend_init(CFG_PROTO_HTTP1, 1, &g_h1.port);
+  g_be.has_tls = 1;
+  g_be.tls.ca = g_cert;
+  g_be.tls.sni = "localhost";
+  struct px_pool *p = pool_new();
+  struct px_request_head h;
+  req_init(&h, "PUT", "/echo");
+  h.content_length = 5;
+  struct res r = {0};
+  struct px_exchange *x = NULL;
+  assert_int_equal(px_exchange_start(p, &h, 1, &g_cbs, &r, &x), 0);
+  assert_int_equal(px_exchange_send_body(x, (const uint8_t *)"hello", 5), 0);
+  assert_int_equal(px_exchange_end_body(x, NULL), 0);
+  run_all(1);
+  assert_int_equal(r.err, 0);
+  assert_string_equal(r.body, "5");
+  struct res r2 = {0};
+  start(p, "GET", "/hello", 0, &r2);
+  run_all(1);
+  assert_int_equal(r2.err, 0);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.connects, 1); /* the TLS connection was kept alive */
+  px_pool_free(p);
+  h2srv_stop();
+  h1srv_stop();
+}
+
+static void test_px_upstream_dns_name(void **state) {
+  h1srv_start();
+  char hosts[] = "/tmp/px_upstream_hostsXXXXXX";
+  int fd = mkstemp(hosts);
+  assert_true(fd >= 0);
+  const char line[] = "127.0.0.1 backend.test\n";
+  assert_int_equal(write(fd, line, sizeof line - 1), (ssize_t)(sizeof line - 1));
+  close(fd);
+  struct evdns_base *dns = evdns_base_new(g_base, 0);
+  assert_int_equal(evdns_base_load_hosts(dns, hosts), 0);
+  unlink(hosts);
+  backend_init(CFG_PROTO_HTTP1, 1, &g_h1.port);
+  g_addrs[0].host = "backend.test";
+  struct px_pool *p = NULL;
+  char err[256];
+  assert_int_equal(px_pool_new(&p, g_base, &g_be, NULL, err, sizeof err), CUT_ERR_INVALID);
+  assert_non_null(strstr(err, "resolver"));
+  struct px_pool_opts o = {.dns = dns};
+  assert_int_equal(px_pool_new(&p, g_base, &g_be, &o, err, sizeof err), 0);
+  struct res r = {0};
+  start(p, "GET", "/hello", 0, &r);
+  run_all(1);
+  assert_int_equal(r.err, 0);
+  assert_string_equal(px_exchange_host(NULL), "");
+  px_pool_free(p);
+  evdns_base_free(dns, 0);
+  h1srv_stop();
+}
+
 /* Backends as the config loader builds them (defaults filled in, TLS verified). */
 static void test_px_upstream_from_config(void **state) {
   h1srv_start();
@@ -1229,6 +1329,11 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_max_streams, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2_tls_verify, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_from_config, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h2c_cancel_keeps_connection, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_tls_and_content_length, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_dns_name, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_response_backpressure, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_request_body_and_trailers, setup,
