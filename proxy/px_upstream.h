@@ -99,9 +99,10 @@ struct px_exchange_cbs {
 };
 
 struct px_pool_opts {
-  /* Client TLS context for protocol h2 (borrowed); build it once with
-   * px_tls_client_ctx_new() and share it between workers. When NULL and the
-   * backend needs TLS, the pool builds (and owns) one from backend->tls. */
+  /* Client TLS context for protocol h2, or http1 with a tls block (borrowed);
+   * build it once with px_tls_client_ctx_new() (proxy/px_tls_client.h) and
+   * share it between workers. When NULL and the backend needs TLS, the pool
+   * builds (and owns) one from backend->tls. */
   SSL_CTX *tls;
   struct evdns_base *dns;     /* for host names (borrowed); NULL = hosts must be IP literals */
   size_t body_watermark;      /* per exchange, request and response side; default 64 KiB */
