@@ -621,6 +621,24 @@ static void test_px_front_h1_bad_request(void **state) {
   assert_int_equal(f->w->nconns, 0);
 }
 
+static void test_px_front_header_timeout(void **state) {
+  struct fx *f = *state;
+  /* a connection that never sends a request is closed after header_timeout */
+  struct px_client *c = NULL;
+  struct bufferevent *pair[2];
+  g_cfg.limits.header_timeout_ms = 50;
+  assert_int_equal(bufferevent_pair_new(f->w->base, 0, pair), 0);
+  assert_int_equal(px_client_attach(f->w, pair[0], 0, "127.0.0.1", &c), 0);
+  assert_int_equal(f->w->nconns, 2);
+  uint64_t t0 = px_now_ns();
+  while (f->w->nconns == 2 && px_now_ns() - t0 < 2000000000ull)
+    event_base_loop(f->w->base, EVLOOP_ONCE);
+  assert_int_equal(f->w->nconns, 1);
+  assert_true(px_now_ns() - t0 >= 40000000ull);
+  bufferevent_free(pair[1]);
+  g_cfg.limits.header_timeout_ms = 0;
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_px_front_h2_get, setup, teardown),
@@ -634,6 +652,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_front_h1_bad_request, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_front_h2_body_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_front_h1_body_limit, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_front_header_timeout, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
