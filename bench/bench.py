@@ -277,14 +277,16 @@ def main():
         "BENCH_TARGETS", "direct cutover nghttpx nginx haproxy"))
     ap.add_argument("--no-tls", dest="tls", action="store_false",
                     default=os.environ.get("BENCH_TLS", "1") != "0")
-    ap.add_argument("--backend-conns", type=int,
-                    default=int(os.environ.get("BENCH_BACKEND_CONNS", 64)))
+    ap.add_argument("--backend-conns", type=int, default=int(os.environ.get("BENCH_BACKEND_CONNS", 0)),
+                    help="backend connections per proxy (default c * m: one per stream in flight)")
     ap.add_argument("--out", default=os.environ.get("BENCH_OUT",
                                                     os.path.join(HERE, "results.md")))
     ap.add_argument("--timeout", type=int, default=600, help="seconds per h2load run")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir with configs and logs")
     args = ap.parse_args()
     args.targets = args.targets.replace(",", " ").split()
+    if args.backend_conns <= 0:
+        args.backend_conns = args.c * args.m
     if not e2e.have_tool("h2load"):
         print("bench: h2load is not installed (scripts/deps.sh bench)", file=sys.stderr)
         return 1
