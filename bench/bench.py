@@ -297,14 +297,16 @@ def main():
     print("%-15s %-7s %10s %9s %9s %9s %9s %9s  %s" % tuple(Bench.HEAD), flush=True)
     try:
         rc = b.run()
+        if rc == 0:
+            print("\n" + b.table_text())
+            b.write_markdown(args.out)
+            print("\nbench: wrote %s" % args.out)
     finally:
         b.stop_all()
-    if rc == 0:
-        print("\n" + b.table_text())
-        b.write_markdown(args.out)
-        print("\nbench: wrote %s" % args.out)
-    if not args.keep:
-        shutil.rmtree(b.dir, ignore_errors=True)
+        if args.keep:
+            print("bench: kept %s" % b.dir)
+        else:
+            shutil.rmtree(b.dir, ignore_errors=True)
     return rc
 
 

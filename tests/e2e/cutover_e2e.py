@@ -26,6 +26,7 @@ CUTOVER_BIN (the cutover executable) and CUTOVER_SOURCE_DIR (the source tree).
 import atexit
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -122,6 +123,24 @@ class Proc:
         """SIGTERM, wait up to `grace` seconds, then SIGKILL. Returns the exit
         status (negative: killed by that signal)."""
         return stop_process(self, grace)
+
+    def wait_for_stderr(self, pattern, timeout=10.0):
+        """Waits until a line of the process's stderr matches the regular
+        expression `pattern`; returns the match. Raises HarnessError when the
+        process exits or the timeout passes first."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.stderr_text())
+            if m:
+                return m
+            if not self.alive():
+                raise HarnessError("%s exited (status %s) before printing /%s/; stderr:\n%s"
+                                   % (self.name, self.returncode, pattern, self.stderr_text(40)))
+            if time.monotonic() > deadline:
+                raise HarnessError("%s printed no /%s/ within %.1fs; stderr:\n%s"
+                                   % (self.name, pattern, timeout, self.stderr_text(40)))
+            time.sleep(0.02)
 
     def wait_exit(self, timeout):
         """Waits for the process to exit on its own; returns its status or raises
@@ -465,7 +484,7 @@ def percentile(sorted_values, p):
     """Nearest-rank percentile of an ascending list; None when empty."""
     if not sorted_values:
         return None
-    k = max(0, min(len(sorted_values) - 1, int(round(p / 100.0 * len(sorted_values) + 0.5)) - 1))
+    k = max(0, min(len(sorted_values) - 1, math.ceil(p / 100.0 * len(sorted_values)) - 1))
     return sorted_values[k]
 
 

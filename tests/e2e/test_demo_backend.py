@@ -217,5 +217,64 @@ class TestDemoBackend(e2e.CutoverTestCase):
         self.assertIn("--protocol", r.stdout)
 
 
+class TestHarness(e2e.CutoverTestCase):
+    """The harness itself: what every other e2e test relies on."""
+
+    def test_harness_stops_a_process_that_ignores_sigterm(self):
+        script = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); " \
+                 "print('ready', flush=True); time.sleep(60)"
+        proc = self.start(["/usr/bin/python3", "-c", script], name="stubborn")
+        time.sleep(0.3)
+        started = time.monotonic()
+        status = proc.stop(grace=0.5)
+        self.assertEqual(status, -9)
+        self.assertLess(time.monotonic() - started, 3.0)
+        self.assertFalse(proc.alive())
+
+    def test_harness_start_failure_shows_stderr(self):
+        port = e2e.free_port()
+        with self.assertRaises(e2e.HarnessError) as cm:
+            self.start(["/bin/sh", "-c", "echo no-such-thing >&2; exit 3"], name="failing",
+                       wait_port=port)
+        self.assertIn("no-such-thing", str(cm.exception))
+        self.assertIn("status 3", str(cm.exception))
+
+    def test_harness_free_ports_differ(self):
+        ports = {e2e.free_port() for _ in range(20)}
+        self.assertEqual(len(ports), 20)
+
+    def test_harness_yaml_and_templates(self):
+        cfg = {"workers": 1, "listeners": [{"name": "h2c", "listen": "127.0.0.1:8080"}],
+               "backends": [{"name": "legacy", "hosts": ["127.0.0.1:9001"], "protocol": "http1"}],
+               "empty": [], "flag": True, "text": "on", "path": "/api/checkout", "quote": "a: b"}
+        text = e2e.to_yaml(cfg)
+        try:
+            import yaml
+        except ImportError:
+            self.skipTest("python3-yaml is not installed")
+        self.assertEqual(yaml.safe_load(text), cfg)
+        path = self.write_config("port: {{port}}\nenv: ${HOME}\n", port=81)
+        with open(path) as f:
+            self.assertEqual(f.read(), "port: 81\nenv: ${HOME}\n")
+        with self.assertRaises(e2e.HarnessError):
+            e2e.render_template("{{missing}}", {})
+
+    def test_harness_percentiles(self):
+        values = list(range(1, 101))
+        self.assertEqual(e2e.percentile(values, 50), 50)
+        self.assertEqual(e2e.percentile(values, 99), 99)
+        self.assertEqual(e2e.percentile(values, 100), 100)
+        self.assertIsNone(e2e.percentile([], 50))
+        self.assertEqual(e2e.parse_duration_us("2.5ms"), 2500.0)
+        self.assertEqual(e2e.parse_duration_us("47us"), 47.0)
+
+    def test_harness_wait_for_stderr_and_rss(self):
+        b = self.start_demo_backend("watched")
+        m = b.proc.wait_for_stderr(r"listening on 127\.0\.0\.1:(\d+)")
+        self.assertEqual(int(m.group(1)), b.port)
+        self.assertGreater(b.proc.rss_kib(), 0)
+        self.assertGreaterEqual(b.proc.peak_rss_kib(), b.proc.rss_kib())
+
+
 if __name__ == "__main__":
     e2e.main()
