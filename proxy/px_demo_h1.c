@@ -53,14 +53,14 @@ static void h1_close_when_flushed(struct demo_h1 *c) {
   bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 }
 
-static int on_message_begin(http_parser *p) {
+static int on_message_begin_cb(http_parser *p) {
   struct demo_h1 *c = p->data;
   demo_req_reset(&c->req);
   c->in_value = 0;
   return 0;
 }
 
-static int on_url(http_parser *p, const char *at, size_t len) {
+static int on_url_cb(http_parser *p, const char *at, size_t len) {
   struct demo_h1 *c = p->data;
   if (c->req.target.len + len > DEMO_MAX_TARGET) {
     c->too_big = 1;
@@ -71,7 +71,7 @@ static int on_url(http_parser *p, const char *at, size_t len) {
 
 /* Header names and values may arrive in several pieces: pieces are appended
  * to the pair under construction in req.hdrs ("name\0value\0"). */
-static int on_header_field(http_parser *p, const char *at, size_t len) {
+static int on_header_field_cb(http_parser *p, const char *at, size_t len) {
   struct demo_h1 *c = p->data;
   struct demo_req *r = &c->req;
   if (c->in_value || r->nhdrs == 0) {
@@ -88,7 +88,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len) {
   return 0;
 }
 
-static int on_header_value(http_parser *p, const char *at, size_t len) {
+static int on_header_value_cb(http_parser *p, const char *at, size_t len) {
   struct demo_h1 *c = p->data;
   struct demo_req *r = &c->req;
   if (r->hdrs.len + len > DEMO_MAX_HEADERS) return -1;
@@ -97,7 +97,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len) {
   return demo_buf_add(&r->hdrs, at, len) || demo_buf_add(&r->hdrs, "", 1) ? -1 : 0;
 }
 
-static int on_headers_complete(http_parser *p) {
+static int on_headers_complete_cb(http_parser *p) {
   struct demo_h1 *c = p->data;
   struct demo_req *r = &c->req;
   snprintf(r->method, sizeof r->method, "%s", http_method_str((enum http_method)p->method));
@@ -118,13 +118,13 @@ static int on_headers_complete(http_parser *p) {
   return 0;
 }
 
-static int on_body(http_parser *p, const char *at, size_t len) {
+static int on_body_cb(http_parser *p, const char *at, size_t len) {
   struct demo_h1 *c = p->data;
   demo_req_body(&c->req, at, len);
   return 0;
 }
 
-static int on_message_complete(http_parser *p) {
+static int on_message_complete_cb(http_parser *p) {
   struct demo_h1 *c = p->data;
   c->keepalive = http_should_keep_alive(p) && !p->upgrade;
   if (demo_resp_build(&c->resp, c->w->opts, &c->req)) return -1;
@@ -134,13 +134,13 @@ static int on_message_complete(http_parser *p) {
 }
 
 static const http_parser_settings settings = {
-    .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
+    .on_message_begin = on_message_begin_cb,
+    .on_url = on_url_cb,
+    .on_header_field = on_header_field_cb,
+    .on_header_value = on_header_value_cb,
+    .on_headers_complete = on_headers_complete_cb,
+    .on_body = on_body_cb,
+    .on_message_complete = on_message_complete_cb,
 };
 
 static void send_head(struct demo_h1 *c) {
