@@ -25,6 +25,7 @@ CUTOVER_BIN (the cutover executable) and CUTOVER_SOURCE_DIR (the source tree).
 
 import atexit
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -47,6 +48,25 @@ KEEP = os.environ.get("CUTOVER_E2E_KEEP") == "1"
 
 class HarnessError(Exception):
     """A process did not start, a tool failed, or its output could not be read."""
+
+
+# ------------------------------------------------------------------ scratch space
+
+_scratch_dir = None
+_seq = itertools.count(1)  # next() on a count is atomic: safe from client threads
+
+
+def scratch_dir():
+    """A temp dir for logs and scratch files of helpers called without a test's
+    own dir; removed at interpreter exit."""
+    global _scratch_dir
+    if _scratch_dir is None:
+        _scratch_dir = tempfile.mkdtemp(prefix="cutover-e2e-scratch-")
+    return _scratch_dir
+
+
+def _unique(prefix):
+    return "%s.%d.%d" % (prefix, os.getpid(), next(_seq))
 
 
 # --------------------------------------------------------------------------- ports
@@ -182,8 +202,8 @@ def start_process(argv, name=None, log_dir=None, env=None, cwd=None, wait_port=N
     connections. On failure to start (exit, timeout) the process is stopped and
     HarnessError carries its stderr."""
     name = name or os.path.basename(argv[0])
-    log_dir = log_dir or tempfile.mkdtemp(prefix="cutover-e2e-logs-")
-    base = os.path.join(log_dir, "%s.%d" % (name, int(time.time() * 1000) % 100000000))
+    log_dir = log_dir or scratch_dir()
+    base = os.path.join(log_dir, _unique(name))
     out_path, err_path = base + ".stdout", base + ".stderr"
     full_env = dict(os.environ)
     if env:
@@ -246,6 +266,8 @@ def stop_process(proc, grace=3.0):
 def _stop_all():
     for proc in list(_live.values()):
         stop_process(proc, 1.0)
+    if _scratch_dir and not KEEP:
+        shutil.rmtree(_scratch_dir, ignore_errors=True)
 
 
 # ------------------------------------------------------------------- YAML configs
@@ -384,10 +406,10 @@ def run_curl(url, http="1.1", method=None, data=None, data_file=None, headers=No
     "2" (--http2, ALPN over TLS). data: bytes sent as the body; data_file: a
     path sent as the body. Returns a CurlResult; never raises on HTTP or
     transfer errors (check .rc and .status)."""
-    work_dir = work_dir or tempfile.mkdtemp(prefix="cutover-curl-")
-    tag = "%d" % (time.monotonic_ns() % 10**12)
-    body_path = os.path.join(work_dir, "curl-%s.body" % tag)
-    head_path = os.path.join(work_dir, "curl-%s.head" % tag)
+    work_dir = work_dir or scratch_dir()
+    tag = _unique("curl")
+    body_path = os.path.join(work_dir, tag + ".body")
+    head_path = os.path.join(work_dir, tag + ".head")
     argv = ["curl", "-sS", "-o", body_path, "-D", head_path, "-w", "%{json}",
             "--max-time", str(timeout)]
     argv += {"1.1": ["--http1.1"], "h2c": ["--http2-prior-knowledge"], "2": ["--http2"]}[http]
@@ -503,8 +525,8 @@ def read_h2load_log(path):
 def run_h2load(url, n=1000, c=4, m=1, t=1, h1=False, extra=(), log_dir=None, timeout=120):
     """Runs h2load and returns an H2loadResult (with percentiles from its
     --log-file). h1=True measures HTTP/1.1 (--h1; m > 1 pipelines)."""
-    log_dir = log_dir or tempfile.mkdtemp(prefix="cutover-h2load-")
-    log = os.path.join(log_dir, "h2load-%d.log" % (time.monotonic_ns() % 10**12))
+    log_dir = log_dir or scratch_dir()
+    log = os.path.join(log_dir, _unique("h2load") + ".log")
     argv = ["h2load", "-n", str(n), "-c", str(c), "-m", str(m), "-t", str(t),
             "--log-file", log]
     if h1:
