@@ -16,6 +16,8 @@
  *   chunked=1    HTTP/1.1: Transfer-Encoding: chunked; h2: no content-length
  *   close=mid    send half of the announced body, then close the connection
  *                (HTTP/1.1) or reset the stream (h2)
+ *   close=start  send no response at all: close the connection or reset the stream
+ *                (after `delay`, if given)
  *   drip=MS      send the body in 10 pieces, MS milliseconds apart
  *   echo=1       answer the request's method, path, headers, body size and
  *                body SHA-256 as JSON

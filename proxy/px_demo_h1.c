@@ -215,6 +215,11 @@ static int respond(struct demo_h1 *c) {
       evtimer_add(c->timer, &tv);
       return 0;
     }
+    if (c->resp.close_start) {
+      c->responding = 0;
+      h1_close_when_flushed(c);
+      return 1;
+    }
     send_head(c);
   }
   return pump(c);

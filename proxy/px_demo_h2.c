@@ -114,6 +114,10 @@ static ssize_t body_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
 static int submit(struct demo_stream *s) {
   const struct px_demo_opts *o = s->c->w->opts;
   struct demo_resp *r = &s->resp;
+  s->submitted = 1;
+  if (r->close_start)
+    return nghttp2_submit_rst_stream(s->c->session, NGHTTP2_FLAG_NONE, s->id,
+                                     NGHTTP2_INTERNAL_ERROR);
   char status[8], clen[24];
   snprintf(status, sizeof status, "%d", r->status);
   snprintf(clen, sizeof clen, "%" PRIu64, r->total);
@@ -125,7 +129,6 @@ static int submit(struct demo_stream *s) {
   size_t n = 3;
   if (!r->chunked) nva[n++] = (nghttp2_nv)NV("content-length", clen, strlen(clen));
   if (o->lineage) nva[n++] = (nghttp2_nv)NV("x-lineage", o->lineage, strlen(o->lineage));
-  s->submitted = 1;
   if (r->head_only || (r->total == 0 && !r->trailers))
     return nghttp2_submit_response(s->c->session, s->id, nva, n, NULL);
   nghttp2_data_provider prd = {.source = {.ptr = s}, .read_callback = body_read_cb};

@@ -39,6 +39,7 @@ struct demo_knobs {
   int64_t size;       /* -1 = the JSON document */
   int chunked;
   int close_mid;
+  int close_start;
   uint64_t drip_ms;
   int echo;
   int trailers;
@@ -96,6 +97,7 @@ struct demo_resp {
   uint64_t drip_ms;
   int chunked;
   int close_mid;
+  int close_start;          /* close=start: no response at all, close or reset */
   int trailers;
   int head_only;            /* HEAD: head with content-length, no body */
 };

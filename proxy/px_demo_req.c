@@ -138,8 +138,9 @@ int demo_knobs_parse(const char *target, size_t len, struct demo_knobs *k, char 
     } else if (KEY("chunked")) {
       k->chunked = is_on(val, vlen);
     } else if (KEY("close")) {
-      bad = !(vlen == 3 && !memcmp(val, "mid", 3));
-      k->close_mid = !bad;
+      k->close_mid = vlen == 3 && !memcmp(val, "mid", 3);
+      k->close_start = vlen == 5 && !memcmp(val, "start", 5);
+      bad = !k->close_mid && !k->close_start;
     } else if (KEY("echo")) {
       k->echo = is_on(val, vlen);
     } else if (KEY("trailers")) {
@@ -313,6 +314,7 @@ int demo_resp_build(struct demo_resp *resp, const struct px_demo_opts *opts,
     resp->drip_ms = k->drip_ms;
     resp->chunked = k->chunked;
     resp->close_mid = k->close_mid;
+    resp->close_start = k->close_start;
     resp->trailers = k->trailers;
   }
   if (!req->knob_err[0] && k->size >= 0 && !k->echo) {

@@ -126,6 +126,10 @@ class TestDemoBackend(e2e.CutoverTestCase):
             self.assertLess(len(r.body), 100000)
             # the backend itself carries on
             self.assertEqual(self.curl(b.url("/after"), http=mode).status, 200)
+            r = self.curl(b.url("/none?close=start&delay=100ms"), http=mode)
+            self.assertNotEqual(r.rc, 0)
+            self.assertEqual((r.status, r.body), (0, b""))
+            self.assertGreaterEqual(r.time_total, 0.09)
 
     def test_demo_backend_drip(self):
         for mode, b in self.each_protocol():

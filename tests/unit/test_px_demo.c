@@ -48,6 +48,8 @@ static void test_px_demo_knobs(void **state) {
   assert_int_equal(knobs("/?size=-1", &k), CUT_ERR_INVALID);
   assert_int_equal(knobs("/?size=10XB", &k), CUT_ERR_INVALID);
   assert_int_equal(knobs("/?close=end", &k), CUT_ERR_INVALID);
+  assert_int_equal(knobs("/?close=start", &k), 0);
+  assert_true(k.close_start && !k.close_mid);
   assert_int_equal(knobs("/?delay=99999999999s", &k), CUT_ERR_INVALID);
 }
 
