@@ -12,8 +12,11 @@
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "common/cli.h"
 #include "common/cut_err.h"
@@ -37,8 +40,9 @@ void demo_link_del(struct demo_link *l) {
   l->next = l->prev = NULL;
 }
 
-/* --protocol auto: a new connection waits here until its first bytes tell
- * HTTP/2's preface apart from an HTTP/1.1 request line. */
+/* A new connection waits here until its protocol is known: for TLS, the
+ * protocol agreed by ALPN once the handshake is done; for cleartext with
+ * --protocol auto, the first bytes (HTTP/2's preface or a request line). */
 struct demo_sniff {
   struct demo_link link;
   struct demo_worker *w;
@@ -71,7 +75,61 @@ static void sniff_read_cb(struct bufferevent *bev, void *user_data) {
 }
 
 static void sniff_event_cb(struct bufferevent *bev, short what, void *user_data) {
-  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) sniff_free(user_data);
+  struct demo_sniff *s = user_data;
+  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+    sniff_free(s);
+    return;
+  }
+  if (!(what & BEV_EVENT_CONNECTED)) return;
+  /* TLS handshake done: ALPN decides; without ALPN, the configured protocol */
+  const unsigned char *alpn = NULL;
+  unsigned int alpnlen = 0;
+  SSL_get0_alpn_selected(bufferevent_openssl_get_ssl(bev), &alpn, &alpnlen);
+  int is_h2 = alpnlen ? (alpnlen == 2 && !memcmp(alpn, "h2", 2))
+                      : s->w->opts->protocol == PX_DEMO_H2C;
+  struct demo_worker *w = s->w;
+  s->bev = NULL;
+  sniff_free(s);
+  bufferevent_set_timeouts(bev, NULL, NULL);
+  if (is_h2)
+    demo_h2_new(w, bev);
+  else
+    demo_h1_new(w, bev);
+}
+
+static int on_alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                             const unsigned char *in, unsigned int inlen, void *arg) {
+  const struct px_demo_opts *o = arg;
+  static const unsigned char both[] = "\x02h2\x08http/1.1", h1[] = "\x08http/1.1";
+  const unsigned char *ours = o->protocol == PX_DEMO_HTTP1 ? h1 : both;
+  unsigned int ourslen = o->protocol == PX_DEMO_HTTP1 ? sizeof h1 - 1
+                         : o->protocol == PX_DEMO_H2C ? 3 /* "\x02h2" only */
+                                                      : sizeof both - 1;
+  if (SSL_select_next_proto((unsigned char **)out, outlen, ours, ourslen, in, inlen) !=
+      OPENSSL_NPN_NEGOTIATED)
+    return SSL_TLSEXT_ERR_NOACK;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+/* Loads the certificate and key into a server context; NULL and a sentence in err on failure. */
+static SSL_CTX *tls_ctx_new(const struct px_demo_opts *o, char *err, size_t errlen) {
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  if (!ctx) goto fail;
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
+  if (SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert) != 1 ||
+      SSL_CTX_use_PrivateKey_file(ctx, o->tls_key, SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(ctx) != 1)
+    goto fail;
+  SSL_CTX_set_alpn_select_cb(ctx, on_alpn_select_cb, (void *)o);
+  return ctx;
+fail:;
+  const char *why = ERR_reason_error_string(ERR_peek_last_error());
+  cut_errf(err, errlen, CUT_ERR_TLS, "cannot use certificate %s with key %s: %s", o->tls_cert,
+           o->tls_key, why ? why : "unknown error");
+  ERR_clear_error();
+  SSL_CTX_free(ctx);
+  return NULL;
 }
 
 static void on_accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
@@ -79,12 +137,23 @@ static void on_accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct 
   struct demo_worker *w = user_data;
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  struct bufferevent *bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+  struct bufferevent *bev;
+  SSL *ssl = NULL;
+  if (w->ssl_ctx) {
+    ssl = SSL_new(w->ssl_ctx);
+    bev = ssl ? bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                               BEV_OPT_CLOSE_ON_FREE)
+              : NULL;
+    if (!bev) SSL_free(ssl);
+  } else {
+    bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+  }
   if (!bev) {
     evutil_closesocket(fd);
     return;
   }
-  switch (w->opts->protocol) {
+  if (ssl) bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+  switch (ssl ? PX_DEMO_AUTO : w->opts->protocol) {
     case PX_DEMO_HTTP1:
       demo_h1_new(w, bev);
       return;
@@ -103,7 +172,11 @@ static void on_accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct 
   s->bev = bev;
   s->link.free_fn = sniff_link_free;
   demo_link_add(w, &s->link);
-  bufferevent_setcb(bev, sniff_read_cb, NULL, sniff_event_cb, s);
+  bufferevent_setcb(bev, ssl ? NULL : sniff_read_cb, NULL, sniff_event_cb, s);
+  if (ssl) {
+    struct timeval tv = {.tv_sec = 10};
+    bufferevent_set_timeouts(bev, &tv, NULL); /* a handshake that never ends */
+  }
   bufferevent_enable(bev, EV_READ);
 }
 
@@ -156,6 +229,8 @@ int px_demo_run(const struct px_demo_opts *opts, char *err, size_t errlen) {
   if (evthread_use_pthreads())
     return cut_errf(err, errlen, CUT_ERR_NOMEM, "cannot set up libevent threading");
   int rv = 0, nthreads = opts->threads > 0 ? opts->threads : 1;
+  SSL_CTX *ssl_ctx = NULL;
+  if (opts->tls_cert && !(ssl_ctx = tls_ctx_new(opts, err, errlen))) return CUT_ERR_TLS;
   struct event_base *main_base = event_base_new();
   struct demo_thread *ts = calloc((size_t)nthreads, sizeof *ts);
   struct event *sigs[2] = {NULL, NULL};
@@ -166,6 +241,7 @@ int px_demo_run(const struct px_demo_opts *opts, char *err, size_t errlen) {
   for (int i = 0; i < nthreads && rv == 0; i++) {
     struct demo_thread *t = &ts[i];
     t->w.opts = opts;
+    t->w.ssl_ctx = ssl_ctx;
     t->w.conns.next = t->w.conns.prev = &t->w.conns;
     t->w.base = event_base_new();
     if (!t->w.base) rv = cut_errf(err, errlen, CUT_ERR_NOMEM, "cannot create an event base");
@@ -195,9 +271,10 @@ int px_demo_run(const struct px_demo_opts *opts, char *err, size_t errlen) {
     port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
   }
   static const char *const pnames[] = {"http1", "h2c", "auto"};
-  fprintf(stderr, "demo-backend %s listening on %s%s%s:%u (%s, %d thread%s)\n", opts->name,
+  fprintf(stderr, "demo-backend %s listening on %s%s%s:%u (%s%s, %d thread%s)\n", opts->name,
           ss.ss_family == AF_INET6 ? "[" : "", host, ss.ss_family == AF_INET6 ? "]" : "",
-          (unsigned)port, pnames[opts->protocol], nthreads, nthreads == 1 ? "" : "s");
+          (unsigned)port, pnames[opts->protocol], ssl_ctx ? " over TLS" : "", nthreads,
+          nthreads == 1 ? "" : "s");
   fflush(stderr);
   event_base_dispatch(main_base);
 out:
@@ -214,13 +291,15 @@ out:
   for (int i = 0; i < 2; i++)
     if (sigs[i]) event_free(sigs[i]);
   if (main_base) event_base_free(main_base);
+  SSL_CTX_free(ssl_ctx);
   return rv;
 }
 
 static void usage(FILE *out) {
   fprintf(out,
           "usage: cutover demo-backend --name NAME --listen HOST:PORT [--protocol http1|h2c|auto]\n"
-          "                            [--threads N] [--lineage TEXT]\n\n"
+          "                            [--threads N] [--lineage TEXT]\n"
+          "                            [--tls-cert FILE --tls-key FILE]\n\n"
           "A small backend for the demo, tests and benchmarks: answers JSON naming itself.\n"
           "Query parameters change a response: delay=500ms status=503 size=50MiB chunked=1\n"
           "close=mid drip=MS echo=1 trailers=1 (see docs/demo.md).\n");
@@ -269,6 +348,10 @@ int px_demo_cmd(int argc, char **argv) {
       listen = v;
     } else if (!strcmp(a, "--lineage")) {
       o.lineage = v;
+    } else if (!strcmp(a, "--tls-cert")) {
+      o.tls_cert = v;
+    } else if (!strcmp(a, "--tls-key")) {
+      o.tls_key = v;
     } else if (!strcmp(a, "--threads")) {
       char *end;
       long n = strtol(v, &end, 10);
@@ -300,6 +383,10 @@ int px_demo_cmd(int argc, char **argv) {
   }
   if (parse_listen(listen, host, sizeof host, &o.port)) {
     fprintf(stderr, "cutover demo-backend: --listen wants HOST:PORT, not \"%s\"\n", listen);
+    return 2;
+  }
+  if (!o.tls_cert != !o.tls_key) {
+    fprintf(stderr, "cutover demo-backend: --tls-cert and --tls-key go together\n");
     return 2;
   }
   if (o.lineage && strpbrk(o.lineage, "\r\n")) {

@@ -40,12 +40,16 @@ struct px_demo_opts {
   enum px_demo_protocol protocol;
   int threads;          /* worker threads, each with its own listener (SO_REUSEPORT) */
   const char *lineage;  /* borrowed; value of the x-lineage response header, or NULL */
+  const char *tls_cert; /* borrowed; PEM certificate chain: serve TLS (ALPN per protocol), or NULL */
+  const char *tls_key;  /* borrowed; PEM private key, with tls_cert */
 };
 
 /* Runs the backend until SIGTERM or SIGINT. Borrows opts. Writes a line
  * "demo-backend NAME listening on HOST:PORT (...)" to stderr once every
- * listener is bound. Returns 0 after a clean stop, or CUT_ERR_NET (cannot
- * listen), CUT_ERR_NOMEM, CUT_ERR_IO with a sentence in err. */
+ * listener is bound. With tls_cert and tls_key the listener speaks TLS and
+ * offers ALPN "http/1.1" (http1), "h2" (h2c) or both (auto).
+ * Returns 0 after a clean stop, or CUT_ERR_NET (cannot listen), CUT_ERR_TLS
+ * (certificate or key unusable), CUT_ERR_NOMEM, CUT_ERR_IO with a sentence in err. */
 int px_demo_run(const struct px_demo_opts *opts, char *err, size_t errlen);
 
 #endif

@@ -8,6 +8,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 
 #include "proxy/px_demo.h"
 
@@ -126,6 +127,7 @@ struct demo_link {
 struct demo_worker {
   struct event_base *base;
   const struct px_demo_opts *opts; /* borrowed from px_demo_run's caller */
+  SSL_CTX *ssl_ctx;                /* borrowed, shared by the workers; NULL = cleartext */
   struct demo_link conns;          /* list sentinel */
 };
 

@@ -569,17 +569,19 @@ def write_random_file(path, size, seed=b"cutover"):
 # ------------------------------------------------------------------- the test case
 
 class DemoBackend:
-    """A running `cutover demo-backend`: its Proc, name, host, port, protocol."""
+    """A running `cutover demo-backend`: its Proc, name, host, port, protocol,
+    and tls (the gen_cert() dict when it serves TLS, else None)."""
 
-    def __init__(self, proc, name, host, port, protocol):
+    def __init__(self, proc, name, host, port, protocol, tls=None):
         self.proc, self.name, self.host, self.port, self.protocol = proc, name, host, port, protocol
+        self.tls = tls
 
     @property
     def address(self):
         return "%s:%d" % (self.host, self.port)
 
     def url(self, path="/"):
-        return "http://%s:%d%s" % (self.host, self.port, path)
+        return "%s://%s:%d%s" % ("https" if self.tls else "http", self.host, self.port, path)
 
 
 class CutoverTestCase(unittest.TestCase):
@@ -636,15 +638,20 @@ class CutoverTestCase(unittest.TestCase):
                               text=True, timeout=timeout, input=input)
 
     def start_demo_backend(self, name, protocol="http1", threads=1, lineage=None, port=None,
-                           host="127.0.0.1"):
-        """Starts `cutover demo-backend` on a free port and waits until it listens."""
+                           host="127.0.0.1", tls=None):
+        """Starts `cutover demo-backend` on a free port and waits until it
+        listens. tls: a gen_cert() dict to serve TLS (ALPN http/1.1 for http1,
+        h2 for h2c, both for auto)."""
         port = port or free_port(host)
-        argv = [self.bin, "demo-backend", "--name", name, "--listen", "%s:%d" % (host, port),
+        listen = "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
+        argv = [self.bin, "demo-backend", "--name", name, "--listen", listen,
                 "--protocol", protocol, "--threads", str(threads)]
         if lineage:
             argv += ["--lineage", lineage]
+        if tls:
+            argv += ["--tls-cert", tls["cert"], "--tls-key", tls["key"]]
         proc = self.start(argv, name="demo-" + name, wait_port=port, host=host)
-        return DemoBackend(proc, name, host, port, protocol)
+        return DemoBackend(proc, name, host, port, protocol, tls)
 
     def start_proxy(self, config_path, wait_ports=(), extra=(), timeout=10.0, env=None):
         """Starts `cutover proxy -c CONFIG` and waits for each of wait_ports."""

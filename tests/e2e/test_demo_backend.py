@@ -196,6 +196,25 @@ class TestDemoBackend(e2e.CutoverTestCase):
         r = self.h2load(h2.url("/api/checkout"), n=20000, c=8, m=10)
         self.assertEqual((r.succeeded, r.failed, r.errored, r.timeout), (20000, 0, 0, 0), r.text)
 
+    def test_demo_backend_tls_alpn(self):
+        certs = self.gen_cert()
+        b = self.start_demo_backend("secure", protocol="auto", tls=certs)
+        for mode, version in (("2", "2"), ("1.1", "1.1")):
+            r = self.curl(b.url("/s?size=1MiB"), http=mode, cacert=certs["ca"])
+            self.assertEqual((r.rc, r.status, r.http_version, len(r.body)),
+                             (0, 200, version, 1 << 20), r.stderr)
+        # h2 only: ALPN picks h2 even when the client prefers HTTP/1.1 too
+        h2 = self.start_demo_backend("secure-h2", protocol="h2c", tls=certs)
+        r = self.curl(h2.url("/"), http="2", cacert=certs["ca"])
+        self.assertEqual((r.status, r.http_version, r.json()["backend"]), (200, "2", "secure-h2"))
+        # the certificate is checked by clients: without the CA, curl refuses
+        r = self.curl(b.url("/"), http="2")
+        self.assertEqual(r.rc, 60)
+        # a cleartext request to a TLS listener gets no HTTP answer
+        r = self.curl("http://%s/" % b.address, http="1.1")
+        self.assertNotEqual(r.rc, 0)
+        self.assertEqual(self.curl(b.url("/"), http="2", cacert=certs["ca"]).status, 200)
+
     def test_demo_backend_stops_on_sigterm(self):
         b = self.start_demo_backend("stopper", protocol="auto", threads=2)
         # a pending delayed response and an open connection must not hold up the stop
@@ -216,6 +235,12 @@ class TestDemoBackend(e2e.CutoverTestCase):
                          .returncode, 2)
         self.assertEqual(self.cutover("demo-backend", "--name", "x", "--listen", "127.0.0.1:1",
                                       "--protocol", "h3").returncode, 2)
+        self.assertEqual(self.cutover("demo-backend", "--name", "x", "--listen", "127.0.0.1:1",
+                                      "--tls-cert", "/nonexistent.pem").returncode, 2)
+        r = self.cutover("demo-backend", "--name", "x", "--listen", "127.0.0.1:0",
+                         "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("cannot use certificate", r.stderr)
         r = self.cutover("demo-backend", "--help")
         self.assertEqual(r.returncode, 0)
         self.assertIn("--protocol", r.stdout)
