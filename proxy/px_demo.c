@@ -1,4 +1,4 @@
-/* px_demo: `cutover demo-backend`: options, worker threads, listeners, protocol sniffing, clean stop. */
+/* px_demo: `cutover demo-backend`: options, workers, listeners, TLS, protocol sniffing, stop. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>

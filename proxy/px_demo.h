@@ -1,4 +1,4 @@
-/* px_demo: `cutover demo-backend`, a small, fast HTTP/1.1 and h2c backend for the demo, tests and benchmark. */
+/* px_demo: `cutover demo-backend`, a small fast backend for the demo, tests and benchmark. */
 #ifndef CUT_PX_DEMO_H
 #define CUT_PX_DEMO_H
 
@@ -40,7 +40,7 @@ struct px_demo_opts {
   enum px_demo_protocol protocol;
   int threads;          /* worker threads, each with its own listener (SO_REUSEPORT) */
   const char *lineage;  /* borrowed; value of the x-lineage response header, or NULL */
-  const char *tls_cert; /* borrowed; PEM certificate chain: serve TLS (ALPN per protocol), or NULL */
+  const char *tls_cert; /* borrowed; PEM certificate chain to serve TLS, or NULL */
   const char *tls_key;  /* borrowed; PEM private key, with tls_cert */
 };
 

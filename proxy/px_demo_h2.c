@@ -1,4 +1,4 @@
-/* px_demo_h2: the demo backend's HTTP/2 (prior knowledge) connection over an nghttp2 server session. */
+/* px_demo_h2: the demo backend's HTTP/2 connection over an nghttp2 server session. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* px_demo_int: internals shared by the demo backend's request model, HTTP/1.1 and h2c connections. */
+/* px_demo_int: internals of the demo backend shared by its model and its connections. */
 #ifndef CUT_PX_DEMO_INT_H
 #define CUT_PX_DEMO_INT_H
 
