@@ -112,9 +112,9 @@ class Bench:
         certs = os.path.join(self.dir, "certs")
         subprocess.run([os.path.join(SOURCE_DIR, "scripts", "gen-cert.sh"), certs], check=True,
                        capture_output=True)
-        self.cert = os.path.join(certs, "server.pem")
-        self.key = os.path.join(certs, "server.key")
-        self.pem = os.path.join(certs, "server-with-key.pem")
+        self.cert = os.path.join(certs, "cert.pem")
+        self.key = os.path.join(certs, "key.pem")
+        self.pem = os.path.join(certs, "cert-and-key.pem")
         with open(self.pem, "w") as out:
             for p in (self.cert, self.key):
                 with open(p) as f:

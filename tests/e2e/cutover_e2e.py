@@ -677,8 +677,8 @@ class CutoverTestCase(unittest.TestCase):
         p = subprocess.run([GEN_CERT, d], capture_output=True, text=True, timeout=60)
         if p.returncode != 0:
             raise HarnessError("gen-cert.sh failed:\n" + p.stderr)
-        return {"ca": os.path.join(d, "ca.pem"), "cert": os.path.join(d, "server.pem"),
-                "key": os.path.join(d, "server.key")}
+        return {"ca": os.path.join(d, "ca.pem"), "cert": os.path.join(d, "cert.pem"),
+                "key": os.path.join(d, "key.pem")}
 
     # clients -----------------------------------------------------------------
 
