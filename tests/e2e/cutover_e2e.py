@@ -323,6 +323,34 @@ def to_yaml(obj, indent=0):
     return "".join(lines)
 
 
+def proxy_config(port, backends, routes=None, tls_port=None, certs=None, workers=1, **extra):
+    """A minimal config dict for `cutover proxy` (see docs/config.md), to adjust
+    before write_config(): a cleartext listener on 127.0.0.1:port (h2c and
+    HTTP/1.1), a TLS listener on tls_port when given (certs: a gen_cert()
+    dict), backends {name: DemoBackend or (address, protocol)}, routes (default:
+    everything to the first backend), the admin API and recording off, and
+    any other top-level keys from **extra."""
+    listeners = [{"name": "plain", "listen": "127.0.0.1:%d" % port}]
+    if tls_port:
+        listeners.append({"name": "tls", "listen": "127.0.0.1:%d" % tls_port,
+                          "tls": {"cert": certs["cert"], "key": certs["key"]}})
+    groups = {}
+    for name, b in backends.items():
+        if isinstance(b, DemoBackend):
+            groups[name] = {"hosts": [b.address], "protocol": "h2" if b.tls and b.protocol == "h2c"
+                            else b.protocol if b.protocol != "auto" else "http1"}
+            if b.tls:
+                groups[name]["tls"] = {"ca": b.tls["ca"]}
+        else:
+            address, protocol = b
+            groups[name] = {"hosts": [address], "protocol": protocol}
+    cfg = {"workers": workers, "listeners": listeners, "backends": groups,
+           "routes": routes or [{"name": "default", "backend": next(iter(backends))}],
+           "logging": {"level": "warn"}}
+    cfg.update(extra)
+    return cfg
+
+
 def render_template(text, values):
     """Replaces every {{name}} in text with str(values[name]); an unknown name
     is an error. ${ENV} and YAML braces are left alone."""

@@ -288,6 +288,21 @@ class TestHarness(e2e.CutoverTestCase):
         with self.assertRaises(e2e.HarnessError):
             e2e.render_template("{{missing}}", {})
 
+    def test_harness_proxy_config_is_valid(self):
+        certs = self.gen_cert()
+        legacy = self.start_demo_backend("legacy")
+        secure = self.start_demo_backend("secure", protocol="h2c", tls=certs)
+        cfg = e2e.proxy_config(e2e.free_port(), {"legacy": legacy, "secure": secure,
+                                                 "other": ("127.0.0.1:1", "h2c")},
+                               tls_port=e2e.free_port(), certs=certs,
+                               state={"dir": os.path.join(self.tmp, "state")})
+        self.assertEqual(cfg["backends"]["secure"]["protocol"], "h2")
+        path = self.write_config(cfg)
+        r = self.cutover("config", "check", path)
+        if "not built yet" in r.stderr:
+            self.skipTest("cutover config is not built yet")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
     def test_harness_percentiles(self):
         values = list(range(1, 101))
         self.assertEqual(e2e.percentile(values, 50), 50)
