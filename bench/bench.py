@@ -59,6 +59,7 @@ class Bench:
         self.procs = []
         self.rows = []
         self.direct_rps = None
+        self.load_before = os.getloadavg()[0]
 
     # processes -----------------------------------------------------------------
 
@@ -245,8 +246,9 @@ class Bench:
             "",
             "- load: `h2load -n %d -c %d -m %d -t %d` per target (after a warm-up run), "
             "path `%s`" % (a.n, a.c, a.m, a.t, PATH),
-            "- machine: %s, %d CPUs, %s %s" % (cpu, os.cpu_count() or 0, platform.system(),
-                                                platform.release()),
+            "- machine: %s, %d CPUs, %s %s; load average %.2f before the run, %.2f after"
+            % (cpu, os.cpu_count() or 0, platform.system(), platform.release(), self.load_before,
+               os.getloadavg()[0]),
             "- backend: `cutover demo-backend`, HTTP/1.1, one thread; the `direct backend` row is "
             "`h2load --h1` against it (pipelined, -m %d: the ratio baseline), `direct, -m 1` the "
             "same without pipelining over %d connections" % (a.m, min(a.c * a.m, a.backend_conns)),
