@@ -594,6 +594,152 @@ def write_random_file(path, size, seed=b"cutover"):
     return h.hexdigest()
 
 
+# ------------------------------------------------------------ raw HTTP/2 (python3-h2)
+
+class H2Response:
+    """What arrived on one stream: status, headers (list of (name, value)
+    str pairs), body bytes, trailers, reset (the RST_STREAM error code, or
+    None), ended (END_STREAM seen)."""
+
+    def __init__(self):
+        self.status = None
+        self.headers = []
+        self.body = bytearray()
+        self.trailers = []
+        self.reset = None
+        self.ended = False
+
+    def header(self, name, default=None):
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return default
+
+
+class H2Conn:
+    """A client HTTP/2 connection over a socket (h2c prior knowledge, or TLS
+    with ALPN h2 when ssl_context is given), driven by python3-h2, for tests of
+    protocol corner cases. Received DATA is acknowledged (flow control) as it
+    is read unless auto_ack=False."""
+
+    def __init__(self, host, port, ssl_context=None, server_hostname=None, timeout=10.0,
+                 settings=None, auto_ack=True):
+        import h2.config
+        import h2.connection
+        raw = socket.create_connection((host, port), timeout=timeout)
+        if ssl_context is not None:
+            raw = ssl_context.wrap_socket(raw, server_hostname=server_hostname or host)
+        self.sock = raw
+        self.timeout = timeout
+        self.auto_ack = auto_ack
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, header_encoding="utf-8"))
+        self.conn.initiate_connection()
+        if settings:
+            self.conn.update_settings(settings)
+        self.responses = {}
+        self.goaway = None
+        self.closed = False
+        self.flush()
+
+    @staticmethod
+    def tls_context(cafile):
+        """A client SSLContext trusting cafile and offering ALPN h2."""
+        import ssl
+        ctx = ssl.create_default_context(cafile=cafile)
+        ctx.set_alpn_protocols(["h2"])
+        return ctx
+
+    def flush(self):
+        data = self.conn.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def request(self, method, authority, path, headers=(), body=None, end_stream=True,
+                scheme="http"):
+        """Sends a request; returns its stream id. With body, sends it as DATA
+        (respecting the flow-control window, reading meanwhile)."""
+        sid = self.conn.get_next_available_stream_id()
+        hdrs = [(":method", method), (":scheme", scheme), (":authority", authority),
+                (":path", path)] + list(headers)
+        self.responses[sid] = H2Response()
+        self.conn.send_headers(sid, hdrs, end_stream=end_stream and body is None)
+        self.flush()
+        if body is not None:
+            self.send_body(sid, body, end_stream=end_stream)
+        return sid
+
+    def send_body(self, sid, body, end_stream=True):
+        """Sends body bytes on sid as the peer's window allows."""
+        view = memoryview(body)
+        while view:
+            window = min(self.conn.local_flow_control_window(sid),
+                         self.conn.max_outbound_frame_size)
+            if window <= 0:
+                self.read_once()
+                continue
+            self.conn.send_data(sid, bytes(view[:window]))
+            view = view[window:]
+            self.flush()
+        if end_stream:
+            self.conn.end_stream(sid)
+            self.flush()
+
+    def read_once(self):
+        """Reads once from the socket and handles the events; False on EOF."""
+        import h2.events
+        try:
+            data = self.sock.recv(65536)
+        except socket.timeout:
+            raise HarnessError("no HTTP/2 data within %.1fs" % self.timeout)
+        if not data:
+            self.closed = True
+            return False
+        for ev in self.conn.receive_data(data):
+            r = self.responses.get(getattr(ev, "stream_id", None))
+            if isinstance(ev, h2.events.ResponseReceived):
+                r.headers = list(ev.headers)
+                r.status = int(dict(ev.headers)[":status"])
+            elif isinstance(ev, h2.events.DataReceived):
+                r.body += ev.data
+                if self.auto_ack and ev.flow_controlled_length:
+                    self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.TrailersReceived):
+                r.trailers = list(ev.headers)
+            elif isinstance(ev, h2.events.StreamEnded):
+                r.ended = True
+            elif isinstance(ev, h2.events.StreamReset):
+                if r is not None:
+                    r.reset = ev.error_code
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                self.goaway = ev
+        self.flush()
+        return True
+
+    def wait(self, *sids):
+        """Reads until every stream in sids ended or was reset; returns their
+        H2Response objects (one, or a list)."""
+        deadline = time.monotonic() + self.timeout
+        def done(sid):
+            r = self.responses[sid]
+            return r.ended or r.reset is not None
+        while not all(done(s) for s in sids):
+            if time.monotonic() > deadline:
+                raise HarnessError("streams %s not finished after %.1fs" % (sids, self.timeout))
+            if not self.read_once():
+                break
+        out = [self.responses[s] for s in sids]
+        return out[0] if len(out) == 1 else out
+
+    def close(self):
+        try:
+            self.conn.close_connection()
+            self.flush()
+        except Exception:  # the peer may be gone already
+            pass
+        self.sock.close()
+
+
 # ------------------------------------------------------------------- the test case
 
 class DemoBackend:

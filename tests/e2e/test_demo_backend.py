@@ -1,5 +1,7 @@
 """End-to-end tests of `cutover demo-backend`: every knob over HTTP/1.1 and h2c, with real clients."""
 
+import hashlib
+import json
 import os
 import socket
 import threading
@@ -185,6 +187,50 @@ class TestDemoBackend(e2e.CutoverTestCase):
         # a malformed request gets 400 and a closed connection
         out = raw_exchange(b.host, b.port, b"GET / HTTP/1.1\r\nHost x\r\n\r\n")
         self.assertTrue(out.startswith(b"HTTP/1.1 400"), out[:40])
+
+    def test_demo_backend_h2_many_streams_and_windows(self):
+        b = self.backend("h2c")
+        c = e2e.H2Conn(b.host, b.port)
+        self.addCleanup(c.close)
+        # 100 concurrent streams, answered on one connection
+        sids = [c.request("GET", b.address, "/s%d" % i, headers=[("x-device-id", "d%d" % i)])
+                for i in range(100)]
+        for i, r in enumerate(c.wait(*sids)):
+            self.assertEqual(r.status, 200)
+            self.assertEqual(json.loads(bytes(r.body))["device"], "d%d" % i)
+        # a 3 MiB upload needs many WINDOW_UPDATEs from the backend
+        body = os.urandom(3 * 1024 * 1024)
+        r = c.wait(c.request("POST", b.address, "/u?echo=1", body=body))
+        self.assertEqual(json.loads(bytes(r.body))["body_sha256"],
+                         hashlib.sha256(body).hexdigest())
+        # trailers and a reset stream, seen frame by frame
+        r = c.wait(c.request("GET", b.address, "/t?trailers=1&size=10"))
+        self.assertEqual((bytes(r.body), r.trailers), (b"abcdefghij", [("x-demo-trailer", "done")]))
+        r = c.wait(c.request("GET", b.address, "/x?close=mid&size=100"))
+        self.assertEqual((r.status, r.reset, len(r.body)), (200, 2, 50))  # INTERNAL_ERROR
+
+    def test_demo_backend_h2_window_exhaustion(self):
+        b = self.backend("h2c")
+        c = e2e.H2Conn(b.host, b.port, auto_ack=False)
+        self.addCleanup(c.close)
+        sid = c.request("GET", b.address, "/big?size=1MiB")
+        # without WINDOW_UPDATEs the backend stops at the initial 64 KiB window...
+        deadline = time.monotonic() + 5
+        r = c.responses[sid]
+        while len(r.body) < 65535 and time.monotonic() < deadline:
+            c.read_once()
+        self.assertEqual(len(r.body), 65535)
+        c.sock.settimeout(0.3)
+        with self.assertRaises(e2e.HarnessError):
+            c.read_once()
+        c.sock.settimeout(10)
+        # ...and resumes when the window opens
+        c.conn.increment_flow_control_window(1 << 20)
+        c.conn.increment_flow_control_window(1 << 20, stream_id=sid)
+        c.flush()
+        c.auto_ack = True
+        r = c.wait(sid)
+        self.assertEqual((r.ended, len(r.body)), (True, 1 << 20))
 
     def test_demo_backend_h2load_zero_failures(self):
         self.require_tools("h2load")
