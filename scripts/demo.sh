@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-build/cutover}
 [ -x "$bin" ] || { echo "demo: $bin is not an executable; build first (scripts/build.sh)" >&2; exit 1; }
+shown=$bin  # as the user gave it, for the printed commands
 case "$bin" in /*) ;; *) bin="$PWD/$bin" ;; esac
 config=config/example.yaml
 run=run
@@ -97,7 +98,7 @@ Send a request (the JSON answer names the backend that served it):
   curl --http2 --cacert $run/ca.pem -H 'x-device-id: dev-1' https://127.0.0.1:8443/api/checkout
 
 Turn the dial (send a quarter of the devices to modern), then look again:
-  $bin dial set checkout-v2 25 -c $config
+  $shown dial set checkout-v2 25 -c $config
   for i in \$(seq 20); do curl -s --http2-prior-knowledge -H "x-device-id: dev-\$i" \\
     http://127.0.0.1:8080/api/checkout; done
 
