@@ -91,8 +91,13 @@ static int h2_respond(struct px_req *r, const struct px_response_head *h, int en
   nghttp2_nv *nv = n + 1 <= 64 ? stack : malloc((n + 1) * sizeof *nv);
   if (!nv)
     return CUT_ERR_NOMEM;
-  char status[8];
-  int sl = snprintf(status, sizeof status, "%03d", h->status);
+  char status[4];
+  int code = h->status >= 100 && h->status <= 999 ? h->status : 502;
+  status[0] = (char)('0' + code / 100);
+  status[1] = (char)('0' + code / 10 % 10);
+  status[2] = (char)('0' + code % 10);
+  status[3] = '\0';
+  int sl = 3;
   size_t k = 0;
   nv[k++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, (size_t)sl,
                          NGHTTP2_NV_FLAG_NONE};

@@ -25,6 +25,15 @@ void px_req_init(struct px_req *r, struct px_client *c, const struct px_front_op
   r->t_start_ns = px_now_ns();
 }
 
+/* Copies the exchange's host:port (hot path: no printf). */
+static void copy_host(struct px_req *r, struct px_exchange *x) {
+  const char *h = ops_of(r)->host(x);
+  size_t n = h ? strnlen(h, sizeof r->upstream - 1) : 0;
+  if (n)
+    memcpy(r->upstream, h, n);
+  r->upstream[n] = '\0';
+}
+
 static void add_decision_header(struct px_req *r, struct px_response_head *h) {
   if (r->route && r->route->decision_header && r->decision[0])
     px_headers_add(&h->headers, "x-cutover-decision", 18, r->decision, strlen(r->decision));
@@ -88,7 +97,7 @@ static int upstream_response_cb(struct px_exchange *x, const struct px_response_
   struct px_req *r = user_data;
   r->status = head->status;
   r->responded = 1;
-  snprintf(r->upstream, sizeof r->upstream, "%s", ops_of(r)->host(x));
+  copy_host(r, x);
   if (head->status >= 500)
     atomic_fetch_add_explicit(&r->conn->w->n_5xx, 1, memory_order_relaxed);
   int rc;
@@ -147,7 +156,7 @@ static void upstream_done_cb(struct px_exchange *x, int err, enum px_fail fail, 
                              int got_response, void *user_data) {
   struct px_req *r = user_data;
   if (!r->upstream[0])
-    snprintf(r->upstream, sizeof r->upstream, "%s", ops_of(r)->host(x));
+    copy_host(r, x);
   r->x = NULL;
   r->xdone = 1;
   if (err == 0) {
