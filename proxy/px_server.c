@@ -130,9 +130,11 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
-/* Binds a listening socket with SO_REUSEPORT. `port` overrides the config's (0 = as configured). */
-static int bind_listener(const struct cfg_addr *a, uint16_t port, int *fd_out, uint16_t *bound,
-                         char *err, size_t errlen) {
+/* Binds a listening socket with SO_REUSEPORT (reuseport = 1) or without it (a
+ * probe: fails when any other socket holds the port, so two proxies never share
+ * one by accident). `port` overrides the config's (0 = as configured). */
+static int bind_listener(const struct cfg_addr *a, uint16_t port, int reuseport, int *fd_out,
+                         uint16_t *bound, char *err, size_t errlen) {
   struct addrinfo hints = {0}, *res = NULL;
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -150,7 +152,8 @@ static int bind_listener(const struct cfg_addr *a, uint16_t port, int *fd_out, u
   }
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (reuseport)
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
     int e = errno;
     freeaddrinfo(res);
@@ -321,9 +324,17 @@ int px_server_new(struct px_server **out, const struct px_server_opts *o, char *
     if (cl->has_tls && (rc = px_tls_server_ctx(&rt->ssl, &cl->tls, err, errlen)) < 0)
       goto fail;
     uint16_t port = 0;
+    if (cl->listen.port) {
+      int probe = -1;
+      uint16_t bound = 0;
+      rc = bind_listener(&cl->listen, 0, 0, &probe, &bound, err, errlen);
+      if (rc < 0)
+        goto fail;
+      close(probe);
+    }
     for (size_t i = 0; i < nw; i++) {
       uint16_t bound = 0;
-      rc = bind_listener(&cl->listen, port, &ext[i].fds[l], &bound, err, errlen);
+      rc = bind_listener(&cl->listen, port, 1, &ext[i].fds[l], &bound, err, errlen);
       if (rc < 0)
         goto fail;
       port = bound;

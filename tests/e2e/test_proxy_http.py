@@ -69,6 +69,7 @@ class ProxyCase(e2e.CutoverTestCase):
                                 legacy="127.0.0.1:%d" % self.legacy_port,
                                 modern=self.modern.address, percent=percent,
                                 timeout=timeout, access_log=self.access_log)
+        self.cfg_path = cfg
         self.proxy = self.start_proxy(cfg, wait_ports=[self.port, self.tls_port])
         self.base = "http://127.0.0.1:%d" % self.port
         self.tls_base = "https://localhost:%d" % self.tls_port
@@ -342,6 +343,13 @@ class TestLifecycle(ProxyCase):
         self.assertEqual(results["r"].status, 200)
         self.assertEqual(self.proxy.wait_exit(10), 0)
         self.assertFalse(e2e.port_open("127.0.0.1", self.port))
+
+    def test_proxy_refuses_a_port_in_use(self):
+        self.start_all()
+        p = self.cutover("proxy", "-c", self.cfg_path, timeout=10)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("in use", p.stderr)
+        self.assertTrue(self.proxy.alive())
 
     def test_proxy_rejects_bad_config(self):
         path = self.write_config("listeners: 5\n")
