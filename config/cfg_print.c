@@ -30,7 +30,8 @@ static int plain_ok(const char *s) {
     if (!isalnum(c) && !strchr("_./@+:%-", c))
       return 0;
   }
-  return 1;
+  /* a ':' that ends a plain scalar reads as a mapping indicator ("k:909:") */
+  return s[strlen(s) - 1] != ':';
 }
 
 /* Writes s as a YAML scalar that loads back to exactly s (including under

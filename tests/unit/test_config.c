@@ -713,6 +713,20 @@ static void test_config_print_roundtrip(void **state) {
   cfg_unref(c);
 }
 
+/* A plain scalar that ends with ':' would read back as a map key: print quotes it. */
+static void test_config_print_trailing_colon(void **state) {
+  (void)state;
+  struct cfg *c = load_ok(MINIMAL "datacenter: \"dc:\"\n");
+  assert_string_equal(c->datacenter, "dc:");
+  char *out = print_to_string(c);
+  assert_non_null(strstr(out, "datacenter: \"dc:\"\n"));
+  struct cfg *again = load_ok(out);
+  assert_string_equal(again->datacenter, "dc:");
+  cfg_unref(again);
+  free(out);
+  cfg_unref(c);
+}
+
 static void test_config_load_io(void **state) {
   (void)state;
   struct cfg *c = NULL;
@@ -855,6 +869,7 @@ int main(void) {
       cmocka_unit_test(test_config_subst),          cmocka_unit_test(test_config_print_roundtrip),
       cmocka_unit_test(test_config_load_io),        cmocka_unit_test(test_config_cmd),        cmocka_unit_test(test_config_refcount),
       cmocka_unit_test(test_config_holder),
+      cmocka_unit_test(test_config_print_trailing_colon),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
