@@ -1031,22 +1031,8 @@ static void read_route(struct cfg_ld *ld, ynode *m, const char *path, struct cfg
           &r->experiment_index);
   get_ref(ld, m, path, "allocation", 0, "allocation", &nm[3], &r->allocation,
           &r->allocation_index);
-  /* One decision source per route: each picks the primary backend, and two
-   * of them would disagree with no rule saying which wins. */
-  static const char *const deciders[] = {"dial", "experiment", "allocation"};
-  const char *first = NULL;
-  for (size_t i = 0; i < NKEYS(deciders); i++) {
-    const struct cfg_yaml_pair *pr = cfg_yaml_get_pair(m, deciders[i]);
-    if (!pr || absent(pr->value))
-      continue;
-    if (first)
-      cfg_yaml_errs_add(ld->e, pr->key->line, pr->key->col, PATH(p, path, deciders[i]),
-                        "a route takes at most one of dial, experiment and allocation (it "
-                        "already has %s)",
-                        first);
-    else
-      first = deciders[i];
-  }
+  /* A route may name one experiment, one allocation and one dial together:
+   * dial_decide tries them in that order (docs/dials.md). */
   ynode *mn = cfg_yaml_get(m, "mirror");
   ynode *mirrors = as_seq(ld, mn, PATH(p, path, "mirror"));
   if (mirrors) {

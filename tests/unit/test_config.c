@@ -564,8 +564,6 @@ static void test_config_error_rules(void **state) {
                 "10%)\n"
                 "t.yaml:10:44: experiments.x.end: must be after start\n"
                 "t.yaml:12:49: allocations.y.cells[0].weight: 0 is out of range (1-1000000)\n"
-                "t.yaml:14:37: routes[0].allocation: a route takes at most one of dial, "
-                "experiment and allocation (it already has dial)\n"
                 "t.yaml:14:61: routes[0].compare: live comparison needs a mirror to compare "
                 "with\n");
 }
