@@ -153,22 +153,45 @@ static ynode *as_seq(struct cfg_ld *ld, ynode *n, const char *path) {
   return cfg_yaml_expect_seq(ld->e, n, path) == 0 ? n : NULL;
 }
 
-static int addr_from(struct cfg_ld *ld, ynode *n, const char *path, struct cfg_addr *out) {
+/* A units parser (config/units.h) behind one signature, for parsed(). */
+typedef int (*units_parser)(const char *s, void *out, char *err, size_t errlen);
+
+static int addr_parser(const char *s, void *out, char *err, size_t errlen) {
+  return cfg_parse_addr(s, out, err, errlen);
+}
+
+static int key_parser(const char *s, void *out, char *err, size_t errlen) {
+  return cfg_parse_key(s, out, err, errlen);
+}
+
+static int time_parser(const char *s, void *out, char *err, size_t errlen) {
+  return cfg_parse_time(s, out, err, errlen);
+}
+
+/*
+ * Reads scalar `n` and runs `parse` over it into *out, reporting the
+ * parser's sentence at the node. Returns 0, 1 when absent, or a negative
+ * code (reported; out-of-memory sets ld->nomem instead).
+ */
+static int parsed(struct cfg_ld *ld, ynode *n, const char *path, units_parser parse, void *out) {
   const char *s;
   int rc = cfg_yaml_read_str(ld->e, n, path, &s);
   if (rc)
     return rc;
   char err[256];
-  struct cfg_addr a;
-  rc = cfg_parse_addr(s, &a, err, sizeof err);
-  if (rc == CUT_ERR_NOMEM) {
+  rc = parse(s, out, err, sizeof err);
+  if (rc == CUT_ERR_NOMEM)
     ld->nomem = 1;
-    return rc;
-  }
-  if (rc) {
+  else if (rc)
     cfg_yaml_errs_add(ld->e, n->line, n->col, path, "%s", err);
+  return rc;
+}
+
+static int addr_from(struct cfg_ld *ld, ynode *n, const char *path, struct cfg_addr *out) {
+  struct cfg_addr a;
+  int rc = parsed(ld, n, path, addr_parser, &a);
+  if (rc)
     return rc;
-  }
   out->host = sdup(ld, a.host);
   out->port = a.port;
   out->is_ipv6 = a.is_ipv6;
@@ -177,21 +200,10 @@ static int addr_from(struct cfg_ld *ld, ynode *n, const char *path, struct cfg_a
 }
 
 static int key_from(struct cfg_ld *ld, ynode *n, const char *path, struct cfg_key *out) {
-  const char *s;
-  int rc = cfg_yaml_read_str(ld->e, n, path, &s);
+  struct cfg_key k;
+  int rc = parsed(ld, n, path, key_parser, &k);
   if (rc)
     return rc;
-  char err[256];
-  struct cfg_key k;
-  rc = cfg_parse_key(s, &k, err, sizeof err);
-  if (rc == CUT_ERR_NOMEM) {
-    ld->nomem = 1;
-    return rc;
-  }
-  if (rc) {
-    cfg_yaml_errs_add(ld->e, n->line, n->col, path, "%s", err);
-    return rc;
-  }
   out->kind = k.kind;
   out->name = sdup(ld, k.name);
   out->spec = sdup(ld, k.spec);
@@ -780,13 +792,8 @@ static void read_dial(struct cfg_ld *ld, ynode *m, const char *path, void *obj,
 
 static void read_time(struct cfg_ld *ld, ynode *m, const char *path, const char *key,
                       int64_t *out) {
-  char p[CFG_YAML_PATH_MAX], err[200];
-  const char *s;
-  ynode *n = cfg_yaml_get(m, key);
-  if (cfg_yaml_read_str(ld->e, n, PATH(p, path, key), &s) != 0)
-    return;
-  if (cfg_parse_time(s, out, err, sizeof err) != 0)
-    cfg_yaml_errs_add(ld->e, n->line, n->col, p, "%s", err);
+  char p[CFG_YAML_PATH_MAX];
+  parsed(ld, cfg_yaml_get(m, key), PATH(p, path, key), time_parser, out);
 }
 
 static void read_experiment(struct cfg_ld *ld, ynode *m, const char *path, void *obj,
