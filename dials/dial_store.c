@@ -12,6 +12,7 @@
 
 #include "common/cut_err.h"
 #include "common/log.h"
+#include "config/units.h"
 #include "dials/dial_store_int.h"
 
 /*
@@ -150,18 +151,9 @@ static int dcs_copy(struct dc_list *dst, const struct dc_list *src) {
   return 0;
 }
 
+/* The config's own format, so logs, audit records and `config print` agree. */
 void dial_format_percent(uint32_t ppm, char *buf, size_t buflen) {
-  if (!buf || !buflen) return;
-  unsigned whole = ppm / 10000u, frac = ppm % 10000u;
-  if (!frac) {
-    snprintf(buf, buflen, "%u%%", whole);
-    return;
-  }
-  char f[8];
-  snprintf(f, sizeof f, "%04u", frac);
-  size_t n = strlen(f);
-  while (n && f[n - 1] == '0') f[--n] = '\0';
-  snprintf(buf, buflen, "%u.%s%%", whole, f);
+  cfg_format_percent(ppm, buf, buflen);
 }
 
 static int64_t now_s(void) { return (int64_t)time(NULL); }
