@@ -36,6 +36,7 @@ struct cfg_yaml_errs;
 
 /* Creates a collector for messages about `file` (copied). Returns 0 or CUT_ERR_NOMEM. */
 int cfg_yaml_errs_new(struct cfg_yaml_errs **out, const char *file);
+/* Frees the collector and its lines. NULL is ok. */
 void cfg_yaml_errs_free(struct cfg_yaml_errs *e);
 
 /*
@@ -113,6 +114,7 @@ enum { CFG_YAML_SUBST_ENV = 1 << 0 };
  */
 int cfg_yaml_parse(struct cfg_yaml_doc **out, const char *data, size_t len, int flags,
                    struct cfg_yaml_errs *errs);
+/* Frees the document and every node (borrowed pointers into it die). NULL is ok. */
 void cfg_yaml_doc_free(struct cfg_yaml_doc *d);
 
 /*

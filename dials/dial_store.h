@@ -153,6 +153,8 @@ struct dial_store_counts {
   uint64_t malformed_version;
   uint64_t allocated;
 };
+/* Returns 0, CUT_ERR_NOT_FOUND (no such object) or CUT_ERR_INVALID (a NULL
+ * argument); with CUT_ERR_NOT_FOUND, *out is all zeros. */
 int dial_store_counts(const struct dial_store *s, const char *kind, const char *name,
                       struct dial_store_counts *out);
 
