@@ -122,7 +122,15 @@ void cfg_yaml_doc_free(struct cfg_yaml_doc *d);
  * cfg_yaml_parse. A file that cannot be read is reported to `errs` as
  * "FILE: cannot open: reason" and returns CUT_ERR_IO.
  */
+/* Config files are small; anything bigger is a mistake (or an attack on the loader). */
 #define CFG_YAML_MAX_FILE (16u << 20)
+/*
+ * Reads the whole regular file `path` (at most CFG_YAML_MAX_FILE bytes) into
+ * *data, NUL-terminated (caller frees with free()), and its length into *len.
+ * Returns 0, CUT_ERR_NOMEM, or CUT_ERR_IO with a reason in err: "cannot open:
+ * REASON", "not a regular file", "file is larger than N bytes", "read error".
+ */
+int cfg_yaml_read_file(const char *path, char **data, size_t *len, char *err, size_t errlen);
 int cfg_yaml_parse_file(struct cfg_yaml_doc **out, const char *path, int flags,
                         struct cfg_yaml_errs *errs);
 
