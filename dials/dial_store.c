@@ -510,7 +510,7 @@ fail:
   return CUT_ERR_NOMEM;
 }
 
-static void cfg_dcs_of(const struct cfg_dial *d, struct dc_list *out, int *nomem) {
+static void config_dcs_of(const struct cfg_dial *d, struct dc_list *out, int *nomem) {
   for (size_t k = 0; k < d->nper_dc; k++)
     if (d->per_dc[k].datacenter && dcs_set(out, d->per_dc[k].datacenter, d->per_dc[k].ppm))
       *nomem = 1;
@@ -535,7 +535,7 @@ static int merge_config(struct dial_store *s, const struct cfg *cfg, int *nomem)
       changed = 1;
     }
     struct dc_list now = {0};
-    cfg_dcs_of(d, &now, nomem);
+    config_dcs_of(d, &now, nomem);
     for (size_t k = 0; k < now.n; k++) {
       struct dc_val *was = dcs_find(&e->cfg_dcs, now.v[k].dc);
       if (!was || was->ppm != now.v[k].ppm) {
