@@ -481,9 +481,11 @@ void px_front_h1_drain(struct px_client *c) {
     px_client_close_after_write(c);
 }
 
+/* Busy = a request was forwarded and is not finished. A partial head is not
+ * busy: a client that stops in the middle of one meets the timeouts. */
 int px_front_h1_busy(const struct px_client *c) {
   const struct h1_front *f = c->front;
-  return f && f->active;
+  return f && f->active && f->req.begun;
 }
 
 void px_front_h1_cancel(struct px_client *c) {

@@ -639,6 +639,35 @@ static void test_px_front_header_timeout(void **state) {
   g_cfg.limits.header_timeout_ms = 0;
 }
 
+static void test_px_front_h1_partial_head(void **state) {
+  struct fx *f = *state;
+  /* a partial head then silence: the header timeout still applies (no slowloris) */
+  struct px_client *c = NULL;
+  struct bufferevent *pair[2];
+  g_cfg.limits.header_timeout_ms = 50;
+  assert_int_equal(bufferevent_pair_new(f->w->base, 0, pair), 0);
+  assert_int_equal(px_client_attach(f->w, pair[0], 0, "127.0.0.1", &c), 0);
+  bufferevent_enable(pair[1], EV_READ | EV_WRITE);
+  bufferevent_write(pair[1], "GET /x HTTP/1.1\r\nHo", 19);
+  uint64_t t0 = px_now_ns();
+  while (f->w->nconns == 2 && px_now_ns() - t0 < 2000000000ull)
+    event_base_loop(f->w->base, EVLOOP_ONCE);
+  assert_int_equal(f->w->nconns, 1);
+  bufferevent_free(pair[1]);
+  /* a partial head then EOF: closed at once */
+  g_cfg.limits.header_timeout_ms = 0;
+  struct px_client *c2 = NULL;
+  assert_int_equal(bufferevent_pair_new(f->w->base, 0, pair), 0);
+  assert_int_equal(px_client_attach(f->w, pair[0], 0, "127.0.0.1", &c2), 0);
+  bufferevent_enable(pair[1], EV_READ | EV_WRITE);
+  bufferevent_write(pair[1], "GET /x HTTP/1.1\r\nHo", 19);
+  spin(f, 5);
+  bufferevent_flush(pair[1], EV_WRITE, BEV_FINISHED); /* EOF to the proxy's end */
+  spin(f, 5);
+  assert_int_equal(f->w->nconns, 1);
+  bufferevent_free(pair[1]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_px_front_h2_get, setup, teardown),
@@ -653,6 +682,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_front_h2_body_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_front_h1_body_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_front_header_timeout, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_front_h1_partial_head, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
