@@ -487,9 +487,16 @@ void px_front_h2_drain(struct px_client *c) {
   px_client_schedule_flush(c);
 }
 
+/* Busy = some request was forwarded and its stream is open; streams still
+ * receiving their header block do not count, so they meet the timeouts. */
 int px_front_h2_busy(const struct px_client *c) {
   const struct h2_front *f = c->front;
-  return f && f->nstreams > 0;
+  if (!f)
+    return 0;
+  for (const struct h2_stream *st = f->streams; st; st = st->next)
+    if (st->req.begun)
+      return 1;
+  return 0;
 }
 
 void px_front_h2_cancel(struct px_client *c) {
