@@ -231,6 +231,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *user_data);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *user_data);
 static void conn_kick_cb(evutil_socket_t fd, short what, void *user_data);
 static void conn_orphan_drained(struct px_conn *c);
+static int conn_go_raw(struct px_conn *c);
 
 static struct px_conn *conn_open(struct px_host *h) {
   struct px_pool *p = h->pool;
@@ -324,6 +325,15 @@ void px_conn_close(struct px_conn *c) {
     px_h2_free(c);
   if (c->bev)
     bufferevent_free(c->bev);
+  if (c->raw) {
+    event_del(&c->rev);
+    event_del(&c->wev);
+    evutil_closesocket(c->fd);
+  }
+  if (c->rin)
+    evbuffer_free(c->rin);
+  if (c->rout)
+    evbuffer_free(c->rout);
   event_free(c->timer);
   event_free(c->kick);
   free(c->hbuf);
@@ -379,7 +389,7 @@ void px_conn_idle(struct px_conn *c) {
   }
   TAILQ_INSERT_HEAD(&h->idle, c, idle_link);
   c->in_idle = 1;
-  bufferevent_enable(c->bev, EV_READ);
+  px_conn_reading(c, 1);
   uint64_t idle = c->pool->be->idle_timeout_ms ? c->pool->be->idle_timeout_ms : 60000;
   set_timer(c->timer, idle);
 }
@@ -466,6 +476,12 @@ static void conn_connected(struct px_conn *c) {
     px_h2_write(c);
   } else {
     px_h1_init(c);
+    if (!p->opts.tls && conn_go_raw(c) < 0) {
+      px_conn_fail_all(c, PX_FAIL_CONNECT, "out of memory setting up the connection");
+      c->in_io--;
+      px_conn_close(c);
+      return;
+    }
     struct px_exchange *x = TAILQ_FIRST(&c->waiters);
     c->in_io--;
     if (x) {
@@ -476,6 +492,127 @@ static void conn_connected(struct px_conn *c) {
     }
   }
 }
+
+/* ---------------------------------------------------------------- raw I/O */
+
+static void conn_raw_read_cb(evutil_socket_t fd, short what, void *user_data);
+static void conn_raw_write_cb(evutil_socket_t fd, short what, void *user_data);
+
+/* Takes the connected socket out of its bufferevent (see struct px_conn). */
+static int conn_go_raw(struct px_conn *c) {
+  struct event_base *base = c->pool->base;
+  c->rin = evbuffer_new();
+  c->rout = evbuffer_new();
+  if (!c->rin || !c->rout)
+    return CUT_ERR_NOMEM;
+  evutil_socket_t fd = bufferevent_getfd(c->bev);
+  if (fd < 0)
+    return CUT_ERR_STATE;
+  bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+  evbuffer_add_buffer(c->rin, bufferevent_get_input(c->bev));
+  evbuffer_add_buffer(c->rout, bufferevent_get_output(c->bev));
+  bufferevent_setfd(c->bev, -1); /* the bufferevent no longer closes it */
+  bufferevent_free(c->bev);
+  c->bev = NULL;
+  c->fd = fd;
+  c->raw = 1;
+  event_assign(&c->rev, base, fd, EV_READ | EV_PERSIST, conn_raw_read_cb, c);
+  event_assign(&c->wev, base, fd, EV_WRITE | EV_PERSIST, conn_raw_write_cb, c);
+  px_conn_reading(c, 1);
+  return 0;
+}
+
+struct evbuffer *px_conn_out(struct px_conn *c) {
+  return c->raw ? c->rout : bufferevent_get_output(c->bev);
+}
+
+struct evbuffer *px_conn_in(struct px_conn *c) {
+  return c->raw ? c->rin : bufferevent_get_input(c->bev);
+}
+
+void px_conn_reading(struct px_conn *c, int on) {
+  if (!c->raw) {
+    if (on)
+      bufferevent_enable(c->bev, EV_READ);
+    else
+      bufferevent_disable(c->bev, EV_READ);
+    return;
+  }
+  if (on == c->rev_on)
+    return;
+  c->rev_on = on;
+  if (on)
+    event_add(&c->rev, NULL);
+  else
+    event_del(&c->rev);
+}
+
+static void raw_want_write(struct px_conn *c, int on) {
+  if (on == c->wev_on)
+    return;
+  c->wev_on = on;
+  if (on)
+    event_add(&c->wev, NULL);
+  else
+    event_del(&c->wev);
+}
+
+/* One write attempt; what the kernel refuses waits for the write event. */
+static void raw_write(struct px_conn *c) {
+  if (evbuffer_get_length(c->rout) == 0) {
+    raw_want_write(c, 0);
+    return;
+  }
+  int n = evbuffer_write(c->rout, c->fd);
+  if (n < 0) {
+    int e = EVUTIL_SOCKET_ERROR();
+    if (!PX_IO_RETRIABLE(e)) {
+      /* Reported from the write event, never from inside the caller's stack. */
+      c->werr = e ? e : EPIPE;
+      evbuffer_drain(c->rout, evbuffer_get_length(c->rout));
+      raw_want_write(c, 0);
+      event_active(&c->wev, EV_WRITE, 1);
+      return;
+    }
+  }
+  raw_want_write(c, evbuffer_get_length(c->rout) > 0);
+}
+
+void px_conn_flush(struct px_conn *c) {
+  if (!c->raw) {
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    return;
+  }
+  if (c->wev_on || c->werr)
+    return; /* the write event is already waiting */
+  raw_write(c);
+  struct px_exchange *x = c->x;
+  if (x && x->want_drain && !c->werr &&
+      evbuffer_get_length(c->rout) <= c->pool->watermark / 2)
+    px_conn_kick(c, x, 0, 1); /* the caller hears of it from the loop */
+}
+
+static void conn_raw_read_cb(evutil_socket_t fd, short what, void *user_data) {
+  struct px_conn *c = user_data;
+  px_h1_raw_read(c);
+}
+
+static void conn_raw_write_cb(evutil_socket_t fd, short what, void *user_data) {
+  struct px_conn *c = user_data;
+  if (!c->werr)
+    raw_write(c);
+  if (c->werr) {
+    EVUTIL_SET_SOCKET_ERROR(c->werr);
+    raw_want_write(c, 0);
+    px_h1_eof(c, 1);
+    return;
+  }
+  struct px_exchange *x = c->x;
+  if (x && x->want_drain && evbuffer_get_length(c->rout) <= c->pool->watermark / 2)
+    px_x_request_drained(x);
+}
+
+/* ---------------------------------------------------------------- bufferevent I/O */
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *user_data) {
   struct px_conn *c = user_data;
@@ -581,7 +718,7 @@ static void conn_kick_cb(evutil_socket_t fd, short what, void *user_data) {
   } else if (c->x && !c->x->paused && c->h1_paused) {
     c->h1_paused = 0;
     http_parser_pause(&c->parser, 0);
-    bufferevent_enable(c->bev, EV_READ);
+    px_conn_reading(c, 1);
     px_h1_read(c);
   }
 }
@@ -1005,7 +1142,7 @@ int px_exchange_send_body(struct px_exchange *x, const uint8_t *data, size_t len
       px_h2_send_body(x);
     } else {
       px_h1_send_body(x);
-      queued = evbuffer_get_length(bufferevent_get_output(x->conn->bev));
+      queued = evbuffer_get_length(px_conn_out(x->conn));
     }
   }
   if (queued > x->pool->watermark) {

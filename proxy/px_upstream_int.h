@@ -2,6 +2,7 @@
 #ifndef CUT_PX_UPSTREAM_INT_H
 #define CUT_PX_UPSTREAM_INT_H
 
+#include <errno.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 
@@ -60,7 +61,20 @@ struct px_host {
 struct px_conn {
   struct px_pool *pool;
   struct px_host *host;
-  struct bufferevent *bev;
+  struct bufferevent *bev;            /* NULL once a plain HTTP/1.1 connection went raw */
+  /* Plain (no TLS) HTTP/1.1 connections drop their bufferevent once connected
+   * and drive the socket directly: one persistent read event that stays on
+   * (off only while the response is paused), reads straight into a stack
+   * buffer that is parsed in place, and writes made at once, with a write
+   * event only while the kernel refuses bytes. That is one read and one write
+   * per exchange, with no FIONREAD and no epoll_ctl churn. */
+  int raw;
+  evutil_socket_t fd;                 /* raw: the socket (owned) */
+  struct event rev, wev;              /* raw: read (persistent), write (while output waits) */
+  int rev_on, wev_on;
+  int werr;                           /* raw: a write failed; reported from wev */
+  struct evbuffer *rin;               /* raw: bytes read but not parsed (paused response) */
+  struct evbuffer *rout;              /* raw: bytes not yet written */
   enum px_conn_state state;
   int is_h2;
   int in_io;                          /* inside our own read/event processing */
@@ -83,6 +97,7 @@ struct px_conn {
   int h1_hdr_state;                   /* 0 none, 1 in field, 2 in value */
   int h1_skip;                        /* skipping a 1xx head */
   int h1_eof;                         /* EOF seen while the parser was paused */
+  size_t h1_left;                     /* input bytes after what the parser consumed */
   char *hbuf;                         /* header name then value being accumulated */
   size_t hname_len, hval_len, hcap;
   /* HTTP/2 */
@@ -186,12 +201,24 @@ void px_conn_fail_all(struct px_conn *c, enum px_fail fail, const char *cause);
 void px_conn_idle(struct px_conn *c);
 void px_conn_kick(struct px_conn *c, struct px_exchange *x, int resume, int drain);
 void px_x_got_first_byte(struct px_exchange *x);
+/* A read or write error that only means "try again later". */
+#define PX_IO_RETRIABLE(e) ((e) == EAGAIN || (e) == EWOULDBLOCK || (e) == EINTR)
+/* Connection I/O, the same for bufferevent and raw connections. */
+struct evbuffer *px_conn_out(struct px_conn *c);
+struct evbuffer *px_conn_in(struct px_conn *c);
+/* Raw connections: writes what the output holds now (a write event takes over
+ * what the kernel refuses). Bufferevent connections: enables writing. */
+void px_conn_flush(struct px_conn *c);
+/* Turns reading on or off (backpressure). */
+void px_conn_reading(struct px_conn *c, int on);
 
 /* --- HTTP/1.1 client (px_h1_client.c) --- */
 void px_h1_init(struct px_conn *c);
 /* Writes x's head (and buffered body) to the ready connection c. */
 int px_h1_dispatch(struct px_conn *c, struct px_exchange *x);
 void px_h1_read(struct px_conn *c);
+/* Raw connections: the socket is readable. */
+void px_h1_raw_read(struct px_conn *c);
 void px_h1_send_body(struct px_exchange *x);
 void px_h1_detach(struct px_exchange *x);
 void px_h1_eof(struct px_conn *c, int error);
