@@ -36,7 +36,53 @@ struct h2_front {
   int in_recv;         /* inside nghttp2_session_mem_recv */
   int want_resume;     /* some stream wants px_req_resume_response after sending */
   int goaway;
+  struct h2_stream *spare; /* closed streams kept for reuse (linked by next) */
+  unsigned nspare;
 };
+
+#define H2_SPARE_MAX 32u
+
+/* Streams come and go by the hundred per loop iteration, more than malloc's
+ * per-thread caches hold: closed ones are kept (with their emptied body
+ * buffer) for the next. Sanitizer builds free them, to catch use after free. */
+#if defined(__SANITIZE_ADDRESS__)
+#define H2_KEEP_SPARES 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define H2_KEEP_SPARES 0
+#endif
+#endif
+#ifndef H2_KEEP_SPARES
+#define H2_KEEP_SPARES 1
+#endif
+
+static struct h2_stream *stream_alloc(struct h2_front *f) {
+  struct h2_stream *st = f->spare;
+  if (!st)
+    return calloc(1, sizeof *st);
+  f->spare = st->next;
+  f->nspare--;
+  struct evbuffer *body = st->body;
+  memset(st, 0, sizeof *st);
+  st->body = body;
+  return st;
+}
+
+/* The stream is finished (px_req_finish) and unlinked. */
+static void stream_release(struct h2_front *f, struct h2_stream *st) {
+  px_headers_clear(&st->trailers);
+  if (H2_KEEP_SPARES && f->nspare < H2_SPARE_MAX) {
+    if (st->body)
+      evbuffer_drain(st->body, evbuffer_get_length(st->body));
+    st->next = f->spare;
+    f->spare = st;
+    f->nspare++;
+    return;
+  }
+  if (st->body)
+    evbuffer_free(st->body);
+  free(st);
+}
 
 static const struct px_front_ops h2_ops;
 
@@ -197,7 +243,7 @@ static int on_begin_headers_cb(nghttp2_session *s, const nghttp2_frame *frame, v
   struct h2_front *f = user_data;
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
     return 0;
-  struct h2_stream *st = calloc(1, sizeof *st);
+  struct h2_stream *st = stream_alloc(f);
   if (!st)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   px_req_init(&st->req, f->c, &h2_ops);
@@ -354,10 +400,7 @@ static int on_stream_close_cb(nghttp2_session *s, int32_t id, uint32_t error_cod
   if (st->next)
     st->next->prev = st->prev;
   f->nstreams--;
-  if (st->body)
-    evbuffer_free(st->body);
-  px_headers_clear(&st->trailers);
-  free(st);
+  stream_release(f, st);
   return 0;
 }
 
@@ -390,6 +433,10 @@ int px_front_h2_attach(struct px_client *c) {
   uint32_t maxhdr = lim->max_header_list_bytes ? lim->max_header_list_bytes : 65536;
   /* streams the client opens beyond the limit are refused by nghttp2 itself */
   nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+  /* We schedule nothing by RFC 7540 priority: without the priority tree
+   * nghttp2 keeps no closed streams and schedules streams in plain order. */
+  nghttp2_option_set_no_closed_streams(opt, 1);
+  nghttp2_option_set_server_fallback_rfc7540_priorities(opt, 0);
   int rv = nghttp2_session_server_new2(&f->s, cbs, f, opt);
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
@@ -401,6 +448,7 @@ int px_front_h2_attach(struct px_client *c) {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, maxstreams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, maxhdr},
+      {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
   };
   nghttp2_submit_settings(f->s, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
   nghttp2_session_set_local_window_size(f->s, NGHTTP2_FLAG_NONE, 0, H2_CONN_WINDOW);
@@ -526,6 +574,12 @@ void px_front_h2_free(struct px_client *c) {
     st = next;
   }
   f->streams = NULL;
+  while ((st = f->spare)) {
+    f->spare = st->next;
+    if (st->body)
+      evbuffer_free(st->body);
+    free(st);
+  }
   nghttp2_session_del(f->s);
   free(f);
   c->front = NULL;

@@ -16,6 +16,19 @@
 #include "proxy/px_tls_client.h"
 #include "proxy/px_upstream_int.h"
 
+/* Sanitizer builds free every exchange at once, so use-after-free is caught. */
+#if defined(__SANITIZE_ADDRESS__)
+#define PX_NO_FREELIST 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PX_NO_FREELIST 1
+#endif
+#endif
+#ifndef PX_NO_FREELIST
+#define PX_NO_FREELIST 0
+#endif
+#define PX_XFREE_MAX 512u
+
 uint64_t px_now_ms(struct px_pool *p) {
   struct timeval tv;
   event_base_gettimeofday_cached(p->base, &tv);
@@ -133,6 +146,10 @@ void px_pool_free(struct px_pool *p) {
       c->in_io = 0;
       px_conn_close(c);
     }
+  }
+  while ((x = p->xfree)) {
+    p->xfree = x->next_free;
+    free(x);
   }
   free(p->hosts);
   SSL_CTX_free(p->own_tls);
@@ -740,6 +757,15 @@ static void x_free(struct px_exchange *x) {
     evbuffer_free(x->h2_pending);
   if (x->timer)
     event_del(x->timer);
+#if !PX_NO_FREELIST
+  struct px_pool *p = x->pool;
+  if (p->nxfree < PX_XFREE_MAX) {
+    x->next_free = p->xfree;
+    p->xfree = x;
+    p->nxfree++;
+    return;
+  }
+#endif
   free(x);
 }
 
@@ -975,9 +1001,14 @@ int px_exchange_start(struct px_pool *p, const struct px_request_head *head, int
   *out = NULL;
   if (!p || !head || !head->method || !cbs || !cbs->on_done)
     return CUT_ERR_INVALID;
-  struct px_exchange *x = calloc(1, sizeof *x);
-  if (!x)
+  struct px_exchange *x = p->xfree;
+  if (x) {
+    p->xfree = x->next_free;
+    p->nxfree--;
+    memset(x, 0, sizeof *x);
+  } else if (!(x = calloc(1, sizeof *x))) {
     return CUT_ERR_NOMEM;
+  }
   x->pool = p;
   TAILQ_INSERT_TAIL(&p->all, x, alink);
   x->cbs = *cbs;

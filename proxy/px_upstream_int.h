@@ -165,6 +165,7 @@ struct px_exchange {
   int body_consumed;                  /* some request body left reqbuf for a connection */
   int h2_remote_end;                  /* h2: END_STREAM received */
   int drain_kick;                     /* XS_DRAINING: deliver pending data from the timer */
+  struct px_exchange *next_free;      /* pool->xfree */
   char cause[400];
 };
 
@@ -179,6 +180,10 @@ struct px_pool {
   struct px_pool_stats stats;
   size_t watermark;
   struct px_xq all;                   /* every live exchange */
+  /* Finished exchanges kept for reuse: hundreds in flight at once overflow
+   * malloc's per-thread caches, and an exchange is just above their size. */
+  struct px_exchange *xfree;
+  uint32_t nxfree;
 };
 
 /* --- pool (px_upstream.c), used by the clients --- */
