@@ -6,25 +6,31 @@
 #include "common/cut_err.h"
 #include "proxy/px_msg.h"
 
-static char *dup_lower(const char *s, size_t n) {
-  char *d = malloc(n + 1);
+/* One block: the lower-cased name, NUL, the value, NUL. */
+static int field_fill(struct px_header *f, const char *name, size_t namelen, const char *value,
+                      size_t valuelen) {
+  char *d = malloc(namelen + valuelen + 2);
   if (!d)
-    return NULL;
-  for (size_t i = 0; i < n; i++) {
-    char c = s[i];
+    return CUT_ERR_NOMEM;
+  for (size_t i = 0; i < namelen; i++) {
+    char c = name[i];
     d[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
   }
-  d[n] = '\0';
-  return d;
+  d[namelen] = '\0';
+  char *v = d + namelen + 1;
+  if (valuelen)
+    memcpy(v, value, valuelen);
+  v[valuelen] = '\0';
+  f->name = d;
+  f->namelen = namelen;
+  f->value = v;
+  f->valuelen = valuelen;
+  return 0;
 }
 
-static char *dup_n(const char *s, size_t n) {
-  char *d = malloc(n + 1);
-  if (!d)
-    return NULL;
-  memcpy(d, s, n);
-  d[n] = '\0';
-  return d;
+void px_header_release(struct px_header *f) {
+  free(f->name);
+  f->name = f->value = NULL;
 }
 
 int px_headers_add(struct px_headers *h, const char *name, size_t namelen, const char *value,
@@ -37,18 +43,20 @@ int px_headers_add(struct px_headers *h, const char *name, size_t namelen, const
     h->v = v;
     h->cap = cap;
   }
-  struct px_header *f = &h->v[h->n];
-  f->name = dup_lower(name, namelen);
-  f->value = dup_n(value, valuelen);
-  if (!f->name || !f->value) {
-    free(f->name);
-    free(f->value);
+  if (field_fill(&h->v[h->n], name, namelen, value, valuelen) < 0)
     return CUT_ERR_NOMEM;
-  }
-  f->namelen = namelen;
-  f->valuelen = valuelen;
   h->n++;
   h->bytes += namelen + valuelen + 32;
+  return 0;
+}
+
+int px_headers_set_value(struct px_headers *h, size_t i, const char *value, size_t valuelen) {
+  struct px_header *f = &h->v[i], nf;
+  if (field_fill(&nf, f->name, f->namelen, value, valuelen) < 0)
+    return CUT_ERR_NOMEM;
+  h->bytes = h->bytes - f->valuelen + valuelen;
+  px_header_release(f);
+  *f = nf;
   return 0;
 }
 
@@ -64,8 +72,7 @@ size_t px_headers_del(struct px_headers *h, const char *name) {
   for (size_t i = 0; i < h->n; i++) {
     if (strcmp(h->v[i].name, name) == 0) {
       h->bytes -= h->v[i].namelen + h->v[i].valuelen + 32;
-      free(h->v[i].name);
-      free(h->v[i].value);
+      px_header_release(&h->v[i]);
       removed++;
     } else {
       h->v[w++] = h->v[i];
@@ -78,10 +85,8 @@ size_t px_headers_del(struct px_headers *h, const char *name) {
 void px_headers_clear(struct px_headers *h) {
   if (!h)
     return;
-  for (size_t i = 0; i < h->n; i++) {
-    free(h->v[i].name);
-    free(h->v[i].value);
-  }
+  for (size_t i = 0; i < h->n; i++)
+    px_header_release(&h->v[i]);
   free(h->v);
   memset(h, 0, sizeof *h);
 }
