@@ -12,13 +12,18 @@
 
 #define H2_STREAM_WINDOW (256 * 1024)
 #define H2_CONN_WINDOW (4 * 1024 * 1024)
+#define H2_INLINE_BODY 512
 
 struct h2_stream {
   struct px_req req; /* first: a px_req* is an h2_stream* */
   struct h2_front *f;
   struct h2_stream *prev, *next;
   int32_t id;
-  struct evbuffer *body;        /* response bytes not yet framed */
+  struct evbuffer *body;        /* response bytes not yet framed, after those in ibuf */
+  /* A small response body waits here, not in an evbuffer chain allocated and
+   * freed for each response; every byte in ibuf precedes those in body. */
+  uint16_t ibeg, iend;
+  uint8_t ibuf[H2_INLINE_BODY];
   struct px_headers trailers;   /* request trailers */
   struct px_headers *resp_trailers; /* borrowed from req until sent */
   size_t unconsumed;            /* request bytes held while the upstream is full */
@@ -86,6 +91,10 @@ static void stream_release(struct h2_front *f, struct h2_stream *st) {
 
 static const struct px_front_ops h2_ops;
 
+static size_t body_len(const struct h2_stream *st) {
+  return (size_t)(st->iend - st->ibeg) + (st->body ? evbuffer_get_length(st->body) : 0);
+}
+
 static struct h2_stream *stream_of(struct px_req *r) { return (struct h2_stream *)r; }
 
 /* ---- response side (px_front_ops) ---- */
@@ -96,15 +105,26 @@ static ssize_t data_source_read_cb(nghttp2_session *s, int32_t id, uint8_t *buf,
   struct h2_stream *st = src->ptr;
   if (evbuffer_get_length(bufferevent_get_output(f->c->bev)) >= PX_OUT_HIGH)
     return NGHTTP2_ERR_WOULDBLOCK;
-  size_t have = st->body ? evbuffer_get_length(st->body) : 0;
+  size_t have = body_len(st);
   if (have == 0 && !st->resp_eof) {
     st->deferred = 1;
     return NGHTTP2_ERR_DEFERRED;
   }
-  int n = have ? evbuffer_remove(st->body, buf, length) : 0;
-  if (n < 0)
-    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  if (st->resp_eof && (!st->body || evbuffer_get_length(st->body) == 0)) {
+  size_t n = 0;
+  if (st->iend > st->ibeg) {
+    n = (size_t)(st->iend - st->ibeg) < length ? (size_t)(st->iend - st->ibeg) : length;
+    memcpy(buf, st->ibuf + st->ibeg, n);
+    st->ibeg = (uint16_t)(st->ibeg + n);
+    if (st->ibeg == st->iend)
+      st->ibeg = st->iend = 0;
+  }
+  if (n < length && st->body && evbuffer_get_length(st->body)) {
+    int m = evbuffer_remove(st->body, buf + n, length - n);
+    if (m < 0)
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    n += (size_t)m;
+  }
+  if (st->resp_eof && body_len(st) == 0) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     if (st->resp_trailers && st->resp_trailers->n) {
       struct px_headers *t = st->resp_trailers;
@@ -120,11 +140,11 @@ static ssize_t data_source_read_cb(nghttp2_session *s, int32_t id, uint8_t *buf,
         *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
     }
   }
-  if (st->req.resp_paused && (!st->body || evbuffer_get_length(st->body) < PX_STREAM_HIGH / 2)) {
+  if (st->req.resp_paused && body_len(st) < PX_STREAM_HIGH / 2) {
     st->want_resume = 1;
     f->want_resume = 1;
   }
-  return n;
+  return (ssize_t)n;
 }
 
 static int h2_respond(struct px_req *r, const struct px_response_head *h, int end) {
@@ -173,18 +193,23 @@ static int h2_body(struct px_req *r, const uint8_t *p, size_t n) {
   struct h2_stream *st = stream_of(r);
   if (st->closed)
     return 0;
-  if (!st->body) {
-    st->body = evbuffer_new();
-    if (!st->body)
-      return 0;
+  if ((!st->body || evbuffer_get_length(st->body) == 0) && n <= (size_t)H2_INLINE_BODY - st->iend) {
+    memcpy(st->ibuf + st->iend, p, n);
+    st->iend = (uint16_t)(st->iend + n);
+  } else {
+    if (!st->body) {
+      st->body = evbuffer_new();
+      if (!st->body)
+        return 0;
+    }
+    evbuffer_add(st->body, p, n);
   }
-  evbuffer_add(st->body, p, n);
   if (st->deferred) {
     st->deferred = 0;
     nghttp2_session_resume_data(st->f->s, st->id);
   }
   px_client_schedule_flush(st->f->c);
-  return evbuffer_get_length(st->body) >= PX_STREAM_HIGH ? PX_PAUSE : 0;
+  return body_len(st) >= PX_STREAM_HIGH ? PX_PAUSE : 0;
 }
 
 static void h2_end(struct px_req *r, const struct px_headers *trailers) {

@@ -69,9 +69,12 @@ static int write_head(struct px_conn *c, struct px_exchange *x) {
   for (size_t i = 0; i < h->headers.n; i++)
     if (!skip_request_header(&h->headers.v[i]))
       total += h->headers.v[i].namelen + 2 + h->headers.v[i].valuelen + 2;
+  /* Raw connections: built on the stack and sent at once, usually whole. */
+  char stack[2048];
+  int direct = c->raw && total <= sizeof stack;
   struct evbuffer *out = px_conn_out(c);
-  struct evbuffer_iovec v;
-  if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) < 1)
+  struct evbuffer_iovec v = {stack, sizeof stack};
+  if (!direct && evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) < 1)
     return CUT_ERR_NOMEM;
   char *p = v.iov_base;
 #define PUT(s, n)                                                                                  \
@@ -97,6 +100,8 @@ static int write_head(struct px_conn *c, struct px_exchange *x) {
   PUT(framing, (size_t)flen);
   PUT("\r\n", 2);
 #undef PUT
+  if (direct)
+    return px_conn_write(c, stack, total);
   v.iov_len = total;
   return evbuffer_commit_space(out, &v, 1);
 }

@@ -92,12 +92,20 @@ void px_headers_clear(struct px_headers *h) {
 }
 
 int px_header_is_hop(const char *name, size_t namelen) {
-  static const char *const hop[] = {"connection", "keep-alive", "proxy-connection",
-                                    "transfer-encoding", "upgrade", "http2-settings"};
-  for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++)
-    if (strlen(hop[i]) == namelen && strncasecmp(hop[i], name, namelen) == 0)
-      return 1;
-  return 0;
+  switch (namelen) { /* called for every field of every message: length first */
+  case 7:
+    return strncasecmp(name, "upgrade", 7) == 0;
+  case 10:
+    return strncasecmp(name, "connection", 10) == 0 || strncasecmp(name, "keep-alive", 10) == 0;
+  case 14:
+    return strncasecmp(name, "http2-settings", 14) == 0;
+  case 16:
+    return strncasecmp(name, "proxy-connection", 16) == 0;
+  case 17:
+    return strncasecmp(name, "transfer-encoding", 17) == 0;
+  default:
+    return 0;
+  }
 }
 
 void px_request_head_clear(struct px_request_head *r) {

@@ -595,6 +595,27 @@ static void raw_write(struct px_conn *c) {
   raw_want_write(c, evbuffer_get_length(c->rout) > 0);
 }
 
+int px_conn_write(struct px_conn *c, const void *data, size_t len) {
+  if (!c->raw || c->wev_on || c->werr || evbuffer_get_length(c->rout))
+    return evbuffer_add(px_conn_out(c), data, len) < 0 ? CUT_ERR_NOMEM : 0;
+  ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
+  if (n < 0) {
+    int e = errno;
+    if (!PX_IO_RETRIABLE(e)) {
+      c->werr = e ? e : EPIPE; /* reported from the write event */
+      event_active(&c->wev, EV_WRITE, 1);
+      return 0;
+    }
+    n = 0;
+  }
+  if ((size_t)n < len) {
+    if (evbuffer_add(c->rout, (const char *)data + n, len - (size_t)n) < 0)
+      return CUT_ERR_NOMEM;
+    raw_want_write(c, 1);
+  }
+  return 0;
+}
+
 void px_conn_flush(struct px_conn *c) {
   if (!c->raw) {
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);

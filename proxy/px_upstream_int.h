@@ -214,6 +214,9 @@ struct evbuffer *px_conn_in(struct px_conn *c);
 /* Raw connections: writes what the output holds now (a write event takes over
  * what the kernel refuses). Bufferevent connections: enables writing. */
 void px_conn_flush(struct px_conn *c);
+/* Writes len bytes at once when nothing is queued before them (raw
+ * connections), else queues them. Returns 0 or CUT_ERR_NOMEM. */
+int px_conn_write(struct px_conn *c, const void *data, size_t len);
 /* Turns reading on or off (backpressure). */
 void px_conn_reading(struct px_conn *c, int on);
 
