@@ -954,6 +954,7 @@ static void x_arm_timer(struct px_exchange *x) {
   uint64_t left = x_idle_left(x, now), t = x_total_left(x, now);
   if (t < left)
     left = t;
+  x->timer_due = left == UINT64_MAX ? UINT64_MAX : now + left;
   if (left == UINT64_MAX)
     evtimer_del(x->timer);
   else
@@ -961,7 +962,14 @@ static void x_arm_timer(struct px_exchange *x) {
 }
 
 void px_x_got_first_byte(struct px_exchange *x) {
-  x->last_rx_ms = px_now_ms(x->pool);
+  uint64_t now = px_now_ms(x->pool);
+  x->last_rx_ms = now;
+  uint64_t left = x_idle_left(x, now), t = x_total_left(x, now);
+  if (t < left)
+    left = t;
+  /* A timer already due no later is left alone: firing early, it re-arms. */
+  if (left != UINT64_MAX && x->timer_due <= now + left && evtimer_pending(x->timer, NULL))
+    return;
   x_arm_timer(x);
 }
 

@@ -152,6 +152,7 @@ struct px_exchange {
   int counted_active;
   struct event *timer;                /* = &timer_ev */
   struct event timer_ev;              /* embedded: no allocation per exchange */
+  uint64_t timer_due;                 /* when the timer fires (px_now_ms), UINT64_MAX if off */
   char *head_mem;                     /* one block holding head's strings and fields */
   uint64_t start_ms;
   uint64_t last_rx_ms;                /* last response byte handed to the caller */
