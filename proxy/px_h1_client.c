@@ -111,8 +111,14 @@ void px_h1_send_body(struct px_exchange *x) {
   struct px_conn *c = x->conn;
   if (!c || x->body_flushed)
     return;
-  struct evbuffer *out = px_conn_out(c);
   size_t n = x->reqbuf ? evbuffer_get_length(x->reqbuf) : 0;
+  if (!n && !x->body_ended)
+    return;
+  if (!n && !x->chunked) { /* nothing to add: the end of a body without framing */
+    x->body_flushed = 1;
+    return;
+  }
+  struct evbuffer *out = px_conn_out(c);
   if (n) {
     x->body_consumed = 1;
     if (x->chunked)
@@ -392,9 +398,12 @@ void px_h1_read(struct px_conn *c) {
 #define H1_READ_CHUNK (16u * 1024u)
 
 void px_h1_raw_read(struct px_conn *c) {
-  if (evbuffer_get_length(c->rin)) { /* parse what was kept first */
-    px_h1_read(c);
-    return;
+  if (c->rin_used) {
+    if (evbuffer_get_length(c->rin)) { /* parse what was kept first */
+      px_h1_read(c);
+      return;
+    }
+    c->rin_used = 0;
   }
   char buf[H1_READ_CHUNK];
   ssize_t n = recv(c->fd, buf, sizeof buf, 0);
@@ -415,6 +424,7 @@ void px_h1_raw_read(struct px_conn *c) {
     /* Backpressure: keep the rest for the resume. */
     if (evbuffer_add(c->rin, buf + used, left) < 0)
       c->closing = 1;
+    c->rin_used = 1;
     left = 0;
   }
   h1_after_parse(c, left);

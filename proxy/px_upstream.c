@@ -528,6 +528,7 @@ static int conn_go_raw(struct px_conn *c) {
   bufferevent_disable(c->bev, EV_READ | EV_WRITE);
   evbuffer_add_buffer(c->rin, bufferevent_get_input(c->bev));
   evbuffer_add_buffer(c->rout, bufferevent_get_output(c->bev));
+  c->rin_used = c->rout_used = 1;
   bufferevent_setfd(c->bev, -1); /* the bufferevent no longer closes it */
   bufferevent_free(c->bev);
   c->bev = NULL;
@@ -540,11 +541,17 @@ static int conn_go_raw(struct px_conn *c) {
 }
 
 struct evbuffer *px_conn_out(struct px_conn *c) {
-  return c->raw ? c->rout : bufferevent_get_output(c->bev);
+  if (!c->raw)
+    return bufferevent_get_output(c->bev);
+  c->rout_used = 1; /* the caller may add to it */
+  return c->rout;
 }
 
 struct evbuffer *px_conn_in(struct px_conn *c) {
-  return c->raw ? c->rin : bufferevent_get_input(c->bev);
+  if (!c->raw)
+    return bufferevent_get_input(c->bev);
+  c->rin_used = 1;
+  return c->rin;
 }
 
 void px_conn_reading(struct px_conn *c, int on) {
@@ -576,7 +583,8 @@ static void raw_want_write(struct px_conn *c, int on) {
 
 /* One write attempt; what the kernel refuses waits for the write event. */
 static void raw_write(struct px_conn *c) {
-  if (evbuffer_get_length(c->rout) == 0) {
+  if (!c->rout_used || evbuffer_get_length(c->rout) == 0) {
+    c->rout_used = 0;
     raw_want_write(c, 0);
     return;
   }
@@ -592,11 +600,12 @@ static void raw_write(struct px_conn *c) {
       return;
     }
   }
-  raw_want_write(c, evbuffer_get_length(c->rout) > 0);
+  c->rout_used = evbuffer_get_length(c->rout) > 0;
+  raw_want_write(c, c->rout_used);
 }
 
 int px_conn_write(struct px_conn *c, const void *data, size_t len) {
-  if (!c->raw || c->wev_on || c->werr || evbuffer_get_length(c->rout))
+  if (!c->raw || c->wev_on || c->werr || (c->rout_used && evbuffer_get_length(c->rout)))
     return evbuffer_add(px_conn_out(c), data, len) < 0 ? CUT_ERR_NOMEM : 0;
   ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
   if (n < 0) {
@@ -611,6 +620,7 @@ int px_conn_write(struct px_conn *c, const void *data, size_t len) {
   if ((size_t)n < len) {
     if (evbuffer_add(c->rout, (const char *)data + n, len - (size_t)n) < 0)
       return CUT_ERR_NOMEM;
+    c->rout_used = 1;
     raw_want_write(c, 1);
   }
   return 0;
@@ -626,7 +636,7 @@ void px_conn_flush(struct px_conn *c) {
   raw_write(c);
   struct px_exchange *x = c->x;
   if (x && x->want_drain && !c->werr &&
-      evbuffer_get_length(c->rout) <= c->pool->watermark / 2)
+      (!c->rout_used || evbuffer_get_length(c->rout) <= c->pool->watermark / 2))
     px_conn_kick(c, x, 0, 1); /* the caller hears of it from the loop */
 }
 

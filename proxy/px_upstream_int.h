@@ -75,6 +75,9 @@ struct px_conn {
   int werr;                           /* raw: a write failed; reported from wev */
   struct evbuffer *rin;               /* raw: bytes read but not parsed (paused response) */
   struct evbuffer *rout;              /* raw: bytes not yet written */
+  /* raw: 0 when rin / rout are known to be empty, so the hot path need not
+   * touch them (two cache misses per exchange). */
+  int rin_used, rout_used;
   enum px_conn_state state;
   int is_h2;
   int in_io;                          /* inside our own read/event processing */
