@@ -1,11 +1,5 @@
-/* Placeholder for `cutover experiment`: the issue that builds it replaces this file. */
-#include <stdio.h>
-
+/* exp_cmd: `cutover experiment list|start|stop`: operations go through the admin API. */
 #include "common/cli.h"
+#include "dials/dial_admin_cmd.h"
 
-int exp_cmd(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  fprintf(stderr, "cutover experiment: not built yet\n");
-  return 2;
-}
+int exp_cmd(int argc, char **argv) { return exp_admin_cmd(argc - 1, argv + 1); }
