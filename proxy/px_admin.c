@@ -39,6 +39,7 @@
 struct px_admin {
   struct event_base *base;
   struct evhttp *http;
+  struct event *stop_ev;     /* activated from px_admin_free's thread */
   pthread_t thread;
   int thread_started;
   uint16_t port;
@@ -648,6 +649,11 @@ static void on_request_cb(struct evhttp_request *req, void *user_data) {
 
 /* ---------- lifecycle ---------- */
 
+static void on_stop_cb(evutil_socket_t fd, short what, void *user_data) {
+  struct px_admin *a = user_data;
+  event_base_loopbreak(a->base);
+}
+
 static void *admin_thread(void *arg) {
   struct px_admin *a = arg;
   event_base_dispatch(a->base);
@@ -697,7 +703,8 @@ int px_admin_start(struct px_admin **out, const struct px_admin_opts *opts, char
   /* The base is stopped from another thread in px_admin_free. */
   evthread_use_pthreads();
   a->base = event_base_new();
-  if (!a->base || !(a->http = evhttp_new(a->base))) {
+  if (!a->base || !(a->http = evhttp_new(a->base)) ||
+      !(a->stop_ev = event_new(a->base, -1, 0, on_stop_cb, a))) {
     rc = cut_errf(err, errlen, CUT_ERR_NOMEM, "cannot create the admin event loop");
     goto fail_http;
   }
@@ -744,9 +751,13 @@ void px_admin_free(struct px_admin *a) {
   if (!a)
     return;
   if (a->thread_started) {
-    event_base_loopbreak(a->base);
+    /* Not event_base_loopbreak: a break requested before the thread enters
+     * its loop is forgotten, while an activated event waits for the loop. */
+    event_active(a->stop_ev, EV_READ, 0);
     pthread_join(a->thread, NULL);
   }
+  if (a->stop_ev)
+    event_free(a->stop_ev);
   if (a->http)
     evhttp_free(a->http);
   if (a->base)
