@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "common/cut_err.h"
+#include "config/config.h"
 #include "dials/dial_admin_cmd.h"
 #include "proxy/px_admin.h"
 #include "proxy/px_admin_client.h"
@@ -17,13 +18,13 @@
 #define DEFAULT_TOKEN_FILE "run/admin.token"
 
 static const char common_opts[] =
-    "\nwhere the admin API is (first match wins):\n"
-    "  --admin HOST:PORT     address of the admin listener (default 127.0.0.1:9901,\n"
-    "                        or $CUTOVER_ADMIN)\n"
-    "  --token-file FILE     file holding the bearer token (default run/admin.token,\n"
-    "                        or $CUTOVER_ADMIN_TOKEN_FILE)\n"
+    "\nwhere the admin API is (flags win over -c, which wins over the environment):\n"
+    "  --admin HOST:PORT     address of the admin listener\n"
+    "  --token-file FILE     file holding the bearer token\n"
     "  -c, --config FILE     take both from the proxy's config file (admin.listen,\n"
     "                        admin.token_file)\n"
+    "  otherwise $CUTOVER_ADMIN and $CUTOVER_ADMIN_TOKEN_FILE, or the defaults\n"
+    "  127.0.0.1:9901 and run/admin.token\n"
     "other options:\n"
     "  --reason TEXT         why (written to the audit log)\n"
     "  --json                print the API's JSON answer as is\n"
@@ -144,13 +145,26 @@ struct conn {
 /* Works out the address and token. Returns 0 or 1 (message printed). */
 static int connect_info(const struct opts *o, const char *cmd, struct conn *c) {
   const char *admin = o->admin, *token_file = o->token_file;
+  char cfg_admin[300] = "", cfg_token[4096] = "";
   if (o->config) {
-    /* The config loader is not part of this build step yet: say so clearly. */
-    fprintf(stderr,
-            "cutover %s %s: -c is not supported by this build; use --admin HOST:PORT and "
-            "--token-file FILE\n",
-            cmd, o->verb);
-    return 1;
+    struct cfg *cfg;
+    char *errs = NULL;
+    if (cfg_load(o->config, &cfg, &errs) != 0) {
+      fprintf(stderr, "cutover %s %s: cannot read %s:\n%s\n", cmd, o->verb, o->config,
+              errs ? errs : "unknown error");
+      free(errs);
+      return 1;
+    }
+    const struct cfg_addr *a = &cfg->admin.listen;
+    snprintf(cfg_admin, sizeof cfg_admin, "%s%s%s:%u", a->is_ipv6 ? "[" : "", a->host,
+             a->is_ipv6 ? "]" : "", (unsigned)a->port);
+    snprintf(cfg_token, sizeof cfg_token, "%s",
+             cfg->admin.token_file ? cfg->admin.token_file : DEFAULT_TOKEN_FILE);
+    cfg_unref(cfg);
+    if (!admin)
+      admin = cfg_admin;
+    if (!token_file)
+      token_file = cfg_token;
   }
   if (!admin)
     admin = getenv("CUTOVER_ADMIN");
