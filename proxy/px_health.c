@@ -56,6 +56,7 @@ enum px_hc_event px_hc_result(struct px_hc *h, const struct cfg_health *cfg, int
 
 struct outlier_host {
   uint32_t c5xx, cconn;
+  uint32_t seen_5xx, seen_conn;   /* px_outlier_observe: the counters at the last call */
   int ejected;
   uint64_t until_ms;
   uint32_t ejections;
@@ -147,6 +148,50 @@ enum px_outlier_event px_outlier_record(struct px_outlier *o, size_t host, enum 
   h->cconn = 0;
   o->nejected++;
   return PX_OUTLIER_EJECTED;
+}
+
+/* Growth of an external consecutive counter since the last look (a drop means
+ * a success reset it, and the new value is all new failures). */
+static uint32_t grown(uint32_t now, uint32_t *seen) {
+  uint32_t d = now >= *seen ? now - *seen : now;
+  *seen = now;
+  return d;
+}
+
+enum px_outlier_event px_outlier_observe(struct px_outlier *o, size_t host, uint32_t c5xx,
+                                         uint32_t cconn, uint64_t now_ms) {
+  if (!o || host >= o->n)
+    return PX_OUTLIER_NONE;
+  struct outlier_host *h = &o->h[host];
+  int reset_5xx = c5xx < h->seen_5xx, reset_conn = cconn < h->seen_conn;
+  uint32_t d5 = grown(c5xx, &h->seen_5xx), dc = grown(cconn, &h->seen_conn);
+  /* Past the thresholds more outcomes change nothing: bound the loops. */
+  if (d5 > 1024)
+    d5 = 1024;
+  if (dc > 1024)
+    dc = 1024;
+  px_outlier_tick(o, now_ms);
+  if (h->ejected)
+    return PX_OUTLIER_NONE;
+  /* A drop means a success came in between: the run restarts. */
+  if (reset_5xx)
+    h->c5xx = 0;
+  if (reset_conn)
+    h->cconn = 0;
+  enum px_outlier_event ev = PX_OUTLIER_NONE;
+  for (uint32_t i = 0; i < dc && ev == PX_OUTLIER_NONE; i++) {
+    uint32_t keep5 = h->c5xx; /* connect failures do not reset the 5xx run */
+    ev = px_outlier_record(o, host, PX_OUTCOME_CONNECT_FAIL, now_ms);
+    if (!h->ejected)
+      h->c5xx = keep5;
+  }
+  for (uint32_t i = 0; i < d5 && ev == PX_OUTLIER_NONE; i++) {
+    uint32_t keepc = h->cconn; /* counted separately by the pool */
+    ev = px_outlier_record(o, host, PX_OUTCOME_5XX, now_ms);
+    if (!h->ejected)
+      h->cconn = keepc;
+  }
+  return ev;
 }
 
 size_t px_outlier_tick(struct px_outlier *o, uint64_t now_ms) {

@@ -101,6 +101,18 @@ void px_outlier_free(struct px_outlier *o);
 enum px_outlier_event px_outlier_record(struct px_outlier *o, size_t host, enum px_outcome r,
                                         uint64_t now_ms);
 
+/*
+ * The same rules fed from counters kept elsewhere: `c5xx` and `cconn` are a
+ * host's current consecutive-5xx and consecutive-connect-failure counts as an
+ * upstream pool keeps them (they only grow, or drop back when a success
+ * resets them). Call it periodically (e.g. each second per host); the growth
+ * since the previous call counts as that many outcomes, so a host needs a
+ * full run of failures again after it returns from an ejection. Returns like
+ * px_outlier_record.
+ */
+enum px_outlier_event px_outlier_observe(struct px_outlier *o, size_t host, uint32_t c5xx,
+                                         uint32_t cconn, uint64_t now_ms);
+
 /* Returns hosts whose ejection time has passed to service; returns how many. */
 size_t px_outlier_tick(struct px_outlier *o, uint64_t now_ms);
 

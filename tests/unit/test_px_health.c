@@ -144,6 +144,34 @@ static void test_px_health_outlier_cap(void **state) {
   px_outlier_free(NULL);
 }
 
+static void test_px_health_outlier_observe_counters(void **state) {
+  (void)state;
+  struct px_outlier *o;
+  assert_int_equal(px_outlier_new(&o, &ocfg, 4), 0); /* 3 x 5xx or 2 connect failures */
+  /* Counters from a pool: 2 failures seen, then a success reset, then 2 more. */
+  assert_int_equal(px_outlier_observe(o, 0, 2, 0, 0), PX_OUTLIER_NONE);
+  assert_int_equal(px_outlier_observe(o, 0, 2, 0, 10), PX_OUTLIER_NONE); /* no growth */
+  assert_int_equal(px_outlier_observe(o, 0, 1, 0, 20), PX_OUTLIER_NONE); /* reset, then 1 */
+  assert_int_equal(px_outlier_observe(o, 0, 2, 0, 30), PX_OUTLIER_NONE);
+  assert_int_equal(px_outlier_observe(o, 0, 3, 0, 40), PX_OUTLIER_EJECTED);
+  assert_true(px_outlier_ejected(o, 0, 41));
+  /* While ejected, the pool's counter does not move; after return it needs a full run again. */
+  assert_int_equal(px_outlier_observe(o, 0, 3, 0, 1040), PX_OUTLIER_NONE);
+  assert_false(px_outlier_ejected(o, 0, 1040));
+  assert_int_equal(px_outlier_observe(o, 0, 5, 0, 1050), PX_OUTLIER_NONE);
+  assert_int_equal(px_outlier_observe(o, 0, 6, 0, 1060), PX_OUTLIER_EJECTED);
+  struct px_outlier_host_info info;
+  px_outlier_host_info(o, 0, &info);
+  assert_int_equal(info.until_ms - 1060, 2000); /* second ejection: doubled */
+  /* Connect failures jump by several at once. */
+  assert_int_equal(px_outlier_observe(o, 1, 0, 5, 0), PX_OUTLIER_EJECTED);
+  assert_int_equal(px_outlier_nejected(o), 2);
+  /* The cap (2 of 4) holds. */
+  assert_int_equal(px_outlier_observe(o, 2, 0, 2, 0), PX_OUTLIER_CAPPED);
+  assert_int_equal(px_outlier_observe(o, 9, 0, 2, 0), PX_OUTLIER_NONE);
+  px_outlier_free(o);
+}
+
 /* A config with two backends: "old" (one host) and "new" (two hosts). */
 struct fixture {
   struct cfg cfg;
@@ -301,6 +329,7 @@ int main(void) {
       cmocka_unit_test(test_px_health_outlier_5xx_and_doubling),
       cmocka_unit_test(test_px_health_outlier_connect_failures),
       cmocka_unit_test(test_px_health_outlier_cap),
+      cmocka_unit_test(test_px_health_outlier_observe_counters),
       cmocka_unit_test(test_px_health_board_and_route),
       cmocka_unit_test(test_px_health_checker),
   };
