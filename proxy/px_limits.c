@@ -11,6 +11,7 @@
 #define H2_SETTINGS 0x4
 #define H2_PUSH_PROMISE 0x5
 #define H2_PING 0x6
+#define H2_WINDOW_UPDATE 0x8
 #define H2_CONTINUATION 0x9
 #define H2_FLAG_ACK 0x1
 #define H2_FLAG_END_HEADERS 0x4
@@ -159,6 +160,10 @@ enum px_flood_reason px_flood_on_frame(struct px_flood *f, uint8_t type, uint8_t
     if (!(flags & H2_FLAG_ACK) &&
         rate_exceeded(&f->settings, now_ms, f->lim.settings_window_ms, f->lim.max_settings))
       return trip(f, PX_FLOOD_SETTINGS);
+    break;
+  case H2_WINDOW_UPDATE:
+    /* The peer opened a window: progress, so a stall starts over. */
+    f->stalled = 0;
     break;
   case H2_PING:
     if (!(flags & H2_FLAG_ACK) &&

@@ -60,8 +60,10 @@ void px_limit_hit(const struct px_limit_counters *c, enum px_limit l, unsigned s
  *    already parse frames.
  *
  * and, for zero-window stalls, px_flood_on_window() whenever it learns
- * whether the connection is blocked on the peer's flow-control window, plus
- * px_flood_check() from a periodic timer.
+ * whether the connection is blocked on the peer's flow-control window (for
+ * example from a once-a-second timer). Any WINDOW_UPDATE the peer sends
+ * counts as progress and restarts the stall clock, so a slow but reading
+ * client is never cut off; px_flood_check() re-evaluates without new input.
  *
  * A verdict other than PX_FLOOD_NONE is sticky: the frontend submits GOAWAY
  * with px_flood_goaway_code() and px_flood_reason_text() as debug data,

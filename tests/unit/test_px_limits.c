@@ -177,8 +177,12 @@ static void test_px_limits_zero_window(void **state) {
   assert_int_equal(px_flood_check(&f, 7000), PX_FLOOD_NONE);
   assert_int_equal(px_flood_on_window(&f, 1, 7000), PX_FLOOD_NONE);
   assert_int_equal(px_flood_check(&f, 11999), PX_FLOOD_NONE);
-  assert_int_equal(px_flood_check(&f, 12000), PX_FLOOD_ZERO_WINDOW);
-  assert_int_equal(px_flood_on_window(&f, 0, 12001), PX_FLOOD_ZERO_WINDOW);
+  /* A WINDOW_UPDATE from the peer is progress: the clock restarts. */
+  assert_int_equal(px_flood_on_frame(&f, 0x8, 0, 1, 4, 11000), PX_FLOOD_NONE);
+  assert_int_equal(px_flood_on_window(&f, 1, 11500), PX_FLOOD_NONE);
+  assert_int_equal(px_flood_check(&f, 16499), PX_FLOOD_NONE);
+  assert_int_equal(px_flood_check(&f, 16500), PX_FLOOD_ZERO_WINDOW);
+  assert_int_equal(px_flood_on_window(&f, 0, 16501), PX_FLOOD_ZERO_WINDOW);
 }
 
 static void test_px_limits_counters(void **state) {
