@@ -7,6 +7,8 @@
 #include "common/cut_err.h"
 #include "common/log.h"
 #include "proxy/px_alog.h"
+#include "proxy/px_health.h"
+#include "proxy/px_metrics.h"
 #include "proxy/px_route.h"
 #include "proxy/px_server_int.h"
 
@@ -220,6 +222,19 @@ static int decide(struct px_req *r) {
     free(dh);
   if (rc < 0)
     return rc;
+  /* A dial (experiment, allocation) chose a group with no usable host: with
+   * on_unhealthy fail_open its traffic goes back to the route's own backend. */
+  struct px_worker *w = r->conn->w;
+  size_t chosen = r->dec.backend_index;
+  if (chosen != r->route->backend_index && w->group_down && chosen < r->cfg->nbackends &&
+      w->group_down[chosen]) {
+    int over = 0;
+    r->dec.backend_index = px_health_route(r->cfg, chosen, 0, r->route->backend_index, &over);
+    if (over) {
+      r->dec.reason = "failover-unhealthy";
+      px_metrics_failover(w->srv->metrics, (unsigned)w->idx, chosen);
+    }
+  }
   if (d->format)
     d->format(&r->dec, r->decision, sizeof r->decision);
   return 0;
@@ -311,6 +326,19 @@ void px_req_resume_response(struct px_req *r) {
     ops_of(r)->resume(r->x);
 }
 
+/* Counts the finished request in the proxy's metrics (lock-free, per worker shard). */
+static void count_request(struct px_req *r) {
+  struct px_worker *w = r->conn->w;
+  struct px_metrics *m = w->srv->metrics;
+  if (!m || !r->route || !r->cfg)
+    return;
+  size_t route = (size_t)(r->route - r->cfg->routes);
+  size_t backend = r->upstream[0] ? r->dec.backend_index : SIZE_MAX;
+  uint64_t us = (px_now_ns() - r->t_start_ns) / 1000;
+  px_metrics_request(m, (unsigned)w->idx, route, &r->dec, backend,
+                     r->status, us, r->bytes_in, r->bytes_out);
+}
+
 static void access_log(struct px_req *r) {
   struct px_alog *a = r->conn->w->srv->alog;
   if (!a)
@@ -366,8 +394,10 @@ void px_req_finish(struct px_req *r) {
     if (!r->error)
       r->error = "client-gone";
   }
-  if (r->begun)
+  if (r->begun) {
     access_log(r);
+    count_request(r);
+  }
   px_request_head_clear(&r->head);
   if (r->resp_trailers) {
     px_headers_clear(r->resp_trailers);

@@ -86,6 +86,8 @@ struct px_worker {
   struct evdns_base *dns;
   struct evconnlistener **ls;       /* one per listener */
   struct px_pool **pools;           /* one per cfg backend */
+  struct px_outlier **outliers;     /* one per cfg backend: passive ejection as this worker sees it */
+  unsigned char *group_down;        /* one per cfg backend: no usable host at the last tick */
   struct event *ctl_ev;             /* activated from other threads: check stop_req */
   struct event *drain_ev;           /* drain deadline */
   struct event *tick_ev;            /* once a second: refresh the cached time */
@@ -121,6 +123,9 @@ struct px_server {
   struct px_upstream_ops ops;
   struct px_decider decider;
   struct px_alog *alog;
+  struct px_metrics *metrics;               /* may be NULL */
+  const struct px_limit_counters *limits;   /* may be NULL */
+  struct px_health_board *health;           /* may be NULL */
   struct px_listener_rt *listeners;
   size_t nlisteners;
   struct px_worker *workers;
@@ -157,6 +162,8 @@ void px_front_h2_on_write(struct px_client *c);
 void px_front_h2_flush(struct px_client *c);
 void px_front_h2_drain(struct px_client *c);
 int px_front_h2_busy(const struct px_client *c);
+/* Once a second: flow-control stall detection (px_limits). */
+void px_front_h2_tick(struct px_client *c, uint64_t now_ms);
 void px_front_h2_cancel(struct px_client *c); /* cancel exchanges, keep memory */
 void px_front_h2_free(struct px_client *c);
 
