@@ -509,7 +509,21 @@ static int do_reload(struct px_admin *a, struct evhttp_request *req) {
     return reply_error(a, req, 501, "not available in this process");
   int rc = a->ops.reload(a->ops.user_data, &out, err, sizeof err);
   if (rc) {
-    log_error(MOD, "reload rejected: %s", err);
+    /* One log line: the errors separated by "; " (the answer lists them one by one). */
+    char flat[ERR_LEN];
+    size_t j = 0;
+    for (size_t i = 0; err[i] && j + 3 < sizeof flat; i++) {
+      if (err[i] == '\n') {
+        if (err[i + 1]) {
+          flat[j++] = ';';
+          flat[j++] = ' ';
+        }
+      } else {
+        flat[j++] = err[i];
+      }
+    }
+    flat[j] = '\0';
+    log_error(MOD, "reload rejected, the old config keeps serving: %s", flat);
     return reply_rc(a, req, rc, err);
   }
   log_info(MOD, "config reloaded");

@@ -317,8 +317,13 @@ int px_cmd(int argc, char **argv) {
     if (sig != SIGHUP)
       break;
     char rerr[8192] = "";
-    if (reload_cb(&x, NULL, rerr, sizeof rerr) < 0)
-      log_error("proxy", "SIGHUP: config rejected, the old config keeps serving:\n%s", rerr);
+    if (reload_cb(&x, NULL, rerr, sizeof rerr) < 0) {
+      for (char *p = rerr; *p; p++)
+        if (*p == '\n' && p[1])
+          *p = ' ';
+      rerr[strcspn(rerr, "\n")] = '\0';
+      log_error("proxy", "SIGHUP: config rejected, the old config keeps serving: %s", rerr);
+    }
   }
   atomic_store(&x.draining, 1);
   uint64_t drain = cfg->limits.drain_timeout_ms;
