@@ -323,6 +323,8 @@ int px_cmd(int argc, char **argv) {
           *p = ' ';
       rerr[strcspn(rerr, "\n")] = '\0';
       log_error("proxy", "SIGHUP: config rejected, the old config keeps serving: %s", rerr);
+    } else {
+      px_admin_dials_publish(adials); /* dial gauges follow values the file changed */
     }
   }
   atomic_store(&x.draining, 1);
