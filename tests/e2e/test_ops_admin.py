@@ -330,6 +330,32 @@ class TestOpsAdmin(AdminCase):
             slow.close()
         self.assertEqual(self.metrics()['cutover_limit_hits_total{limit="header_timeout"}'], 1)
 
+    def test_sigterm_drains_in_flight_requests(self):
+        import threading
+        result = {}
+
+        def slow():
+            result["r"] = self.curl("http://127.0.0.1:%d/other?delay=1500ms" % self.port)
+        t = threading.Thread(target=slow)
+        t.start()
+        time.sleep(0.4)  # the request is in flight at the backend
+        self.proxy.signal(signal.SIGTERM)
+        # While draining, /healthz tells load balancers to go away.
+        status, body = None, None
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                status, body = self.api("GET", "/healthz")
+            except OSError:
+                break
+            if status == 503:
+                break
+            time.sleep(0.05)
+        self.assertEqual((status, body and body["status"]), (503, "draining"))
+        t.join(timeout=10)
+        self.assertEqual(result["r"].status, 200, result["r"])
+        self.assertEqual(self.proxy.wait_exit(10), 0)
+
 
 if __name__ == "__main__":
     e2e.main()
