@@ -38,6 +38,8 @@ struct ops_ctx {
   struct dial_store *store;
   struct px_server *srv;
   struct px_metrics *pm;
+  struct px_health_board *board;
+  const struct cfg *cfg;      /* the snapshot the workers run (borrowed) */
   pthread_mutex_t reload_mu;  /* SIGHUP (main thread) and POST /reload (admin thread) */
   _Atomic int draining;
 };
@@ -88,6 +90,22 @@ static int status_cb(void *ud, json_t *s, char *err, size_t errlen) {
   json_object_set_new(s, "responses_5xx", json_integer((json_int_t)st.responses_5xx));
   json_object_set_new(s, "connections", json_integer((json_int_t)st.connections));
   json_object_set_new(s, "active_connections", json_integer((json_int_t)st.active_connections));
+  /* Active-check verdicts per host (passive ejections are per worker: see the metrics). */
+  json_t *ups = json_object();
+  for (size_t b = 0; x->cfg && b < x->cfg->nbackends; b++) {
+    const struct cfg_backend *be = &x->cfg->backends[b];
+    json_t *hosts = json_array();
+    for (size_t h = 0; h < be->nhosts; h++) {
+      char addr[300];
+      snprintf(addr, sizeof addr, "%s%s%s:%u", be->hosts[h].is_ipv6 ? "[" : "",
+               be->hosts[h].host, be->hosts[h].is_ipv6 ? "]" : "", (unsigned)be->hosts[h].port);
+      json_array_append_new(hosts, json_pack("{s:s, s:b}", "host", addr, "healthy",
+                                             px_health_board_usable(x->board, b, h)));
+    }
+    json_object_set_new(ups, be->name,
+                        json_pack("{s:b, s:o}", "checked", be->health.enabled, "hosts", hosts));
+  }
+  json_object_set_new(s, "upstreams", ups);
   return 0;
 }
 
@@ -269,6 +287,8 @@ int px_cmd(int argc, char **argv) {
     fprintf(stderr, "cutover proxy: %s\n", cut_strerror(rc));
     goto out;
   }
+  x.board = board;
+  x.cfg = cfg;
   struct px_decider decider = {
       .decide = dial_decide, .format = dial_decision_format, .store = x.store};
   struct px_server_opts opts = {.cfg = cfg, .ops = &pool_ops, .decider = &decider, .alog = alog,

@@ -50,6 +50,11 @@ class TestOpsHealth(AdminCase):
         self.assertGreaterEqual(m['cutover_health_checks_total{backend="modern",result="fail"}'], 1)
         self.assertGreaterEqual(m['cutover_upstream_failovers_total{backend="modern"}'], 10)
         self.proxy.wait_for_stderr("backend modern has no usable host", timeout=5)
+        _, status = self.api("GET", "/status")
+        modern = status["upstreams"]["modern"]
+        self.assertTrue(modern["checked"])
+        self.assertEqual(modern["hosts"], [{"host": self.modern.address, "healthy": False}])
+        self.assertEqual(status["upstreams"]["legacy"]["hosts"][0]["healthy"], True)
 
     def test_dead_backend_is_ejected_and_traffic_recovers(self):
         self.start_with()
