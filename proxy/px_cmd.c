@@ -354,7 +354,8 @@ int px_cmd(int argc, char **argv) {
   px_server_stop(srv, drain);
   while (px_server_running(srv)) {
     struct timespec ts = {0, 50 * 1000 * 1000};
-    if (sigtimedwait(&sigs, NULL, &ts) > 0) {
+    int s2 = sigtimedwait(&sigs, NULL, &ts);
+    if (s2 > 0 && s2 != SIGHUP) { /* a reload request is no reason to cut the drain short */
       log_info("proxy", "second signal: stopping now");
       px_server_stop(srv, 0);
     }
