@@ -676,8 +676,117 @@ static int extract(avro_value_t *rec, struct rec_pair *p) {
   return get_opt_response(rec, "primary_repeat", &p->primary_repeat) < 0 ? -1 : 0;
 }
 
+/*
+ * Checks that buf[*pos..len) holds one well-formed datum of `s` before
+ * avro-c reads it: avro-c leaks the buffer of a string cut short and
+ * allocates whatever length a corrupt record claims. Returns 0 or -1.
+ */
+static int read_varint(const uint8_t *buf, size_t len, size_t *pos, int64_t *out) {
+  uint64_t u = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (*pos >= len)
+      return -1;
+    uint8_t b = buf[(*pos)++];
+    u |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) {
+      *out = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+      return 0;
+    }
+  }
+  return -1;
+}
+
+static int validate(avro_schema_t s, const uint8_t *buf, size_t len, size_t *pos, int depth) {
+  int64_t n;
+  if (depth > 32)
+    return -1;
+  switch (avro_typeof(s)) {
+  case AVRO_NULL:
+    return 0;
+  case AVRO_BOOLEAN:
+    if (*pos >= len || buf[*pos] > 1)
+      return -1;
+    (*pos)++;
+    return 0;
+  case AVRO_INT32:
+  case AVRO_INT64:
+    return read_varint(buf, len, pos, &n);
+  case AVRO_FLOAT:
+  case AVRO_DOUBLE: {
+    size_t w = avro_typeof(s) == AVRO_FLOAT ? 4 : 8;
+    if (len - *pos < w)
+      return -1;
+    *pos += w;
+    return 0;
+  }
+  case AVRO_STRING:
+  case AVRO_BYTES:
+    if (read_varint(buf, len, pos, &n) || n < 0 || (uint64_t)n > len - *pos)
+      return -1;
+    *pos += (size_t)n;
+    return 0;
+  case AVRO_FIXED:
+    n = avro_schema_fixed_size(s);
+    if (n < 0 || (uint64_t)n > len - *pos)
+      return -1;
+    *pos += (size_t)n;
+    return 0;
+  case AVRO_ENUM:
+    return read_varint(buf, len, pos, &n) || n < 0 ||
+                   n >= avro_schema_enum_number_of_symbols(s)
+               ? -1
+               : 0;
+  case AVRO_UNION:
+    if (read_varint(buf, len, pos, &n) || n < 0 || (size_t)n >= avro_schema_union_size(s))
+      return -1;
+    return validate(avro_schema_union_branch(s, (int)n), buf, len, pos, depth + 1);
+  case AVRO_RECORD:
+    for (size_t i = 0; i < avro_schema_record_size(s); i++)
+      if (validate(avro_schema_record_field_get_by_index(s, (int)i), buf, len, pos, depth + 1))
+        return -1;
+    return 0;
+  case AVRO_LINK:
+    return validate(avro_schema_link_target(s), buf, len, pos, depth + 1);
+  case AVRO_ARRAY:
+  case AVRO_MAP: {
+    avro_schema_t item =
+        avro_typeof(s) == AVRO_ARRAY ? avro_schema_array_items(s) : avro_schema_map_values(s);
+    for (;;) {
+      if (read_varint(buf, len, pos, &n))
+        return -1;
+      if (n == 0)
+        return 0;
+      if (n < 0) { /* a block with its byte size */
+        int64_t bytes;
+        if (n == INT64_MIN || read_varint(buf, len, pos, &bytes) || bytes < 0)
+          return -1;
+        n = -n;
+      }
+      /* Every item takes at least one byte (except null items, which are capped here). */
+      if ((uint64_t)n > len - *pos + 1024)
+        return -1;
+      for (int64_t i = 0; i < n; i++) {
+        if (avro_typeof(s) == AVRO_MAP) {
+          int64_t kl;
+          if (read_varint(buf, len, pos, &kl) || kl < 0 || (uint64_t)kl > len - *pos)
+            return -1;
+          *pos += (size_t)kl;
+        }
+        if (validate(item, buf, len, pos, depth + 1))
+          return -1;
+      }
+    }
+  }
+  default:
+    return -1;
+  }
+}
+
 int rec_codec_decode_binary(struct rec_codec *c, const uint8_t *buf, size_t len,
                             struct rec_pair **out) {
+  size_t pos = 0;
+  if (validate(c->schema, buf, len, &pos, 0))
+    return CUT_ERR_AVRO;
   avro_value_reset(&c->value);
   avro_reader_t r = avro_reader_memory((const char *)buf, (int64_t)len);
   if (!r)
