@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -84,6 +85,55 @@ static int is_ours(const char *name, const char *prefix) {
 
 static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void fsync_dir(const char *dir);
+
+static int count_cb(const uint8_t *rec, size_t len, void *ud) {
+  (void)rec;
+  (void)len;
+  (void)ud;
+  return 0;
+}
+
+long rec_avrofile_recover(const char *dir, const char *prefix) {
+  DIR *d = opendir(dir);
+  if (!d)
+    return CUT_ERR_IO;
+  long recovered = 0;
+  size_t pl = strlen(prefix);
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (strncmp(e->d_name, prefix, pl) != 0 || e->d_name[pl] != '-' ||
+        !has_suffix(e->d_name, ".avro.part"))
+      continue;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      continue;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) { /* a live writer's current file */
+      close(fd);
+      continue;
+    }
+    long n = rec_avrofile_each(path, count_cb, NULL, NULL, 0);
+    if (n > 0) {
+      char final[4096];
+      snprintf(final, sizeof final, "%.*s", (int)(strlen(path) - strlen(".part")), path);
+      if (rename(path, final) == 0) {
+        log_warn("rec", "recovered %s (%ld records) left by an earlier run", final, n);
+        recovered++;
+      }
+    } else if (n == 0 || n == CUT_ERR_PARSE) {
+      unlink(path); /* not one complete block in it */
+    } else {
+      log_warn("rec", "%s: cannot recover (%s); left in place", path, cut_strerror((int)n));
+    }
+    close(fd);
+  }
+  closedir(d);
+  fsync_dir(dir);
+  return recovered;
 }
 
 long rec_avrofile_list(const char *dir, const char *prefix, char ***out) {
@@ -197,6 +247,10 @@ static int open_file(struct rec_avrofile *f, size_t need) {
     return CUT_ERR_NOMEM;
   snprintf(f->part_path, len, "%s/%s-%020llu-%06u.avro.part", f->dir, f->prefix, us, f->seq++ % 1000000u);
   f->fp = fopen(f->part_path, "wbx");
+  if (f->fp && flock(fileno(f->fp), LOCK_EX | LOCK_NB) != 0) {
+    fclose(f->fp); /* cannot happen for a file we just created; be safe */
+    f->fp = NULL;
+  }
   if (!f->fp) {
     log_error("rec", "creating %s: %s", f->part_path, strerror(errno));
     free(f->part_path);
@@ -343,6 +397,7 @@ int rec_avrofile_new(struct rec_avrofile **out, const struct rec_avrofile_opts *
     rec_avrofile_free(f);
     return cut_errf(err, errlen, CUT_ERR_AVRO, "pair schema: %s", avro_strerror());
   }
+  rec_avrofile_recover(f->dir, f->prefix);
   scan_dir(f);
   if (pthread_create(&f->thread, NULL, writer_main, f) != 0) {
     rec_avrofile_free(f);
@@ -430,8 +485,9 @@ long rec_avrofile_each(const char *path, int (*cb)(const uint8_t *rec, size_t le
   if (!fp)
     return cut_errf(err, errlen, CUT_ERR_IO, "%s: %s", path, strerror(errno));
   avro_file_reader_t r;
+  /* avro-c fails to open a container without one complete block. */
   if (avro_file_reader_fp(fp, path, 1, &r))
-    return cut_errf(err, errlen, CUT_ERR_AVRO, "%s: %s", path, avro_strerror());
+    return cut_errf(err, errlen, CUT_ERR_PARSE, "%s: %s", path, avro_strerror());
   long count = 0;
   avro_schema_t ws = avro_file_reader_get_writer_schema(r);
   avro_schema_t ours = NULL;

@@ -106,6 +106,7 @@ int rec_drain(const struct rec_drain_opts *o, struct rec_stats *stats,
   if (rc)
     return rc;
   char **files = NULL;
+  rec_avrofile_recover(o->dir, "spill");
   long nfiles = rec_avrofile_list(o->dir, "spill", &files);
   if (nfiles < 0) {
     close(lockfd);

@@ -72,7 +72,10 @@ static void on_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *op
   if (m->err) {
     rec_stat_add(&ks->base.stats, failed, 1);
     log_debug("rec", "delivery failed: %s", rd_kafka_err2str(m->err));
-    to_spill(ks, m->payload, m->len);
+    if (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+      rec_stat_add(&ks->base.stats, dropped[REC_DROP_TOO_LARGE], 1);
+    else
+      to_spill(ks, m->payload, m->len);
   } else {
     rec_stat_add(&ks->base.stats, delivered, 1);
   }
@@ -107,6 +110,10 @@ static int kafka_submit(struct rec_sink *s, const char *key, size_t keylen, cons
   if (rd_kafka_produce(ks->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, (void *)rec, len, key,
                        keylen, NULL) == -1) {
     atomic_fetch_sub_explicit(&s->stats.queue_depth, 1, memory_order_relaxed);
+    if (rd_kafka_last_error() == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+      rec_stat_add(&s->stats, dropped[REC_DROP_TOO_LARGE], 1);
+      return CUT_ERR_FULL;
+    }
     /* QUEUE_FULL is the usual case; any other refusal spills as well. */
     return to_spill(ks, rec, len);
   }

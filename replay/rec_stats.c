@@ -11,6 +11,7 @@ const char *rec_drop_reason_name(enum rec_drop_reason r) {
   case REC_DROP_IO: return "io";
   case REC_DROP_ENCODE: return "encode";
   case REC_DROP_NO_SPILL: return "no_spill";
+  case REC_DROP_TOO_LARGE: return "too_large";
   default: return "unknown";
   }
 }

@@ -18,10 +18,11 @@ enum rec_drop_reason {
   REC_DROP_IO,               /* a spill or file-sink write failed (disk error) */
   REC_DROP_ENCODE,           /* the pair could not be encoded */
   REC_DROP_NO_SPILL,         /* Kafka refused the record and no spill is configured */
+  REC_DROP_TOO_LARGE,        /* larger than Kafka accepts (message.max.bytes); spilling it would block the drain */
   REC_DROP_N
 };
 
-/* Metric label of a drop reason: "spill_full", "queue_full", "io", "encode", "no_spill". */
+/* Metric label of a drop reason: "spill_full", "queue_full", "io", "encode", "no_spill", "too_large". */
 const char *rec_drop_reason_name(enum rec_drop_reason r);
 
 struct rec_stats {

@@ -137,6 +137,28 @@ static void test_rec_kafka_bad_config(void **state) {
   struct rec_kafka_opts o = {.brokers = "127.0.0.1:1", .props = bad, .nprops = 1};
   assert_int_equal(rec_sink_kafka_new(&s, &o, err, sizeof err), CUT_ERR_CONFIG);
   assert_non_null(strstr(err, "no.such.property"));
+  /* Records Kafka would refuse for their size are dropped, not spilled (they would block the drain). */
+  struct cfg_kv small[] = {{"message.max.bytes", "1000"}};
+  char *dir = make_dir();
+  struct rec_kafka_opts t = {.brokers = "127.0.0.1:1", .props = small, .nprops = 1,
+                             .spill_dir = dir, .shutdown_timeout_ms = 100};
+  assert_int_equal(rec_sink_kafka_new(&s, &t, err, sizeof err), 0);
+  struct rec_codec *c;
+  assert_int_equal(rec_codec_new(&c, NULL, 0), 0);
+  struct rec_pair *p;
+  assert_int_equal(rec_pair_new(&p, NULL, "big", 1, "r"), 0);
+  static uint8_t body[5000];
+  assert_int_equal(rec_pair_request_body(p, body, sizeof body), 0);
+  assert_int_equal(rec_sink_submit_pair(s, c, p), CUT_ERR_FULL);
+  struct rec_stats_view v;
+  rec_sink_stats(s, &v);
+  assert_int_equal(v.dropped[REC_DROP_TOO_LARGE], 1);
+  assert_int_equal(v.spilled, 0);
+  rec_pair_free(p);
+  rec_codec_free(c);
+  rec_sink_free(s);
+  s = NULL;
+  remove_dir(dir);
   struct rec_kafka_opts e = {.brokers = "embedded"};
   assert_int_equal(rec_sink_kafka_new(&s, &e, err, sizeof err), CUT_ERR_INVALID);
   assert_null(s);

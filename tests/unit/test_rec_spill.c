@@ -239,6 +239,44 @@ static void test_rec_spill_large_record(void **state) {
   remove_dir(dir);
 }
 
+static void test_rec_spill_recover(void **state) {
+  (void)state;
+  char *dir = make_dir(), *dir2 = make_dir();
+  struct rec_codec *c;
+  assert_int_equal(rec_codec_new(&c, NULL, 0), 0);
+  struct rec_stats st = {0};
+  struct rec_avrofile *f;
+  struct rec_avrofile_opts o = {.dir = dir, .prefix = "spill"};
+  assert_int_equal(rec_avrofile_new(&f, &o, &st, &st.spilled, NULL, 0), 0);
+  for (int i = 0; i < 5; i++) {
+    size_t len;
+    uint8_t *r = make_record(c, i, 50, &len);
+    assert_int_equal(rec_avrofile_push(f, r + REC_SOE_HEADER_LEN, len - REC_SOE_HEADER_LEN), 0);
+    free(r);
+  }
+  rec_avrofile_flush(f);
+  /* The live writer's file is locked: recovery leaves it alone. */
+  assert_int_equal(rec_avrofile_recover(dir, "spill"), 0);
+  /* A copy of it stands for a file left by a crashed process; add two broken ones. */
+  char cmd[600];
+  snprintf(cmd, sizeof cmd,
+           "cp %s/*.avro.part %s/spill-1-1.avro.part && printf 'Obj\\001xx' > %s/spill-2-2.avro.part"
+           " && : > %s/spill-3-3.avro.part",
+           dir, dir2, dir2, dir2);
+  assert_int_equal(system(cmd), 0);
+  assert_int_equal(rec_avrofile_recover(dir2, "spill"), 1);
+  long nfiles;
+  uint64_t bytes;
+  assert_int_equal(read_all(dir2, "spill", c, &nfiles, &bytes), 5);
+  snprintf(cmd, sizeof cmd, "ls %s | grep -q part", dir2);
+  assert_int_not_equal(system(cmd), 0); /* the broken ones are gone */
+  rec_avrofile_free(f);
+  assert_int_equal(read_all(dir, "spill", c, &nfiles, &bytes), 5);
+  rec_codec_free(c);
+  remove_dir(dir);
+  remove_dir(dir2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rec_spill_rotation),
@@ -246,6 +284,7 @@ int main(void) {
       cmocka_unit_test(test_rec_spill_queue_full),
       cmocka_unit_test(test_rec_spill_file_sink),
       cmocka_unit_test(test_rec_spill_large_record),
+      cmocka_unit_test(test_rec_spill_recover),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
