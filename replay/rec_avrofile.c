@@ -479,6 +479,64 @@ void rec_avrofile_free(struct rec_avrofile *f) {
 
 /* ---- reading ---- */
 
+/*
+ * Checks the container's header and that its first block is complete before
+ * avro-c opens it: avro-c 1.11.1 leaks memory when it fails to open a file
+ * (a crash-truncated spill file, or a file that is not Avro). Returns 0 or -1.
+ */
+static int fp_varint(FILE *fp, int64_t *out) {
+  uint64_t u = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    int c = getc(fp);
+    if (c == EOF)
+      return -1;
+    u |= (uint64_t)(c & 0x7f) << shift;
+    if (!(c & 0x80)) {
+      *out = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+      return 0;
+    }
+  }
+  return -1;
+}
+
+static int fp_skip(FILE *fp, int64_t n, int64_t size) {
+  long pos = ftell(fp);
+  if (n < 0 || pos < 0 || n > size - pos)
+    return -1;
+  return fseek(fp, (long)n, SEEK_CUR);
+}
+
+static int container_plausible(FILE *fp) {
+  struct stat st;
+  char magic[4], sync[16], sync2[16];
+  int64_t n, len;
+  if (fstat(fileno(fp), &st) != 0 || fread(magic, 1, 4, fp) != 4 || memcmp(magic, "Obj\x01", 4))
+    return -1;
+  for (;;) { /* the metadata map */
+    if (fp_varint(fp, &n))
+      return -1;
+    if (n == 0)
+      break;
+    if (n < 0) {
+      if (n == INT64_MIN || fp_varint(fp, &len))
+        return -1;
+      n = -n;
+    }
+    for (int64_t i = 0; i < n; i++) /* key, then value */
+      if (fp_varint(fp, &len) || fp_skip(fp, len, st.st_size) || fp_varint(fp, &len) ||
+          fp_skip(fp, len, st.st_size))
+        return -1;
+  }
+  if (fread(sync, 1, 16, fp) != 16)
+    return -1;
+  /* first block: count, byte size, data, sync marker */
+  if (fp_varint(fp, &n) || n <= 0 || fp_varint(fp, &len) || fp_skip(fp, len, st.st_size) ||
+      fread(sync2, 1, 16, fp) != 16 || memcmp(sync, sync2, 16))
+    return -1;
+  rewind(fp);
+  return 0;
+}
+
 long rec_avrofile_each(const char *path, int (*cb)(const uint8_t *rec, size_t len, void *ud),
                        void *ud, char *err, size_t errlen) {
   FILE *fp = fopen(path, "rb");
@@ -486,6 +544,11 @@ long rec_avrofile_each(const char *path, int (*cb)(const uint8_t *rec, size_t le
     return cut_errf(err, errlen, CUT_ERR_IO, "%s: %s", path, strerror(errno));
   avro_file_reader_t r;
   /* avro-c fails to open a container without one complete block. */
+  if (container_plausible(fp)) {
+    fclose(fp);
+    return cut_errf(err, errlen, CUT_ERR_PARSE, "%s: not an Avro container with a complete block",
+                    path);
+  }
   if (avro_file_reader_fp(fp, path, 1, &r))
     return cut_errf(err, errlen, CUT_ERR_PARSE, "%s: %s", path, avro_strerror());
   long count = 0;

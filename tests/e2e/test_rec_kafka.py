@@ -139,6 +139,7 @@ class RecordingE2E(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        killed = False
         if cls.emit.poll() is None:
             cls.emit.send_signal(signal.SIGTERM)
             try:
@@ -146,9 +147,15 @@ class RecordingE2E(unittest.TestCase):
             except subprocess.TimeoutExpired:
                 cls.emit.kill()
                 cls.emit.wait()
+                killed = True
+        err = cls.emit.stderr.read()
         cls.emit.stdout.close()
         cls.emit.stderr.close()
         shutil.rmtree(cls.tmp, ignore_errors=True)
+        # A clean stop: the broker and the sink shut down (and, under the
+        # sanitizers, nothing leaked).
+        if killed or cls.emit.returncode != 0:
+            raise AssertionError("rec_emit exited with %s: %s" % (cls.emit.returncode, err[-2000:]))
 
     # ---- helpers ----
 
