@@ -99,7 +99,7 @@ static int consume_distinct(const char *bootstrap, const char *topic, int partit
   return distinct;
 }
 
-static struct cfg_kv fast_timeout[] = {{"message.timeout.ms", "1500"}};
+static struct cfg_kv fast_timeout[] = {{.key = "message.timeout.ms", .value = "1500"}};
 
 static void test_rec_kafka_produce_and_read_back(void **state) {
   (void)state;
@@ -133,12 +133,12 @@ static void test_rec_kafka_bad_config(void **state) {
   (void)state;
   struct rec_sink *s = NULL;
   char err[512] = "";
-  struct cfg_kv bad[] = {{"no.such.property", "1"}};
+  struct cfg_kv bad[] = {{.key = "no.such.property", .value = "1"}};
   struct rec_kafka_opts o = {.brokers = "127.0.0.1:1", .props = bad, .nprops = 1};
   assert_int_equal(rec_sink_kafka_new(&s, &o, err, sizeof err), CUT_ERR_CONFIG);
   assert_non_null(strstr(err, "no.such.property"));
   /* Records Kafka would refuse for their size are dropped, not spilled (they would block the drain). */
-  struct cfg_kv small[] = {{"message.max.bytes", "1000"}};
+  struct cfg_kv small[] = {{.key = "message.max.bytes", .value = "1000"}};
   char *dir = make_dir();
   struct rec_kafka_opts t = {.brokers = "127.0.0.1:1", .props = small, .nprops = 1,
                              .spill_dir = dir, .shutdown_timeout_ms = 100};
