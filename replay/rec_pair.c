@@ -156,7 +156,7 @@ void rec_body_clear(struct rec_body *b) {
 /* ---- lists ---- */
 
 int rec_redact_match(const struct cfg_strlist *list, const char *name, size_t namelen) {
-  if (!list || list->n == 0) {
+  if (!list) {
     for (size_t i = 0; i < sizeof default_redact / sizeof default_redact[0]; i++)
       if (strlen(default_redact[i]) == namelen && strncasecmp(default_redact[i], name, namelen) == 0)
         return 1;

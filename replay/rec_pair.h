@@ -72,7 +72,8 @@ struct rec_request {
 /* What a pair needs from the recording config while it is built. */
 struct rec_opts {
   uint64_t max_body;                  /* bytes kept per body; 0 = keep nothing */
-  const struct cfg_strlist *redact;   /* header names to redact; NULL or empty = the default list */
+  const struct cfg_strlist *redact;   /* header names to redact; NULL = the default list
+                                         (authorization, cookie, set-cookie); empty = none */
   const struct cfg_strlist *lineage;  /* response headers carrying lineage; NULL = none */
   int hash_device_key;                /* store the SHA-256 (hex) of the device key */
   const char *source;                 /* "proxy" (default when NULL), "replay", "client" */
@@ -166,7 +167,7 @@ void rec_pair_finish(struct rec_pair *p);
  */
 int rec_lineage_parse(struct rec_kvs *map, const char *value, size_t len);
 
-/* 1 when `name` (any case) is on the redaction list (NULL/empty = default list). */
+/* 1 when `name` (any case) is on the redaction list (NULL = the default list). */
 int rec_redact_match(const struct cfg_strlist *list, const char *name, size_t namelen);
 
 /* Appends to a header list / sets in a map (copies). Return 0 or CUT_ERR_NOMEM. */

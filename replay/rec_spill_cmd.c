@@ -5,13 +5,14 @@
 
 #include "common/cli.h"
 #include "common/cut_err.h"
+#include "config/config.h"
 #include "replay/rec_drain.h"
 
 #define MAX_PROPS 64
 
 static void usage(FILE *out) {
   fprintf(out,
-          "usage: cutover spill drain DIR --brokers HOST:PORT[,...] [--topic T]\n"
+          "usage: cutover spill drain [DIR] [-c FILE] [--brokers HOST:PORT[,...]] [--topic T]\n"
           "                         [--property KEY=VALUE]... [--timeout MS]\n"
           "\n"
           "Publishes the records of the spill files in DIR (spill-*.avro, oldest first)\n"
@@ -20,7 +21,10 @@ static void usage(FILE *out) {
           "acknowledged and keeps it; running the command again resumes there.\n"
           "Delivery is at least once: consumers deduplicate by correlation id.\n"
           "\n"
-          "  --brokers   Kafka bootstrap servers (required)\n"
+          "  -c FILE     take DIR (recording.spill.dir), brokers, topic and properties\n"
+          "              from a config file; options given here win\n"
+          "  --brokers   Kafka bootstrap servers (required without -c, and when the\n"
+          "              config says `embedded`: that broker lived inside the proxy)\n"
           "  --topic     topic (default cutover.pairs)\n"
           "  --property  extra librdkafka producer property (repeatable)\n"
           "  --timeout   how long to wait for one file's acknowledgements (default 60000)\n");
@@ -37,6 +41,8 @@ int rec_spill_cmd(int argc, char **argv) {
     return 2;
   }
   struct rec_drain_opts o = {0};
+  const char *config = NULL;
+  struct cfg *cfg = NULL;
   struct cfg_kv props[MAX_PROPS];
   char *owned[MAX_PROPS];
   size_t nprops = 0;
@@ -48,6 +54,9 @@ int rec_spill_cmd(int argc, char **argv) {
       usage(stdout);
       status = 0;
       goto out;
+    } else if (!strcmp(a, "-c") && val) {
+      config = val;
+      i++;
     } else if (!strcmp(a, "--brokers") && val) {
       o.brokers = val;
       i++;
@@ -69,6 +78,7 @@ int rec_spill_cmd(int argc, char **argv) {
       owned[nprops][eq - val] = '\0';
       props[nprops].key = owned[nprops];
       props[nprops].value = owned[nprops] + (eq - val) + 1;
+      props[nprops].secret = 0;
       nprops++;
       i++;
     } else if (a[0] != '-' && !o.dir) {
@@ -79,13 +89,36 @@ int rec_spill_cmd(int argc, char **argv) {
       goto out;
     }
   }
+  if (config) {
+    char *errs = NULL;
+    if (cfg_load(config, &cfg, &errs) != 0) {
+      fprintf(stderr, "%s\n", errs ? errs : "cutover spill drain: cannot load the config");
+      free(errs);
+      status = 1;
+      goto out;
+    }
+    const struct cfg_recording *rc = &cfg->recording;
+    if (!o.dir)
+      o.dir = rc->spill_dir;
+    if (!o.brokers && rc->brokers && strcmp(rc->brokers, "embedded") != 0)
+      o.brokers = rc->brokers;
+    if (!o.topic)
+      o.topic = rc->topic;
+  }
   if (!o.dir || !o.brokers) {
     fprintf(stderr, "cutover spill drain: DIR and --brokers are required\n");
     usage(stderr);
     goto out;
   }
-  o.props = props;
-  o.nprops = nprops;
+  /* The config's properties first, so that --property overrides them. */
+  struct cfg_kv all[2 * MAX_PROPS];
+  size_t nall = 0;
+  for (size_t i = 0; cfg && i < cfg->recording.nkafka_props && nall < MAX_PROPS; i++)
+    all[nall++] = cfg->recording.kafka_props[i];
+  for (size_t i = 0; i < nprops; i++)
+    all[nall++] = props[i];
+  o.props = all;
+  o.nprops = nall;
   struct rec_drain_result res;
   char err[1024] = "";
   int rc = rec_drain(&o, NULL, &res, err, sizeof err);
@@ -101,5 +134,6 @@ int rec_spill_cmd(int argc, char **argv) {
 out:
   for (size_t i = 0; i < nprops; i++)
     free(owned[i]);
+  cfg_unref(cfg);
   return status;
 }

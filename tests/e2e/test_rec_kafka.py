@@ -27,6 +27,7 @@ EMIT_BIN = os.path.join(os.path.dirname(CUTOVER_BIN), "tests", "rec_emit")
 SCHEMA_PATH = os.path.join(SOURCE_DIR, "replay", "schemas", "pair.avsc")
 TOPIC = "cutover.pairs"
 DRAIN_TOPIC = "drained"
+DRAIN_TOPIC2 = "drained-cfg"
 PARTITIONS = 3
 COUNT = 300
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
@@ -128,7 +129,7 @@ class RecordingE2E(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="cutover-e2e-rec-")
         cls.emit = subprocess.Popen(
             [EMIT_BIN, "--topic", TOPIC, "--count", str(COUNT), "--partitions", str(PARTITIONS),
-             "--extra-topic", DRAIN_TOPIC],
+             "--extra-topic", DRAIN_TOPIC, "--extra-topic", DRAIN_TOPIC2],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             cls.bootstrap = wait_line(cls.emit, "bootstrap=", 20).split("=", 1)[1]
@@ -295,6 +296,32 @@ class RecordingE2E(unittest.TestCase):
              "--topic", DRAIN_TOPIC], capture_output=True, text=True, timeout=60)
         self.assertEqual(again.returncode, 0, again.stderr)
         self.assertIn("drained 0 records from 0 files", again.stdout)
+
+    def test_drain_from_config(self):
+        n = 25
+        spill = os.path.join(self.tmp, "spill-cfg")
+        os.mkdir(spill)
+        out = subprocess.run([EMIT_BIN, "--spill-only", spill, "--count", str(n)],
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        cfg = os.path.join(self.tmp, "cutover.yaml")
+        with open(cfg, "w") as f:
+            f.write('listeners: [ { name: p, listen: "127.0.0.1:8080" } ]\n'
+                    'backends:\n  a: { hosts: ["127.0.0.1:9001"] }\n'
+                    'routes: [ { name: r, backend: a } ]\n'
+                    'recording:\n'
+                    '  kafka:\n'
+                    '    brokers: "%s"\n'
+                    '    topic: %s\n'
+                    '    properties: { message.timeout.ms: "1" }\n'
+                    '  spill: { dir: "%s" }\n' % (self.bootstrap, DRAIN_TOPIC2, spill))
+        # --property wins over the config's (1 ms would time every record out).
+        drain = subprocess.run(
+            [CUTOVER_BIN, "spill", "drain", "-c", cfg, "--property", "message.timeout.ms=30000"],
+            capture_output=True, text=True, timeout=120)
+        self.assertEqual(drain.returncode, 0, drain.stderr)
+        self.assertIn("drained %d records" % n, drain.stdout)
+        self.assertEqual(sorted(self.kcat_keys(DRAIN_TOPIC2)), ["e2e-%05d" % i for i in range(n)])
 
     def test_drain_usage(self):
         out = subprocess.run([CUTOVER_BIN, "spill", "drain", self.tmp], capture_output=True,

@@ -48,6 +48,8 @@ static void test_rec_pair_redaction_configured(void **state) {
   assert_string_equal(p->request.headers.v[1].value, "visible");
   assert_true(rec_redact_match(NULL, "Cookie", 6));
   assert_false(rec_redact_match(NULL, "Cookies", 7));
+  struct cfg_strlist none = {NULL, 0}; /* `redact_headers: []` turns redaction off */
+  assert_false(rec_redact_match(&none, "authorization", 13));
   rec_pair_free(p);
 }
 
