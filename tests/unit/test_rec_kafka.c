@@ -2,6 +2,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -280,6 +281,71 @@ static void test_rec_kafka_queue_full(void **state) {
   remove_dir(dir);
 }
 
+struct worker_arg {
+  struct rec_sink *sink;
+  int from, to;
+};
+
+static void *worker_main(void *arg) {
+  struct worker_arg *w = arg;
+  struct rec_codec *c; /* one codec per thread, as in the proxy */
+  if (rec_codec_new(&c, NULL, 0))
+    return NULL;
+  for (int i = w->from; i < w->to; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "k-%05d", i);
+    struct rec_pair *p;
+    if (rec_pair_new(&p, NULL, id, i, "route"))
+      break;
+    rec_sink_submit_pair(w->sink, c, p);
+    rec_pair_free(p);
+  }
+  rec_codec_free(c);
+  return NULL;
+}
+
+/* One sink shared by four threads while the broker goes down and up: every
+ * record is delivered or spilled, and after a drain all are in Kafka. */
+static void test_rec_kafka_threads(void **state) {
+  (void)state;
+  struct rec_broker *b;
+  char err[512];
+  assert_int_equal(rec_broker_new(&b, 1, "pairs", 3, err, sizeof err), 0);
+  char *dir = make_dir();
+  struct rec_kafka_opts o = {.brokers = rec_broker_bootstrap(b), .topic = "pairs", .spill_dir = dir,
+                             .queue_max_messages = 100, .props = fast_timeout, .nprops = 1,
+                             .shutdown_timeout_ms = 500};
+  struct rec_sink *s;
+  assert_int_equal(rec_sink_kafka_new(&s, &o, err, sizeof err), 0);
+  pthread_t t[4];
+  struct worker_arg args[4];
+  for (int i = 0; i < 4; i++) {
+    args[i] = (struct worker_arg){s, i * 200, (i + 1) * 200};
+    assert_int_equal(pthread_create(&t[i], NULL, worker_main, &args[i]), 0);
+    if (i == 1)
+      assert_int_equal(rec_broker_set_down(b, 1), 0);
+  }
+  for (int i = 0; i < 4; i++)
+    pthread_join(t[i], NULL);
+  assert_int_equal(rec_broker_set_up(b, 1), 0);
+  rec_sink_flush(s, 10000);
+  struct rec_stats_view v;
+  rec_sink_stats(s, &v);
+  rec_sink_free(s);
+  assert_int_equal(v.dropped_total, 0);
+  struct rec_drain_opts d = {.dir = dir, .brokers = rec_broker_bootstrap(b), .topic = "pairs"};
+  struct rec_drain_result res;
+  int rc = rec_drain(&d, NULL, &res, err, sizeof err);
+  if (rc)
+    fail_msg("drain: %s", err);
+  struct rec_codec *c;
+  assert_int_equal(rec_codec_new(&c, NULL, 0), 0);
+  assert_int_equal(consume_distinct(rec_broker_bootstrap(b), "pairs", 3, 800, c), 800);
+  rec_codec_free(c);
+  rec_broker_free(b);
+  remove_dir(dir);
+}
+
 int main(void) {
   log_setup(LOG_ERROR, LOG_TEXT);
   const struct CMUnitTest tests[] = {
@@ -287,6 +353,7 @@ int main(void) {
       cmocka_unit_test(test_rec_kafka_produce_and_read_back),
       cmocka_unit_test(test_rec_kafka_broker_down_spill_drain),
       cmocka_unit_test(test_rec_kafka_queue_full),
+      cmocka_unit_test(test_rec_kafka_threads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
