@@ -4,6 +4,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/event.h>
+
 #include "common/cut_err.h"
 #include "common/log.h"
 #include "replay/rec_avro.h"
@@ -21,6 +23,7 @@ struct shadow {
   size_t over;                 /* bytes sent since send_body said FULL */
   int full;
   int done;
+  struct event *timer;         /* shadow_timeout_ms; NULL when none */
 };
 
 struct rec_mirror {
@@ -172,6 +175,10 @@ static void shadow_end(struct shadow *s, const char *error) {
   struct rec_mirror *m = s->m;
   s->x = NULL;
   s->done = 1;
+  if (s->timer) {
+    event_free(s->timer);
+    s->timer = NULL;
+  }
   m->env->inflight--;
   if (error)
     atomic_fetch_add_explicit(&m->env->stats->failed, 1, memory_order_relaxed);
@@ -194,6 +201,14 @@ static void on_shadow_drain_cb(struct px_exchange *x, void *user_data) {
   (void)x;
   s->full = 0;
   s->over = 0;
+}
+
+static void shadow_cancel(struct shadow *s, const char *why);
+
+static void on_shadow_timeout_cb(evutil_socket_t fd, short what, void *user_data) {
+  (void)fd;
+  (void)what;
+  shadow_cancel(user_data, "timeout");
 }
 
 static const struct px_exchange_cbs shadow_cbs = {
@@ -263,6 +278,13 @@ int rec_mirror_add_shadow(struct rec_mirror *m, struct px_pool *pool, const stru
       m->refs--;
     } else if (!s->done) {
       s->x = x; /* on_done may already have run inside start (synchronous failure) */
+      if (e->base && e->shadow_timeout_ms) {
+        s->timer = evtimer_new(e->base, on_shadow_timeout_cb, s);
+        struct timeval tv = {(time_t)(e->shadow_timeout_ms / 1000),
+                             (suseconds_t)(e->shadow_timeout_ms % 1000) * 1000};
+        if (s->timer)
+          evtimer_add(s->timer, &tv);
+      }
     }
   }
   px_request_head_clear(&sh);

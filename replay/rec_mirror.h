@@ -13,6 +13,8 @@
 #include "replay/rec_pair.h"
 #include "replay/rec_sink.h"
 
+struct event_base;
+
 /*
  * The proxy creates a rec_mirror for each request of a route that mirrors or
  * records. The mirror copies the request to the sampled shadow backends
@@ -60,6 +62,8 @@ struct rec_mirror_env {
   const struct rec_opts *opts;    /* body cap, redaction, lineage */
   struct rec_mirror_stats *stats; /* shared */
   uint32_t max_inflight;          /* shadow exchanges in flight on this worker; 0 = 1024 */
+  struct event_base *base;        /* the worker's loop, for shadow_timeout_ms; NULL = no timer */
+  uint64_t shadow_timeout_ms;     /* whole shadow exchange; 0 = only the backend's timeouts */
   size_t overflow_bytes;          /* per shadow, queued past its watermark; 0 = 1 MiB */
   /* worker-private state */
   uint32_t inflight;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <event2/event.h>
 
 #include "common/cut_err.h"
 #include "replay/rec_avro.h"
@@ -338,6 +339,32 @@ static void test_rec_mirror_without_sink(void **state) {
   assert_null(f->env.live);
 }
 
+static void test_rec_mirror_shadow_timeout(void **state) {
+  struct fixture *f = *state;
+  struct event_base *base = event_base_new();
+  assert_non_null(base);
+  f->env.base = base;
+  f->env.shadow_timeout_ms = 20;
+  struct cfg_mirror a = {.backend = "slow", .ppm = CFG_PPM_MAX};
+  struct cfg_mirror b = {.backend = "fast", .ppm = CFG_PPM_MAX};
+  struct rec_mirror *m;
+  assert_int_equal(rec_mirror_new(&m, &f->env, "id", 1, "r", &f->head, NULL, "old"), 0);
+  assert_int_equal(rec_mirror_add_shadow(m, POOL(1), &a, &f->head, 0), 1);
+  assert_int_equal(rec_mirror_add_shadow(m, POOL(1), &b, &f->head, 0), 1);
+  respond(xs[1], 200, "ok", 0, PX_FAIL_NONE); /* in time: its timer goes away */
+  rec_mirror_primary_done(m, 1, NULL);
+  rec_mirror_release(m);
+  assert_int_equal(f->sink.n, 0);
+  event_base_dispatch(base); /* returns once no timer is left */
+  assert_true(xs[0]->cancelled);
+  struct rec_pair *p = decode_only(f);
+  assert_string_equal(p->shadows[0]->error, "timeout");
+  assert_true(p->shadows[0]->latency_us >= 20000);
+  assert_null(p->shadows[1]->error);
+  rec_pair_free(p);
+  event_base_free(base);
+}
+
 static void test_rec_mirror_wanted(void **state) {
   (void)state;
   struct cfg_mirror m = {.backend = "new", .ppm = CFG_PPM_MAX};
@@ -383,6 +410,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_rec_mirror_overflow, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rec_mirror_shutdown, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rec_mirror_without_sink, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rec_mirror_shadow_timeout, setup, teardown),
       cmocka_unit_test(test_rec_mirror_wanted),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
