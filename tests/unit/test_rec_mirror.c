@@ -7,8 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
 #include <cmocka.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/cut_err.h"
 #include "replay/rec_avro.h"
@@ -365,6 +372,143 @@ static void test_rec_mirror_shadow_timeout(void **state) {
   event_base_free(base);
 }
 
+/* ---- with the real upstream pools against evhttp backends ---- */
+
+static struct event_base *g_base;
+
+static void shadow_backend_cb(struct evhttp_request *req, void *arg) {
+  (void)arg;
+  if (!strcmp(evhttp_request_get_uri(req), "/hang"))
+    return; /* never answers */
+  struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+  const char *mark = evhttp_find_header(in, "x-cutover-shadow");
+  const char *host = evhttp_find_header(in, "host");
+  struct evbuffer *out = evbuffer_new();
+  evbuffer_add_printf(out, "shadow saw %zu bytes",
+                      evbuffer_get_length(evhttp_request_get_input_buffer(req)));
+  evhttp_add_header(evhttp_request_get_output_headers(req), "x-saw-shadow", mark ? mark : "-");
+  evhttp_add_header(evhttp_request_get_output_headers(req), "x-saw-host", host ? host : "-");
+  evhttp_add_header(evhttp_request_get_output_headers(req), "x-lineage", "catalog=v813");
+  evhttp_send_reply(req, 200, "OK", out);
+  evbuffer_free(out);
+}
+
+static int cap_submit_break(struct rec_sink *s, const char *key, size_t keylen, const uint8_t *rec,
+                            size_t len) {
+  int rc = cap_submit(s, key, keylen, rec, len);
+  event_base_loopbreak(g_base);
+  return rc;
+}
+
+static const struct rec_sink_ops cap_break_ops = {"capture", cap_submit_break, NULL, cap_free};
+
+static int real_start(struct px_pool *p, const struct px_request_head *h, int has_body,
+                      const struct px_exchange_cbs *cbs, void *ud, struct px_exchange **out) {
+  return px_exchange_start(p, h, has_body, cbs, ud, out);
+}
+
+static const struct rec_mirror_ops real_ops = {real_start, px_exchange_send_body,
+                                               px_exchange_end_body, px_exchange_cancel,
+                                               px_exchange_host};
+
+static struct px_pool *pool_to(struct cfg_backend *be, struct cfg_addr *addr, int port) {
+  memset(be, 0, sizeof *be);
+  addr->host = "127.0.0.1";
+  addr->port = (uint16_t)port;
+  be->name = "shadow";
+  be->hosts = addr;
+  be->nhosts = 1;
+  be->protocol = CFG_PROTO_HTTP1;
+  be->connect_timeout_ms = 1000;
+  be->timeout_ms = 3000;
+  be->idle_timeout_ms = 60000;
+  be->max_connections = 4;
+  be->max_streams = 100;
+  struct px_pool *p = NULL;
+  struct px_pool_opts o = {.body_watermark = 64 * 1024};
+  assert_int_equal(px_pool_new(&p, g_base, be, &o, NULL, 0), 0);
+  return p;
+}
+
+static void test_rec_mirror_real_upstream(void **state) {
+  struct fixture *f = *state;
+  g_base = event_base_new();
+  struct evhttp *http = evhttp_new(g_base);
+  struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(http, "127.0.0.1", 0);
+  assert_non_null(bs);
+  struct sockaddr_in sin;
+  socklen_t sl = sizeof sin;
+  getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&sin, &sl);
+  evhttp_set_gencb(http, shadow_backend_cb, NULL);
+  int closed = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in cs = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  bind(closed, (struct sockaddr *)&cs, sizeof cs);
+  socklen_t csl = sizeof cs;
+  getsockname(closed, (struct sockaddr *)&cs, &csl);
+  close(closed); /* nothing listens there now */
+
+  struct cfg_backend be_ok, be_down;
+  struct cfg_addr a_ok, a_down;
+  struct px_pool *ok = pool_to(&be_ok, &a_ok, ntohs(sin.sin_port));
+  struct px_pool *down = pool_to(&be_down, &a_down, ntohs(cs.sin_port));
+  f->sink.base.ops = &cap_break_ops;
+  f->env.ops = &real_ops;
+  f->env.base = g_base;
+  f->env.shadow_timeout_ms = 300;
+
+  /* A 100 KB POST mirrored to a live shadow and to one that is down. */
+  char *meths[] = {"POST"};
+  struct cfg_mirror live = {.backend = "new", .ppm = CFG_PPM_MAX, .host = "new.internal",
+                            .methods = {meths, 1}};
+  struct cfg_mirror dead = {.backend = "down", .ppm = CFG_PPM_MAX, .methods = {meths, 1}};
+  free(f->head.method);
+  f->head.method = strdup("POST");
+  f->head.path[0] = '/';
+  struct rec_mirror *m;
+  assert_int_equal(rec_mirror_new(&m, &f->env, "req-7", 1, "cart", &f->head, NULL, "old"), 0);
+  assert_int_equal(rec_mirror_add_shadow(m, ok, &live, &f->head, 1), 1);
+  assert_int_equal(rec_mirror_add_shadow(m, down, &dead, &f->head, 1), 1);
+  static uint8_t body[100 * 1024];
+  for (size_t off = 0; off < sizeof body; off += 16384)
+    rec_mirror_request_body(m, body + off, 16384 < sizeof body - off ? 16384 : sizeof body - off);
+  rec_mirror_request_end(m, NULL);
+  rec_mirror_primary_done(m, 10, NULL);
+  rec_mirror_release(m);
+  event_base_dispatch(g_base); /* until the pair is submitted */
+  struct rec_pair *p = decode_only(f);
+  assert_int_equal(p->nshadows, 2);
+  struct rec_response *s0 = p->shadows[0], *s1 = p->shadows[1];
+  assert_int_equal(s0->status, 200);
+  assert_string_equal(rec_kvs_get(&s0->headers, "x-saw-shadow"), "1");
+  assert_string_equal(rec_kvs_get(&s0->headers, "x-saw-host"), "new.internal");
+  assert_string_equal(rec_kvs_get(&s0->lineage, "catalog"), "v813");
+  assert_int_equal(s0->body.size, strlen("shadow saw 102400 bytes"));
+  assert_null(s0->error);
+  assert_string_equal(s1->error, "connect");
+  assert_int_equal(p->request.body.size, sizeof body);
+  rec_pair_free(p);
+  cap_free(&f->sink.base);
+
+  /* A shadow that never answers is cut off by shadow_timeout. */
+  free(f->head.path);
+  f->head.path = strdup("/hang");
+  assert_int_equal(rec_mirror_new(&m, &f->env, "req-8", 1, "cart", &f->head, NULL, "old"), 0);
+  assert_int_equal(rec_mirror_add_shadow(m, ok, &live, &f->head, 0), 1);
+  rec_mirror_primary_done(m, 10, NULL);
+  rec_mirror_release(m);
+  event_base_dispatch(g_base);
+  p = decode_only(f);
+  assert_string_equal(p->shadows[0]->error, "timeout");
+  rec_pair_free(p);
+  assert_int_equal(f->env.inflight, 0);
+
+  px_pool_free(ok);
+  px_pool_free(down);
+  evhttp_free(http);
+  event_base_free(g_base);
+  g_base = NULL;
+}
+
 static void test_rec_mirror_wanted(void **state) {
   (void)state;
   struct cfg_mirror m = {.backend = "new", .ppm = CFG_PPM_MAX};
@@ -411,6 +555,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_rec_mirror_shutdown, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rec_mirror_without_sink, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rec_mirror_shadow_timeout, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rec_mirror_real_upstream, setup, teardown),
       cmocka_unit_test(test_rec_mirror_wanted),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
