@@ -118,7 +118,7 @@ static void unref(struct rec_mirror *m) {
 
 int rec_mirror_new(struct rec_mirror **out, struct rec_mirror_env *env, const char *id,
                    int64_t time_us, const char *route, const struct px_request_head *head,
-                   const struct dial_decision *dec, const char *primary_backend) {
+                   const struct dial_decision *dec, const char *primary_backend, int record) {
   struct rec_mirror *m = calloc(1, sizeof *m);
   if (!m)
     return CUT_ERR_NOMEM;
@@ -127,7 +127,7 @@ int rec_mirror_new(struct rec_mirror **out, struct rec_mirror_env *env, const ch
   m->primary_backend = strdup(primary_backend ? primary_backend : "");
   if (!m->primary_backend)
     goto nomem;
-  if (env->sink) {
+  if (record && env->sink) {
     if (rec_pair_new(&m->pair, env->opts, id ? id : "", time_us, route) ||
         rec_pair_request_head(m->pair, head) || (dec && rec_pair_decision(m->pair, dec)) ||
         rec_pair_add_response(m->pair, REC_SIDE_PRIMARY, m->primary_backend, &m->primary))

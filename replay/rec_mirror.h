@@ -85,13 +85,13 @@ int rec_mirror_wanted(const struct cfg_mirror *m, const char *method,
  * Starts the recording context of one request. `head` (borrowed) is the
  * request as forwarded to the primary (request id set); `id` its request id;
  * `dec` (may be NULL) its decision; `primary_backend` the primary's group
- * name. With env->sink set, the pair is recorded.
+ * name. The pair is recorded when `record` is set and env->sink is not NULL.
  * Returns 0 and *out, or CUT_ERR_NOMEM. The caller (the primary side) ends
  * its part with rec_mirror_primary_done() and rec_mirror_release().
  */
 int rec_mirror_new(struct rec_mirror **out, struct rec_mirror_env *env, const char *id,
                    int64_t time_us, const char *route, const struct px_request_head *head,
-                   const struct dial_decision *dec, const char *primary_backend);
+                   const struct dial_decision *dec, const char *primary_backend, int record);
 
 /*
  * Sends a copy of `head` (borrowed: the request as forwarded to the primary)

@@ -191,7 +191,7 @@ static void test_rec_mirror_pair_after_last_side(void **state) {
   struct dial_decision dec = {.via = DIAL_VIA_DIAL, .name = "cart", .arm = "old", .bucket = 7,
                               .reason = "out-of-dial"};
   struct rec_mirror *m;
-  assert_int_equal(rec_mirror_new(&m, &f->env, "req-7", 1234, "cart", &f->head, &dec, "old"), 0);
+  assert_int_equal(rec_mirror_new(&m, &f->env, "req-7", 1234, "cart", &f->head, &dec, "old", 1), 0);
   assert_int_equal(rec_mirror_add_shadow(m, POOL(1), &a, &f->head, 1), 1);
   assert_int_equal(rec_mirror_add_shadow(m, POOL(1), &b, &f->head, 1), 1);
   assert_int_equal(f->env.inflight, 2);
@@ -256,7 +256,7 @@ static void test_rec_mirror_skip_refuse_sync_fail(void **state) {
   f->env.max_inflight = 1;
   struct cfg_mirror a = {.backend = "a", .ppm = CFG_PPM_MAX};
   struct rec_mirror *m;
-  assert_int_equal(rec_mirror_new(&m, &f->env, "id", 1, "r", &f->head, NULL, "old"), 0);
+  assert_int_equal(rec_mirror_new(&m, &f->env, "id", 1, "r", &f->head, NULL, "old", 1), 0);
   assert_int_equal(rec_mirror_add_shadow(m, POOL(1), &a, &f->head, 0), 1);
   assert_int_equal(rec_mirror_add_shadow(m, POOL(1), &a, &f->head, 0), 0); /* over the bound */
   respond(xs[0], 204, NULL, 0, PX_FAIL_NONE);
@@ -283,7 +283,7 @@ static void test_rec_mirror_overflow(void **state) {
   f->env.overflow_bytes = 100;
   struct cfg_mirror a = {.backend = "slow", .ppm = CFG_PPM_MAX, .methods = {0}};
   struct rec_mirror *m;
-  assert_int_equal(rec_mirror_new(&m, &f->env, "id", 1, "r", &f->head, NULL, "old"), 0);
+  assert_int_equal(rec_mirror_new(&m, &f->env, "id", 1, "r", &f->head, NULL, "old", 1), 0);
   assert_int_equal(rec_mirror_add_shadow(m, POOL(1), &a, &f->head, 1), 1);
   xs[0]->full_after = 10;
   uint8_t chunk[50] = {0};
@@ -307,7 +307,7 @@ static void test_rec_mirror_shutdown(void **state) {
   struct fixture *f = *state;
   struct cfg_mirror a = {.backend = "a", .ppm = CFG_PPM_MAX};
   struct rec_mirror *m;
-  assert_int_equal(rec_mirror_new(&m, &f->env, "id", 1, "r", &f->head, NULL, "old"), 0);
+  assert_int_equal(rec_mirror_new(&m, &f->env, "id", 1, "r", &f->head, NULL, "old", 1), 0);
   assert_int_equal(rec_mirror_add_shadow(m, POOL(1), &a, &f->head, 0), 1);
   rec_mirror_primary_done(m, 1, NULL);
   rec_mirror_release(m);
@@ -319,7 +319,7 @@ static void test_rec_mirror_shutdown(void **state) {
   assert_string_equal(p->shadows[0]->error, "cancelled");
   rec_pair_free(p);
   /* A mirror whose primary side still runs is only unlinked; it records on release. */
-  assert_int_equal(rec_mirror_new(&m, &f->env, "id2", 1, "r", &f->head, NULL, "old"), 0);
+  assert_int_equal(rec_mirror_new(&m, &f->env, "id2", 1, "r", &f->head, NULL, "old", 1), 0);
   rec_mirror_env_shutdown(&f->env);
   assert_null(f->env.live);
   rec_mirror_release(m);
@@ -335,7 +335,7 @@ static void test_rec_mirror_without_sink(void **state) {
   f->env.sink = NULL; /* mirror only */
   struct cfg_mirror a = {.backend = "a", .ppm = CFG_PPM_MAX};
   struct rec_mirror *m;
-  assert_int_equal(rec_mirror_new(&m, &f->env, "id", 1, "r", &f->head, NULL, "old"), 0);
+  assert_int_equal(rec_mirror_new(&m, &f->env, "id", 1, "r", &f->head, NULL, "old", 1), 0);
   assert_int_equal(rec_mirror_add_shadow(m, POOL(1), &a, &f->head, 1), 1);
   rec_mirror_request_body(m, (const uint8_t *)"abc", 3);
   rec_mirror_primary_done(m, 1, NULL);
@@ -344,6 +344,12 @@ static void test_rec_mirror_without_sink(void **state) {
   assert_int_equal(f->sink.n, 0);
   assert_int_equal(xs[0]->body, 3);
   assert_null(f->env.live);
+  /* A route that mirrors without `record` records nothing either. */
+  f->env.sink = &f->sink.base;
+  assert_int_equal(rec_mirror_new(&m, &f->env, "id", 1, "r", &f->head, NULL, "old", 0), 0);
+  rec_mirror_primary_done(m, 1, NULL);
+  rec_mirror_release(m);
+  assert_int_equal(f->sink.n, 0);
 }
 
 static void test_rec_mirror_shadow_timeout(void **state) {
@@ -355,7 +361,7 @@ static void test_rec_mirror_shadow_timeout(void **state) {
   struct cfg_mirror a = {.backend = "slow", .ppm = CFG_PPM_MAX};
   struct cfg_mirror b = {.backend = "fast", .ppm = CFG_PPM_MAX};
   struct rec_mirror *m;
-  assert_int_equal(rec_mirror_new(&m, &f->env, "id", 1, "r", &f->head, NULL, "old"), 0);
+  assert_int_equal(rec_mirror_new(&m, &f->env, "id", 1, "r", &f->head, NULL, "old", 1), 0);
   assert_int_equal(rec_mirror_add_shadow(m, POOL(1), &a, &f->head, 0), 1);
   assert_int_equal(rec_mirror_add_shadow(m, POOL(1), &b, &f->head, 0), 1);
   respond(xs[1], 200, "ok", 0, PX_FAIL_NONE); /* in time: its timer goes away */
@@ -465,7 +471,7 @@ static void test_rec_mirror_real_upstream(void **state) {
   f->head.method = strdup("POST");
   f->head.path[0] = '/';
   struct rec_mirror *m;
-  assert_int_equal(rec_mirror_new(&m, &f->env, "req-7", 1, "cart", &f->head, NULL, "old"), 0);
+  assert_int_equal(rec_mirror_new(&m, &f->env, "req-7", 1, "cart", &f->head, NULL, "old", 1), 0);
   assert_int_equal(rec_mirror_add_shadow(m, ok, &live, &f->head, 1), 1);
   assert_int_equal(rec_mirror_add_shadow(m, down, &dead, &f->head, 1), 1);
   static uint8_t body[100 * 1024];
@@ -492,7 +498,7 @@ static void test_rec_mirror_real_upstream(void **state) {
   /* A shadow that never answers is cut off by shadow_timeout. */
   free(f->head.path);
   f->head.path = strdup("/hang");
-  assert_int_equal(rec_mirror_new(&m, &f->env, "req-8", 1, "cart", &f->head, NULL, "old"), 0);
+  assert_int_equal(rec_mirror_new(&m, &f->env, "req-8", 1, "cart", &f->head, NULL, "old", 1), 0);
   assert_int_equal(rec_mirror_add_shadow(m, ok, &live, &f->head, 0), 1);
   rec_mirror_primary_done(m, 10, NULL);
   rec_mirror_release(m);
