@@ -26,7 +26,7 @@
 struct rec_avrofile;
 
 struct rec_avrofile_opts {
-  const char *dir;           /* created if missing (one level) */
+  const char *dir;           /* created if missing (with its parents) */
   const char *prefix;        /* "spill" or "pairs" */
   uint64_t segment_bytes;    /* rotate at this size; 0 = 64 MiB */
   uint64_t max_bytes;        /* cap of the directory's files; 0 = none */

@@ -192,8 +192,9 @@ static void test_rec_spill_file_sink(void **state) {
   struct rec_codec *c;
   assert_int_equal(rec_codec_new(&c, NULL, 0), 0);
   struct rec_sink *s;
-  char err[256];
-  assert_int_equal(rec_sink_file_new(&s, dir, 0, err, sizeof err), 0);
+  char err[256], sub[300];
+  snprintf(sub, sizeof sub, "%s/a/b", dir); /* missing parents are created */
+  assert_int_equal(rec_sink_file_new(&s, sub, 0, err, sizeof err), 0);
   for (int i = 0; i < 25; i++) {
     size_t len;
     uint8_t *r = make_record(c, i, 100, &len);
@@ -209,7 +210,7 @@ static void test_rec_spill_file_sink(void **state) {
   rec_sink_free(s);
   long nfiles;
   uint64_t bytes;
-  assert_int_equal(read_all(dir, "pairs", c, &nfiles, &bytes), 25);
+  assert_int_equal(read_all(sub, "pairs", c, &nfiles, &bytes), 25);
   assert_int_equal(nfiles, 1);
   rec_codec_free(c);
   remove_dir(dir);
