@@ -15,7 +15,8 @@
  * rec_emit --topic T --count N [--partitions P] [--extra-topic T2]...
  *   Starts the embedded broker, prints "bootstrap=HOST:PORT", records N pairs
  *   through the Kafka sink, prints "delivered=D spilled=S dropped=X", then
- *   keeps the broker running until SIGTERM or SIGINT.
+ *   keeps the broker running until SIGTERM or SIGINT. SIGUSR1 takes the
+ *   broker down (prints "broker down"), SIGUSR2 brings it back ("broker up").
  * rec_emit --spill-only DIR --count N
  *   Writes N pairs into spill files in DIR (as the proxy does when Kafka is
  *   unreachable), prints "spilled=N" and exits.
@@ -89,6 +90,8 @@ int main(int argc, char **argv) {
   sigemptyset(&stop);
   sigaddset(&stop, SIGTERM);
   sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGUSR1);
+  sigaddset(&stop, SIGUSR2);
   pthread_sigmask(SIG_BLOCK, &stop, NULL);
 
   char *lineage_names[] = {"x-lineage"};
@@ -160,8 +163,17 @@ int main(int argc, char **argv) {
   rec_sink_free(s);
   rmdir(spill_dir);
 
-  int sig;
-  sigwait(&stop, &sig);
+  for (;;) {
+    int sig = 0;
+    sigwait(&stop, &sig);
+    if (sig == SIGUSR1 || sig == SIGUSR2) {
+      int rc = sig == SIGUSR1 ? rec_broker_set_down(b, 1) : rec_broker_set_up(b, 1);
+      printf("broker %s%s\n", sig == SIGUSR1 ? "down" : "up", rc ? " (failed)" : "");
+      fflush(stdout);
+      continue;
+    }
+    break;
+  }
   rec_broker_free(b);
   rec_codec_free(codec);
   return 0;
