@@ -323,6 +323,11 @@ void rec_mirror_request_body(struct rec_mirror *m, const uint8_t *data, size_t l
   }
 }
 
+void rec_mirror_device_key(struct rec_mirror *m, const char *key, size_t len) {
+  if (m->pair && key)
+    rec_pair_set_device_key(m->pair, key, len);
+}
+
 void rec_mirror_request_end(struct rec_mirror *m, const struct px_headers *trailers) {
   for (size_t i = 0; i < m->nshadows; i++) {
     struct shadow *s = m->shadows[i];

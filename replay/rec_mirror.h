@@ -104,6 +104,10 @@ int rec_mirror_new(struct rec_mirror **out, struct rec_mirror_env *env, const ch
 int rec_mirror_add_shadow(struct rec_mirror *m, struct px_pool *pool, const struct cfg_mirror *mc,
                           const struct px_request_head *head, int has_body);
 
+/* Records the request's device key (the dial key value; hashed when
+ * recording.hash_device_key is on). Borrowed. */
+void rec_mirror_device_key(struct rec_mirror *m, const char *key, size_t len);
+
 /* Request body bytes (borrowed), as they are sent to the primary. */
 void rec_mirror_request_body(struct rec_mirror *m, const uint8_t *data, size_t len);
 

@@ -192,6 +192,7 @@ static void test_rec_mirror_pair_after_last_side(void **state) {
                               .reason = "out-of-dial"};
   struct rec_mirror *m;
   assert_int_equal(rec_mirror_new(&m, &f->env, "req-7", 1234, "cart", &f->head, &dec, "old", 1), 0);
+  rec_mirror_device_key(m, "dev-42", 6);
   assert_int_equal(rec_mirror_add_shadow(m, POOL(1), &a, &f->head, 1), 1);
   assert_int_equal(rec_mirror_add_shadow(m, POOL(1), &b, &f->head, 1), 1);
   assert_int_equal(f->env.inflight, 2);
@@ -224,6 +225,7 @@ static void test_rec_mirror_pair_after_last_side(void **state) {
 
   struct rec_pair *p = decode_only(f);
   assert_string_equal(p->correlation_id, "req-7");
+  assert_string_equal(p->device_key, "dev-42");
   assert_string_equal(p->route, "cart");
   assert_string_equal(rec_kvs_get(&p->decision, "name"), "cart");
   assert_string_equal(p->request.path, "/cart");
