@@ -13,7 +13,8 @@
 #include "replay/rec_px.h"
 
 #define DEFAULT_MAX_INFLIGHT 1024
-#define DEFAULT_OVERFLOW (1u << 20)
+#define DEFAULT_OVERFLOW (4u << 20)
+#define DEFAULT_OVERFLOW_TOTAL (64u << 20)
 
 struct shadow {
   struct rec_mirror *m;
@@ -171,8 +172,15 @@ static int on_shadow_body_cb(struct px_exchange *x, const uint8_t *data, size_t 
   return 0;
 }
 
+static void over_reset(struct shadow *s) {
+  s->m->env->over_total -= s->over;
+  s->over = 0;
+  s->full = 0;
+}
+
 static void shadow_end(struct shadow *s, const char *error) {
   struct rec_mirror *m = s->m;
+  over_reset(s);
   s->x = NULL;
   s->done = 1;
   if (s->timer) {
@@ -199,8 +207,7 @@ static void on_shadow_done_cb(struct px_exchange *x, int err, enum px_fail fail,
 static void on_shadow_drain_cb(struct px_exchange *x, void *user_data) {
   struct shadow *s = user_data;
   (void)x;
-  s->full = 0;
-  s->over = 0;
+  over_reset(s);
 }
 
 static void shadow_cancel(struct shadow *s, const char *why);
@@ -299,26 +306,30 @@ int rec_mirror_add_shadow(struct rec_mirror *m, struct px_pool *pool, const stru
 }
 
 void rec_mirror_request_body(struct rec_mirror *m, const uint8_t *data, size_t len) {
-  size_t cap = m->env->overflow_bytes ? m->env->overflow_bytes : DEFAULT_OVERFLOW;
+  struct rec_mirror_env *e = m->env;
+  size_t cap = e->overflow_bytes ? e->overflow_bytes : DEFAULT_OVERFLOW;
+  size_t total = e->overflow_total ? e->overflow_total : DEFAULT_OVERFLOW_TOTAL;
   if (m->pair)
     rec_pair_request_body(m->pair, data, len);
   for (size_t i = 0; i < m->nshadows; i++) {
     struct shadow *s = m->shadows[i];
     if (!s->x)
       continue;
-    if (s->full && s->over + len > cap) {
+    if (s->full && (s->over + len > cap || e->over_total + len > total)) {
       /* The shadow cannot keep up: give it up rather than buffer the body. */
       shadow_cancel(s, "overflow");
       continue;
     }
-    int rc = m->env->ops->send_body(s->x, data, len);
-    if (rc == CUT_ERR_FULL) {
-      s->full = 1;
-      s->over += len;
-    } else if (rc < 0) {
+    int rc = e->ops->send_body(s->x, data, len);
+    if (rc < 0 && rc != CUT_ERR_FULL) {
       shadow_cancel(s, "reset");
-    } else if (s->full) {
+      continue;
+    }
+    if (rc == CUT_ERR_FULL)
+      s->full = 1;
+    if (s->full) { /* queued past the watermark until on_request_drain */
       s->over += len;
+      e->over_total += len;
     }
   }
 }

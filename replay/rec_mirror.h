@@ -27,8 +27,9 @@ struct event_base;
  * Everything runs on the worker's event loop; a rec_mirror_env belongs to
  * one worker. Request body bytes are passed on to each shadow as they come;
  * a shadow that cannot keep up (more than `overflow_bytes` queued beyond its
- * watermark) is cancelled and recorded with error "overflow", so memory stays
- * bounded whatever the body size.
+ * watermark, or the worker's shadows together more than `overflow_total`) is
+ * cancelled and recorded with error "overflow", so memory stays bounded
+ * whatever the body size.
  */
 
 /* The upstream functions a mirror needs (the proxy passes its px_upstream ops). */
@@ -64,9 +65,11 @@ struct rec_mirror_env {
   uint32_t max_inflight;          /* shadow exchanges in flight on this worker; 0 = 1024 */
   struct event_base *base;        /* the worker's loop, for shadow_timeout_ms; NULL = no timer */
   uint64_t shadow_timeout_ms;     /* whole shadow exchange; 0 = only the backend's timeouts */
-  size_t overflow_bytes;          /* per shadow, queued past its watermark; 0 = 1 MiB */
+  size_t overflow_bytes;          /* per shadow, queued past its watermark; 0 = 4 MiB */
+  size_t overflow_total;          /* all shadows of the worker together; 0 = 64 MiB */
   /* worker-private state */
   uint32_t inflight;
+  size_t over_total;              /* bytes queued past the watermarks, all shadows */
   struct rec_mirror *live;        /* mirrors not finished yet (for shutdown) */
 };
 

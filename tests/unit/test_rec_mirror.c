@@ -297,11 +297,44 @@ static void test_rec_mirror_overflow(void **state) {
   assert_int_equal(xs[0]->body, 90);
   rec_mirror_request_body(m, chunk, 50); /* nothing more goes to it */
   assert_int_equal(xs[0]->body, 90);
+  assert_int_equal(f->env.over_total, 0); /* released with the shadow */
   rec_mirror_primary_done(m, 1, NULL);
   rec_mirror_release(m);
   struct rec_pair *p = decode_only(f);
   assert_string_equal(p->shadows[0]->error, "overflow");
   assert_int_equal(p->request.body.size, 160); /* the pair still saw the whole body */
+  rec_pair_free(p);
+}
+
+/* The worker-wide budget cuts off shadows before each reaches its own cap. */
+static void test_rec_mirror_overflow_total(void **state) {
+  struct fixture *f = *state;
+  f->env.overflow_bytes = 1000;
+  f->env.overflow_total = 90;
+  struct cfg_mirror a = {.backend = "slow", .ppm = CFG_PPM_MAX};
+  struct rec_mirror *m;
+  assert_int_equal(rec_mirror_new(&m, &f->env, "id", 1, "r", &f->head, NULL, "old", 1), 0);
+  assert_int_equal(rec_mirror_add_shadow(m, POOL(1), &a, &f->head, 1), 1);
+  assert_int_equal(rec_mirror_add_shadow(m, POOL(1), &a, &f->head, 1), 1);
+  xs[0]->full_after = 1;
+  xs[1]->full_after = 1;
+  uint8_t chunk[50] = {0};
+  rec_mirror_request_body(m, chunk, 50); /* both FULL: 100 queued in all */
+  assert_int_equal(f->env.over_total, 100);
+  /* the drain of the first gives its share back */
+  xs[0]->cbs.on_request_drain((struct px_exchange *)xs[0], xs[0]->ud);
+  assert_int_equal(f->env.over_total, 50);
+  xs[0]->full_after = 0;
+  rec_mirror_request_body(m, chunk, 50); /* first: not full; second: 50 queued + 50 > 90 */
+  assert_false(xs[0]->cancelled);
+  assert_true(xs[1]->cancelled);
+  assert_int_equal(f->env.over_total, 0);
+  respond(xs[0], 200, NULL, 0, PX_FAIL_NONE);
+  rec_mirror_primary_done(m, 1, NULL);
+  rec_mirror_release(m);
+  struct rec_pair *p = decode_only(f);
+  assert_null(p->shadows[0]->error);
+  assert_string_equal(p->shadows[1]->error, "overflow");
   rec_pair_free(p);
 }
 
@@ -560,6 +593,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_rec_mirror_pair_after_last_side, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rec_mirror_skip_refuse_sync_fail, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rec_mirror_overflow, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rec_mirror_overflow_total, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rec_mirror_shutdown, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rec_mirror_without_sink, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rec_mirror_shadow_timeout, setup, teardown),
