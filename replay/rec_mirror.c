@@ -157,9 +157,8 @@ void rec_mirror_release(struct rec_mirror *m) {
 static int on_shadow_response_cb(struct px_exchange *x, const struct px_response_head *head,
                                  void *user_data) {
   struct shadow *s = user_data;
-  (void)x;
   if (s->resp)
-    rec_response_head(s->m->pair, s->resp, head, s->m->env->ops->host(s->x ? s->x : x));
+    rec_response_head(s->m->pair, s->resp, head, s->m->env->ops->host(x));
   return 0;
 }
 
