@@ -1,11 +1,14 @@
-/* `cutover spill drain DIR`: publish spilled records to Kafka. */
+/* `cutover spill drain|ls DIR`: publish spilled records to Kafka, or list them. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/cli.h"
 #include "common/cut_err.h"
 #include "config/config.h"
+#include "replay/rec_avrofile.h"
 #include "replay/rec_drain.h"
 
 #define MAX_PROPS 64
@@ -27,13 +30,59 @@ static void usage(FILE *out) {
           "              config says `embedded`: that broker lived inside the proxy)\n"
           "  --topic     topic (default cutover.pairs)\n"
           "  --property  extra librdkafka producer property (repeatable)\n"
-          "  --timeout   how long to wait for one file's acknowledgements (default 60000)\n");
+          "  --timeout   how long to wait for one file's acknowledgements (default 60000)\n"
+          "\n"
+          "usage: cutover spill ls DIR\n"
+          "\n"
+          "Lists the spill files in DIR, oldest first, with their sizes and records.\n");
+}
+
+static int count_cb(const uint8_t *rec, size_t len, void *ud) {
+  (void)rec;
+  (void)len;
+  (void)ud;
+  return 0;
+}
+
+/* `cutover spill ls DIR`: the finished spill files, oldest first, with their records. */
+static int spill_ls(const char *dir) {
+  char **files;
+  long n = rec_avrofile_list(dir, "spill", &files);
+  if (n < 0) {
+    fprintf(stderr, "cutover spill ls: %s: %s\n", dir, strerror(errno));
+    return 1;
+  }
+  long total = 0;
+  int status = 0;
+  for (long i = 0; i < n; i++) {
+    struct stat st;
+    char err[512] = "";
+    long recs = rec_avrofile_each(files[i], count_cb, NULL, err, sizeof err);
+    if (recs < 0) {
+      fprintf(stderr, "cutover spill ls: %s\n", err);
+      status = 1;
+      continue;
+    }
+    total += recs;
+    printf("%s\t%lld bytes\t%ld records\n", files[i],
+           stat(files[i], &st) == 0 ? (long long)st.st_size : -1LL, recs);
+  }
+  printf("%ld files, %ld records\n", n, total);
+  rec_avrofile_list_free(files);
+  return status;
 }
 
 int rec_spill_cmd(int argc, char **argv) {
   if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
+  }
+  if (!strcmp(argv[1], "ls")) {
+    if (argc != 3) {
+      usage(stderr);
+      return 2;
+    }
+    return spill_ls(argv[2]);
   }
   if (strcmp(argv[1], "drain") != 0) {
     fprintf(stderr, "cutover spill: unknown subcommand \"%s\"\n", argv[1]);

@@ -279,6 +279,10 @@ class RecordingE2E(unittest.TestCase):
                 r.close()
         self.assertEqual(ids, ["e2e-%05d" % i for i in range(n)])
 
+        ls = subprocess.run([CUTOVER_BIN, "spill", "ls", spill], capture_output=True, text=True,
+                            timeout=30)
+        self.assertEqual(ls.returncode, 0, ls.stderr)
+        self.assertIn("%d files, %d records" % (len(files), n), ls.stdout)
         drain = subprocess.run(
             [CUTOVER_BIN, "spill", "drain", spill, "--brokers", self.bootstrap,
              "--topic", DRAIN_TOPIC], capture_output=True, text=True, timeout=120)
