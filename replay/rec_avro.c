@@ -9,6 +9,7 @@
 
 #include "common/cut_err.h"
 #include "replay/rec_avro.h"
+#include "replay/rec_avro_int.h"
 #include "replay/rec_schema_text.h"
 
 const char *rec_schema_text_get(size_t *len) {
@@ -479,7 +480,162 @@ static int fill(avro_value_t *rec, const struct rec_pair *p) {
   return set_opt_response(rec, "primary_repeat", p->primary_repeat);
 }
 
+/*
+ * The direct encoder. It writes the Avro binary encoding of a Pair field by
+ * field, in schema order, without avro-c's generic values (which copy every
+ * string into a value tree and walk it twice: about 5 us per pair against
+ * well under 1 us here). The schema-driven encoder below stays as the
+ * reference: the unit tests check that both produce the same bytes, and
+ * that avro-c decodes them with the embedded schema.
+ */
+struct wbuf {
+  uint8_t *p;
+  size_t len, cap;
+  int oom;
+};
+
+static void w_reserve(struct wbuf *w, size_t n) {
+  if (w->oom || w->len + n <= w->cap)
+    return;
+  size_t cap = w->cap ? w->cap : 256;
+  while (cap < w->len + n)
+    cap *= 2;
+  uint8_t *np = realloc(w->p, cap);
+  if (!np) {
+    w->oom = 1;
+    return;
+  }
+  w->p = np;
+  w->cap = cap;
+}
+
+static void w_long(struct wbuf *w, int64_t v) {
+  uint64_t u = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); /* zigzag */
+  w_reserve(w, 10);
+  if (w->oom)
+    return;
+  do {
+    uint8_t b = u & 0x7f;
+    u >>= 7;
+    w->p[w->len++] = (uint8_t)(b | (u ? 0x80 : 0));
+  } while (u);
+}
+
+static void w_raw(struct wbuf *w, const void *d, size_t n) {
+  w_reserve(w, n);
+  if (w->oom || n == 0)
+    return;
+  memcpy(w->p + w->len, d, n);
+  w->len += n;
+}
+
+static void w_bytes(struct wbuf *w, const void *d, size_t n) {
+  w_long(w, (int64_t)n);
+  w_raw(w, d, n);
+}
+
+static void w_str(struct wbuf *w, const char *s) {
+  s = s ? s : "";
+  w_bytes(w, s, strlen(s));
+}
+
+static void w_bool(struct wbuf *w, int b) {
+  uint8_t v = b ? 1 : 0;
+  w_raw(w, &v, 1);
+}
+
+/* An array of Header records, or a map of strings: one block, then 0. */
+static void w_kvs(struct wbuf *w, const struct rec_kvs *l) {
+  if (l->n) {
+    w_long(w, (int64_t)l->n);
+    for (size_t i = 0; i < l->n; i++) {
+      w_str(w, l->v[i].key);
+      w_str(w, l->v[i].value);
+    }
+  }
+  w_long(w, 0);
+}
+
+static void w_body(struct wbuf *w, const struct rec_body *b) {
+  w_bytes(w, b->data, b->len);
+  w_bool(w, b->truncated);
+  w_long(w, (int64_t)b->size);
+}
+
+static void w_response(struct wbuf *w, const struct rec_response *r) {
+  w_str(w, r->backend);
+  w_str(w, r->host);
+  w_long(w, r->status);
+  w_kvs(w, &r->headers);
+  w_body(w, &r->body);
+  w_str(w, r->body.sha256);
+  w_long(w, r->latency_us);
+  if (r->error) {
+    w_long(w, 1);
+    w_str(w, r->error);
+  } else {
+    w_long(w, 0);
+  }
+  w_kvs(w, &r->lineage);
+}
+
+static void w_opt_response(struct wbuf *w, const struct rec_response *r) {
+  w_long(w, r ? 1 : 0);
+  if (r)
+    w_response(w, r);
+}
+
+static void w_pair(struct wbuf *w, const struct rec_pair *p) {
+  w_str(w, p->correlation_id);
+  w_long(w, p->time_us);
+  w_long(w, (int64_t)p->kind);
+  w_str(w, p->source);
+  w_str(w, p->route);
+  w_kvs(w, &p->decision);
+  w_long(w, p->device_key ? 1 : 0);
+  if (p->device_key)
+    w_str(w, p->device_key);
+  w_str(w, p->request.method);
+  w_str(w, p->request.authority);
+  w_str(w, p->request.path);
+  w_str(w, p->request.query);
+  w_kvs(w, &p->request.headers);
+  w_body(w, &p->request.body);
+  w_opt_response(w, p->primary);
+  if (p->nshadows) {
+    w_long(w, (int64_t)p->nshadows);
+    for (size_t i = 0; i < p->nshadows; i++)
+      w_response(w, p->shadows[i]);
+  }
+  w_long(w, 0);
+  w_opt_response(w, p->primary_repeat);
+}
+
 int rec_codec_encode(struct rec_codec *c, struct rec_pair *p, uint8_t **out, size_t *outlen) {
+  (void)c;
+  rec_pair_finish(p);
+  size_t guess = 512 + p->request.body.len;
+  if (p->primary)
+    guess += p->primary->body.len;
+  for (size_t i = 0; i < p->nshadows; i++)
+    guess += p->shadows[i]->body.len + 256;
+  struct wbuf w = {0};
+  w_reserve(&w, guess);
+  uint8_t h[REC_SOE_HEADER_LEN];
+  rec_soe_header(h);
+  w_raw(&w, h, sizeof h);
+  w_pair(&w, p);
+  if (w.oom) {
+    free(w.p);
+    return CUT_ERR_NOMEM;
+  }
+  *out = w.p;
+  *outlen = w.len;
+  return 0;
+}
+
+int rec_codec_encode_generic(struct rec_codec *c, struct rec_pair *p, uint8_t **out,
+                             size_t *outlen) {
   rec_pair_finish(p);
   avro_value_reset(&c->value);
   if (fill(&c->value, p))
