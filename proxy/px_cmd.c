@@ -13,6 +13,7 @@
 #include "dials/dial.h"
 #include "proxy/px_alog.h"
 #include "proxy/px_server.h"
+#include "replay/rec_recorder.h"
 #include "proxy/px_upstream.h"
 
 static const struct px_upstream_ops pool_ops = {
@@ -104,12 +105,32 @@ int px_cmd(int argc, char **argv) {
     cfg_unref(cfg);
     return 1;
   }
+  /* Recording: the sink (and the embedded broker) live as long as the server. */
+  struct rec_recorder *rec = NULL;
+  if (cfg->recording.sink != CFG_SINK_NONE &&
+      (rc = rec_recorder_new(&rec, &cfg->recording, err, sizeof err)) < 0) {
+    fprintf(stderr, "cutover proxy: recording: %s\n", err[0] ? err : cut_strerror(rc));
+    px_alog_free(alog);
+    cfg_unref(cfg);
+    return 1;
+  }
+  if (rec && rec_recorder_bootstrap(rec)) {
+    /* one line on stdout that scripts and tests can read */
+    printf("kafka bootstrap: %s%s\n", rec_recorder_bootstrap(rec),
+           rec_recorder_embedded(rec) ? " (embedded)" : "");
+    fflush(stdout);
+  }
   struct px_decider decider = {.decide = dial_decide, .format = dial_decision_format, .store = NULL};
-  struct px_server_opts opts = {
-      .cfg = cfg, .ops = &pool_ops, .decider = &decider, .alog = alog, .workers = nw};
+  struct px_server_opts opts = {.cfg = cfg,
+                                .ops = &pool_ops,
+                                .decider = &decider,
+                                .alog = alog,
+                                .workers = nw,
+                                .rec_sink = rec ? rec_recorder_sink(rec) : NULL};
   struct px_server *srv = NULL;
   if ((rc = px_server_new(&srv, &opts, err, sizeof err)) < 0) {
     fprintf(stderr, "cutover proxy: %s\n", err[0] ? err : cut_strerror(rc));
+    rec_recorder_free(rec);
     px_alog_free(alog);
     cfg_unref(cfg);
     return 1;
@@ -117,6 +138,7 @@ int px_cmd(int argc, char **argv) {
   if ((rc = px_server_start(srv)) < 0) {
     fprintf(stderr, "cutover proxy: cannot start worker threads\n");
     px_server_free(srv);
+    rec_recorder_free(rec);
     px_alog_free(alog);
     cfg_unref(cfg);
     return 1;
@@ -144,6 +166,17 @@ int px_cmd(int argc, char **argv) {
   struct px_server_stats st;
   px_server_stats(srv, &st);
   px_server_free(srv);
+  if (rec) {
+    struct rec_stats_view rv = {0};
+    if (rec_recorder_sink(rec)) {
+      rec_sink_flush(rec_recorder_sink(rec), 5000);
+      rec_sink_stats(rec_recorder_sink(rec), &rv);
+    }
+    rec_recorder_free(rec); /* delivers or spills what is queued */
+    log_info("proxy", "recording: %llu delivered, %llu spilled, %llu dropped",
+             (unsigned long long)rv.delivered, (unsigned long long)rv.spilled,
+             (unsigned long long)rv.dropped_total);
+  }
   px_alog_free(alog);
   log_info("proxy", "stopped after %llu request(s) on %llu connection(s)%s",
            (unsigned long long)st.requests, (unsigned long long)st.connections, "");

@@ -10,6 +10,8 @@
 #include "proxy/px_upstream.h"
 
 struct px_alog;
+struct rec_sink;
+struct rec_mirror_stats;
 
 /*
  * The upstream side as a table of functions with exactly the signatures of
@@ -45,6 +47,8 @@ struct px_server_opts {
   const struct px_decider *decider;   /* borrowed, required */
   struct px_alog *alog;               /* borrowed; NULL = no access log */
   uint32_t workers;                   /* 0 = cfg->workers (0 there = online CPUs) */
+  struct rec_sink *rec_sink;          /* borrowed; where recorded pairs go; NULL = none */
+  struct rec_mirror_stats *mirror_stats; /* borrowed; NULL = the server keeps its own */
 };
 
 struct px_server;
