@@ -26,6 +26,7 @@
 #include "proxy/px_limits.h"
 #include "proxy/px_metrics.h"
 #include "proxy/px_server.h"
+#include "replay/rec_recorder.h"
 #include "proxy/px_upstream.h"
 
 /* Cells per metrics shard: room for thousands of series (8 bytes each). */
@@ -40,6 +41,7 @@ struct ops_ctx {
   struct px_metrics *pm;
   struct px_health_board *board;
   const struct cfg *cfg;      /* the snapshot the workers run (borrowed) */
+  struct rec_recorder *rec;   /* recording sink and embedded broker (borrowed); may be NULL */
   pthread_mutex_t reload_mu;  /* SIGHUP (main thread) and POST /reload (admin thread) */
   _Atomic int draining;
 };
@@ -106,6 +108,9 @@ static int status_cb(void *ud, json_t *s, char *err, size_t errlen) {
                         json_pack("{s:b, s:o}", "checked", be->health.enabled, "hosts", hosts));
   }
   json_object_set_new(s, "upstreams", ups);
+  if (x->rec && rec_recorder_bootstrap(x->rec))
+    json_object_set_new(s, "kafka", json_pack("{s:s, s:b}", "bootstrap", rec_recorder_bootstrap(x->rec),
+                                              "embedded", rec_recorder_embedded(x->rec)));
   return 0;
 }
 
@@ -165,6 +170,21 @@ static void health_stop(struct health_rt *h) {
     evdns_base_free(h->dns, 0);
   if (h->base)
     event_base_free(h->base);
+}
+
+/* Delivers (or spills) what the recorder still holds, says so, and frees it. */
+static void recorder_close(struct rec_recorder *rec) {
+  if (!rec)
+    return;
+  struct rec_stats_view rv = {0};
+  if (rec_recorder_sink(rec)) {
+    rec_sink_flush(rec_recorder_sink(rec), 5000);
+    rec_sink_stats(rec_recorder_sink(rec), &rv);
+  }
+  rec_recorder_free(rec);
+  log_info("proxy", "recording: %llu delivered, %llu spilled, %llu dropped",
+           (unsigned long long)rv.delivered, (unsigned long long)rv.spilled,
+           (unsigned long long)rv.dropped_total);
 }
 
 static const struct px_upstream_ops pool_ops = {
@@ -264,6 +284,7 @@ int px_cmd(int argc, char **argv) {
   struct px_limit_counters limits;
   struct px_admin_dials *adials = NULL;
   struct px_admin *admin = NULL;
+  struct rec_recorder *rec = NULL;
   struct px_server *srv = NULL;
   struct px_health_board *board = NULL;
   struct health_rt health = {0};
@@ -288,12 +309,26 @@ int px_cmd(int argc, char **argv) {
     goto out;
   }
   x.board = board;
+  /* Recording: the sink (and the embedded broker) live as long as the server. */
+  if (cfg->recording.sink != CFG_SINK_NONE &&
+      (rc = rec_recorder_new(&rec, &cfg->recording, err, sizeof err)) < 0) {
+    fprintf(stderr, "cutover proxy: recording: %s\n", err[0] ? err : cut_strerror(rc));
+    goto out;
+  }
+  if (rec && rec_recorder_bootstrap(rec)) {
+    /* one line on stdout that scripts and tests can read */
+    printf("kafka bootstrap: %s%s\n", rec_recorder_bootstrap(rec),
+           rec_recorder_embedded(rec) ? " (embedded)" : "");
+    fflush(stdout);
+  }
+  x.rec = rec;
   x.cfg = cfg;
   struct px_decider decider = {
       .decide = dial_decide, .format = dial_decision_format, .store = x.store};
   struct px_server_opts opts = {.cfg = cfg, .ops = &pool_ops, .decider = &decider, .alog = alog,
                                 .workers = nw, .metrics = x.pm, .limits = &limits,
-                                .health = board};
+                                .health = board,
+                                .rec_sink = rec ? rec_recorder_sink(rec) : NULL};
   if ((rc = px_server_new(&srv, &opts, err, sizeof err)) < 0) {
     fprintf(stderr, "cutover proxy: %s\n", err[0] ? err : cut_strerror(rc));
     goto out;
@@ -373,7 +408,8 @@ out:
   px_admin_free(admin);
   px_admin_dials_free(adials);
   health_stop(&health);
-  px_server_free(srv);
+  px_server_free(srv); /* in-flight shadows hand their pairs to the sink first */
+  recorder_close(rec);
   px_health_board_free(board);
   px_alog_free(alog);
   px_metrics_free(x.pm);

@@ -26,6 +26,7 @@
 #include "proxy/px_metrics.h"
 #include "proxy/px_alog.h"
 #include "proxy/px_server_int.h"
+#include "replay/rec_avro.h"
 #include "proxy/px_tls.h"
 
 /* What an accept callback needs: which worker, which listener. */
@@ -185,6 +186,8 @@ static void *worker_main(void *arg) {
   /* whatever is still open is closed now, on this thread */
   while (w->conns)
     px_client_free(w->conns);
+  /* shadows still in flight are cancelled and their pairs recorded */
+  rec_mirror_env_shutdown(&w->menv);
   atomic_fetch_sub(&w->srv->running, 1);
   return NULL;
 }
@@ -293,6 +296,20 @@ static int worker_init(struct px_server *s, struct px_worker *w, struct worker_e
                       s->listeners[i].addr);
     x->fds[i] = -1;
   }
+  /* mirroring and recording: the shadows of this worker, its encoder */
+  rec_opts_from_cfg(&w->ropts, &cfg->recording);
+  w->mops = (struct rec_mirror_ops){s->ops.start, s->ops.send_body, s->ops.end_body,
+                                    s->ops.cancel, s->ops.host};
+  if (s->rec_sink && rec_codec_new(&w->codec, err, errlen) < 0)
+    return CUT_ERR_AVRO;
+  w->menv = (struct rec_mirror_env){.ops = &w->mops,
+                                    .sink = w->codec ? s->rec_sink : NULL,
+                                    .codec = w->codec,
+                                    .opts = &w->ropts,
+                                    .stats = s->mirror_stats,
+                                    .max_inflight = cfg->recording.max_inflight_shadows,
+                                    .base = w->base,
+                                    .shadow_timeout_ms = cfg->recording.shadow_timeout_ms};
   for (size_t b = 0; b < cfg->nbackends; b++) {
     /* tls NULL: a TLS backend's pool builds its client context from the config */
     struct px_pool_opts po = {.tls = NULL, .dns = w->dns, .body_watermark = 64 * 1024};
@@ -306,6 +323,8 @@ static int worker_init(struct px_server *s, struct px_worker *w, struct worker_e
 static void worker_clear(struct px_server *s, struct px_worker *w, struct worker_ext *x) {
   while (w->conns)
     px_client_free(w->conns);
+  if (w->menv.ops)
+    rec_mirror_env_shutdown(&w->menv); /* before the pools: it cancels exchanges */
   if (w->ls)
     for (size_t i = 0; i < s->nlisteners; i++)
       if (w->ls[i])
@@ -327,6 +346,8 @@ static void worker_clear(struct px_server *s, struct px_worker *w, struct worker
     event_free(w->drain_ev);
   if (w->tick_ev)
     event_free(w->tick_ev);
+  rec_codec_free(w->codec);
+  w->codec = NULL;
   if (w->dns)
     evdns_base_free(w->dns, 0);
   if (w->base)
@@ -360,6 +381,8 @@ int px_server_new(struct px_server **out, const struct px_server_opts *o, char *
   s->metrics = o->metrics;
   s->limits = o->limits;
   s->health = o->health;
+  s->rec_sink = o->rec_sink;
+  s->mirror_stats = o->mirror_stats ? o->mirror_stats : &s->own_mirror_stats;
   const struct cfg *cfg = o->cfg;
   int rc = 0;
   size_t nw = o->workers ? o->workers : cfg->workers;

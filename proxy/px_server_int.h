@@ -13,6 +13,7 @@
 #include "proxy/px_msg.h"
 #include "proxy/px_server.h"
 #include "proxy/px_upstream.h"
+#include "replay/rec_mirror.h"
 
 struct sockaddr;
 struct bufferevent;
@@ -61,6 +62,8 @@ struct px_req {
   const struct cfg_route *route;
   struct px_headers *resp_trailers; /* upstream trailers, until on_done */
   struct dial_decision dec;
+  struct rec_mirror *mirror;        /* mirroring / recording of this request; NULL when none */
+  uint64_t t_up_ns;                 /* when the primary exchange started */
   char decision[192];               /* formatted labels */
   char reqid[72];
   char upstream[72];
@@ -97,6 +100,10 @@ struct px_worker {
   struct px_client *conns;            /* every open client connection */
   size_t nconns;
   struct px_rng rng;
+  struct rec_codec *codec;          /* this worker's pair encoder; NULL without a sink */
+  struct rec_opts ropts;            /* body cap, redaction, lineage (from cfg->recording) */
+  struct rec_mirror_ops mops;       /* the upstream ops, as rec_mirror wants them */
+  struct rec_mirror_env menv;       /* shadows in flight on this worker */
   char now_iso[32];                 /* cached RFC 3339 UTC time (seconds) */
   pthread_t thread;
   int thread_started;
@@ -126,6 +133,9 @@ struct px_server {
   struct px_metrics *metrics;               /* may be NULL */
   const struct px_limit_counters *limits;   /* may be NULL */
   struct px_health_board *health;           /* may be NULL */
+  struct rec_sink *rec_sink;        /* borrowed */
+  struct rec_mirror_stats *mirror_stats;
+  struct rec_mirror_stats own_mirror_stats;
   struct px_listener_rt *listeners;
   size_t nlisteners;
   struct px_worker *workers;
