@@ -16,6 +16,7 @@
 
 #include "common/cut_err.h"
 #include "common/log.h"
+#include "proxy/px_limits.h"
 #include "proxy/px_server_int.h"
 
 static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -284,7 +285,10 @@ static void client_event_cb(struct bufferevent *bev, short what, void *user_data
       bufferevent_enable(bev, EV_READ);
       return;
     }
-    log_debug("proxy", "client %s: idle timeout", c->peer);
+    log_debug("proxy", "client %s: %s timeout", c->peer, c->had_request ? "idle" : "header");
+    px_limit_hit(c->w->srv->limits,
+                 c->had_request ? PX_LIMIT_IDLE_TIMEOUT : PX_LIMIT_HEADER_TIMEOUT,
+                 (unsigned)c->w->idx);
     px_client_kill(c);
     return;
   }

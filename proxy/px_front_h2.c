@@ -8,6 +8,7 @@
 
 #include "common/cut_err.h"
 #include "common/log.h"
+#include "proxy/px_limits.h"
 #include "proxy/px_server_int.h"
 
 #define H2_STREAM_WINDOW (256 * 1024)
@@ -41,6 +42,8 @@ struct h2_front {
   int in_recv;         /* inside nghttp2_session_mem_recv */
   int want_resume;     /* some stream wants px_req_resume_response after sending */
   int goaway;
+  struct px_flood flood; /* flood detector fed every byte the client sends */
+  size_t fed_ahead;      /* bytes at the head of the input already fed to it */
   struct h2_stream *spare; /* closed streams kept for reuse (linked by next) */
   unsigned nspare;
 };
@@ -193,7 +196,8 @@ static int h2_body(struct px_req *r, const uint8_t *p, size_t n) {
   struct h2_stream *st = stream_of(r);
   if (st->closed)
     return 0;
-  if ((!st->body || evbuffer_get_length(st->body) == 0) && n <= (size_t)H2_INLINE_BODY - st->iend) {
+  int body_empty = !st->body || evbuffer_get_length(st->body) == 0;
+  if (body_empty && n <= (size_t)H2_INLINE_BODY - st->iend) {
     memcpy(st->ibuf + st->iend, p, n);
     st->iend = (uint16_t)(st->iend + n);
   } else {
@@ -436,6 +440,7 @@ int px_front_h2_attach(struct px_client *c) {
   if (!f)
     return CUT_ERR_NOMEM;
   f->c = c;
+  px_flood_init(&f->flood, NULL, 1);
   nghttp2_session_callbacks *cbs;
   if (nghttp2_session_callbacks_new(&cbs) != 0) {
     free(f);
@@ -516,6 +521,26 @@ static void h2_send(struct px_client *c) {
     px_client_close_after_write(c);
 }
 
+/* A flood detector fired: GOAWAY with the reason, count it, close once written. */
+static void flood_close(struct px_client *c, enum px_flood_reason fr) {
+  struct h2_front *f = c->front;
+  const char *why = px_flood_reason_text(fr);
+  log_warn("proxy", "h2 client %s: %s; closing with GOAWAY", c->peer, why);
+  px_limit_hit(c->w->srv->limits, px_flood_limit(fr), (unsigned)c->w->idx);
+  f->goaway = 1;
+  nghttp2_submit_goaway(f->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(f->s),
+                        px_flood_goaway_code(fr), (const uint8_t *)why, strlen(why));
+  struct evbuffer *in = bufferevent_get_input(c->bev);
+  evbuffer_drain(in, evbuffer_get_length(in));
+  h2_send(c);
+  if (c->dead)
+    return;
+  if (fr == PX_FLOOD_ZERO_WINDOW)
+    px_client_kill(c); /* a peer that does not read would keep the GOAWAY queued forever */
+  else
+    px_client_close_after_write(c);
+}
+
 void px_front_h2_on_read(struct px_client *c) {
   struct h2_front *f = c->front;
   struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -524,6 +549,19 @@ void px_front_h2_on_read(struct px_client *c) {
     struct evbuffer_iovec v;
     if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
       break;
+    /* The detector sees the bytes before nghttp2 does, so a flood is caught
+     * before nghttp2 buffers it (or gives up on the connection by itself);
+     * fed_ahead keeps bytes nghttp2 left in the buffer from counting twice. */
+    if (v.iov_len > f->fed_ahead) {
+      enum px_flood_reason fr = px_flood_feed(&f->flood, (const uint8_t *)v.iov_base + f->fed_ahead,
+                                              v.iov_len - f->fed_ahead, px_now_ns() / 1000000);
+      f->fed_ahead = v.iov_len;
+      if (fr != PX_FLOOD_NONE) {
+        f->in_recv = 0;
+        flood_close(c, fr);
+        return;
+      }
+    }
     ssize_t n = nghttp2_session_mem_recv(f->s, v.iov_base, v.iov_len);
     if (n < 0) {
       log_debug("proxy", "h2 client %s: %s", c->peer, nghttp2_strerror((int)n));
@@ -531,6 +569,7 @@ void px_front_h2_on_read(struct px_client *c) {
       px_client_kill(c);
       return;
     }
+    f->fed_ahead -= (size_t)n < f->fed_ahead ? (size_t)n : f->fed_ahead;
     evbuffer_drain(in, (size_t)n);
     if (c->dead)
       break;
@@ -558,6 +597,25 @@ void px_front_h2_drain(struct px_client *c) {
     return;
   }
   px_client_schedule_flush(c);
+}
+
+/* Whether response bytes wait for the client to open its flow-control window. */
+static int window_stalled(struct h2_front *f) {
+  int conn_closed = nghttp2_session_get_remote_window_size(f->s) <= 0;
+  for (struct h2_stream *st = f->streams; st; st = st->next)
+    if (!st->closed && st->body && evbuffer_get_length(st->body) > 0 &&
+        (conn_closed || nghttp2_session_get_stream_remote_window_size(f->s, st->id) <= 0))
+      return 1;
+  return 0;
+}
+
+void px_front_h2_tick(struct px_client *c, uint64_t now_ms) {
+  struct h2_front *f = c->front;
+  if (!f || c->dead || f->in_recv)
+    return;
+  enum px_flood_reason fr = px_flood_on_window(&f->flood, window_stalled(f), now_ms);
+  if (fr != PX_FLOOD_NONE && !f->goaway)
+    flood_close(c, fr);
 }
 
 /* Busy = some request was forwarded and its stream is open; streams still

@@ -7,6 +7,8 @@
 #include "common/cut_err.h"
 #include "common/log.h"
 #include "proxy/px_alog.h"
+#include "proxy/px_health.h"
+#include "proxy/px_metrics.h"
 #include "proxy/px_route.h"
 #include "proxy/px_server_int.h"
 
@@ -98,6 +100,8 @@ static int upstream_response_cb(struct px_exchange *x, const struct px_response_
   r->status = head->status;
   r->responded = 1;
   copy_host(r, x);
+  if (r->mirror)
+    rec_mirror_primary_head(r->mirror, head, r->upstream);
   if (head->status >= 500)
     atomic_fetch_add_explicit(&r->conn->w->n_5xx, 1, memory_order_relaxed);
   int rc;
@@ -130,6 +134,8 @@ static int upstream_body_cb(struct px_exchange *x, const uint8_t *data, size_t l
                             void *user_data) {
   struct px_req *r = user_data;
   r->bytes_out += len;
+  if (r->mirror)
+    rec_mirror_primary_body(r->mirror, data, len);
   int rc = r->front->body(r, data, len);
   if (rc == PX_PAUSE) {
     r->resp_paused = 1;
@@ -159,6 +165,9 @@ static void upstream_done_cb(struct px_exchange *x, int err, enum px_fail fail, 
     copy_host(r, x);
   r->x = NULL;
   r->xdone = 1;
+  if (r->mirror)
+    rec_mirror_primary_done(r->mirror, (int64_t)((px_now_ns() - r->t_up_ns) / 1000),
+                            err == 0 ? NULL : px_fail_name(fail));
   if (err == 0) {
     r->ended = 1;
     r->front->end(r, r->resp_trailers);
@@ -196,6 +205,84 @@ static const struct px_exchange_cbs exchange_cbs = {
 
 /* ---- request side ---- */
 
+/* The dial_request view of the request head (headers on the stack, at most `max`). */
+static void dial_view(const struct px_req *r, struct dial_header *dh, size_t max,
+                      struct dial_request *dr) {
+  const struct px_headers *hs = &r->head.headers;
+  size_t nh = hs->n <= max ? hs->n : max;
+  for (size_t i = 0; i < nh; i++) {
+    dh[i].name = (struct dial_slice){hs->v[i].name, hs->v[i].namelen};
+    dh[i].value = (struct dial_slice){hs->v[i].value, hs->v[i].valuelen};
+  }
+  *dr = (struct dial_request){
+      .method = {r->head.method, strlen(r->head.method)},
+      .path = {r->head.path, strlen(r->head.path)},
+      .headers = dh,
+      .nheaders = nh,
+  };
+}
+
+/* The key the route's decision was made on (its dial, experiment or allocation). */
+static const struct cfg_key *decision_key(const struct px_req *r) {
+  const struct cfg *c = r->cfg;
+  const struct cfg_route *rt = r->route;
+  if (r->dec.via == DIAL_VIA_EXPERIMENT && rt->experiment_index < c->nexperiments)
+    return &c->experiments[rt->experiment_index].key;
+  if (r->dec.via == DIAL_VIA_ALLOCATION && rt->allocation_index < c->nallocations)
+    return &c->allocations[rt->allocation_index].key;
+  if (rt->dial_index < c->ndials)
+    return &c->dials[rt->dial_index].key;
+  return NULL;
+}
+
+/* Starts mirroring / recording for routes that ask for it (before the primary
+ * exchange starts, so that a synchronous primary failure is recorded too). */
+static void mirror_begin(struct px_req *r) {
+  const struct cfg_route *rt = r->route;
+  struct px_worker *w = r->conn->w;
+  if (rt->nmirrors == 0 && !(rt->record && w->menv.sink))
+    return;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+  const char *backend = r->dec.backend_index < r->cfg->nbackends
+                            ? r->cfg->backends[r->dec.backend_index].name
+                            : "";
+  if (rec_mirror_new(&r->mirror, &w->menv, r->reqid, now_us, rt->name, &r->head, &r->dec,
+                     backend, rt->record) < 0) {
+    r->mirror = NULL; /* out of memory: the request goes on without it */
+    return;
+  }
+  const struct cfg_key *key = decision_key(r);
+  if (key && key->kind != CFG_KEY_RANDOM) {
+    struct dial_header dh[MAX_STACK_HEADERS];
+    struct dial_request dr;
+    struct dial_slice v;
+    char buf[256];
+    dial_view(r, dh, MAX_STACK_HEADERS, &dr);
+    if (dial_request_key_buf(&dr, key, buf, sizeof buf, &v) == 1)
+      rec_mirror_device_key(r->mirror, v.p, v.len);
+  }
+}
+
+/* Sends the sampled shadows (after the primary started: it goes first). */
+static void mirror_shadows(struct px_req *r, int has_body) {
+  const struct cfg_route *rt = r->route;
+  struct px_worker *w = r->conn->w;
+  if (!r->mirror || rt->nmirrors == 0)
+    return;
+  struct dial_header dh[MAX_STACK_HEADERS];
+  struct dial_request dr;
+  dial_view(r, dh, MAX_STACK_HEADERS, &dr);
+  for (size_t i = 0; i < rt->nmirrors; i++) {
+    const struct cfg_mirror *mc = &rt->mirrors[i];
+    if (!rec_mirror_wanted(mc, r->head.method, &dr, px_rng_next(&w->rng)))
+      continue;
+    rec_mirror_add_shadow(r->mirror, px_worker_pool(w, mc->backend_index), mc, &r->head,
+                          has_body);
+  }
+}
+
 static int decide(struct px_req *r) {
   const struct px_decider *d = &r->conn->w->srv->decider;
   struct px_headers *hs = &r->head.headers;
@@ -220,6 +307,19 @@ static int decide(struct px_req *r) {
     free(dh);
   if (rc < 0)
     return rc;
+  /* A dial (experiment, allocation) chose a group with no usable host: with
+   * on_unhealthy fail_open its traffic goes back to the route's own backend. */
+  struct px_worker *w = r->conn->w;
+  size_t chosen = r->dec.backend_index;
+  if (chosen != r->route->backend_index && w->group_down && chosen < r->cfg->nbackends &&
+      w->group_down[chosen]) {
+    int over = 0;
+    r->dec.backend_index = px_health_route(r->cfg, chosen, 0, r->route->backend_index, &over);
+    if (over) {
+      r->dec.reason = "failover-unhealthy";
+      px_metrics_failover(w->srv->metrics, (unsigned)w->idx, chosen);
+    }
+  }
   if (d->format)
     d->format(&r->dec, r->decision, sizeof r->decision);
   return 0;
@@ -264,7 +364,9 @@ void px_req_begin(struct px_req *r, int has_body) {
     px_req_respond_error(r, 503, "backend group unavailable");
     return;
   }
+  mirror_begin(r);
   struct px_exchange *x = NULL;
+  r->t_up_ns = px_now_ns();
   int rc = ops_of(r)->start(pool, &r->head, has_body, &exchange_cbs, r, &x);
   if (rc < 0) {
     r->error = "start";
@@ -274,10 +376,13 @@ void px_req_begin(struct px_req *r, int has_body) {
   /* on_done may already have run inside start (a synchronous failure) */
   if (!r->xdone)
     r->x = x;
+  mirror_shadows(r, has_body);
 }
 
 int px_req_body(struct px_req *r, const uint8_t *p, size_t n) {
   r->bytes_in += n;
+  if (r->mirror)
+    rec_mirror_request_body(r->mirror, p, n);
   if (!r->x) {
     /* nobody wants the body any more (error answered): discard it */
     r->front->consumed(r, n);
@@ -299,6 +404,8 @@ int px_req_body(struct px_req *r, const uint8_t *p, size_t n) {
 
 void px_req_end_body(struct px_req *r, const struct px_headers *trailers) {
   r->req_ended = 1;
+  if (r->mirror)
+    rec_mirror_request_end(r->mirror, trailers);
   if (r->x)
     ops_of(r)->end_body(r->x, trailers);
 }
@@ -309,6 +416,19 @@ void px_req_resume_response(struct px_req *r) {
   r->resp_paused = 0;
   if (r->x)
     ops_of(r)->resume(r->x);
+}
+
+/* Counts the finished request in the proxy's metrics (lock-free, per worker shard). */
+static void count_request(struct px_req *r) {
+  struct px_worker *w = r->conn->w;
+  struct px_metrics *m = w->srv->metrics;
+  if (!m || !r->route || !r->cfg)
+    return;
+  size_t route = (size_t)(r->route - r->cfg->routes);
+  size_t backend = r->upstream[0] ? r->dec.backend_index : SIZE_MAX;
+  uint64_t us = (px_now_ns() - r->t_start_ns) / 1000;
+  px_metrics_request(m, (unsigned)w->idx, route, &r->dec, backend,
+                     r->status, us, r->bytes_in, r->bytes_out);
 }
 
 static void access_log(struct px_req *r) {
@@ -366,8 +486,17 @@ void px_req_finish(struct px_req *r) {
     if (!r->error)
       r->error = "client-gone";
   }
-  if (r->begun)
+  if (r->mirror) {
+    /* no-op when the primary exchange already reported its end */
+    rec_mirror_primary_done(r->mirror, (int64_t)((px_now_ns() - r->t_start_ns) / 1000),
+                            r->error ? r->error : "client-gone");
+    rec_mirror_release(r->mirror); /* recorded once the last shadow is done */
+    r->mirror = NULL;
+  }
+  if (r->begun) {
     access_log(r);
+    count_request(r);
+  }
   px_request_head_clear(&r->head);
   if (r->resp_trailers) {
     px_headers_clear(r->resp_trailers);

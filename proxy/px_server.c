@@ -21,8 +21,12 @@
 
 #include "common/cut_err.h"
 #include "common/log.h"
+#include "proxy/px_health.h"
+#include "proxy/px_limits.h"
+#include "proxy/px_metrics.h"
 #include "proxy/px_alog.h"
 #include "proxy/px_server_int.h"
+#include "replay/rec_avro.h"
 #include "proxy/px_tls.h"
 
 /* What an accept callback needs: which worker, which listener. */
@@ -65,7 +69,61 @@ static void update_time(struct px_worker *w) {
   strftime(w->now_iso, sizeof w->now_iso, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static void tick_cb(evutil_socket_t fd, short what, void *user_data) { update_time(user_data); }
+/* Once a second: push active-check verdicts into this worker's pools, and run
+ * outlier ejection over the pools' consecutive-failure counters. */
+static void health_tick(struct px_worker *w) {
+  struct px_server *s = w->srv;
+  const struct cfg *cfg = w->cfg;
+  for (size_t b = 0; b < cfg->nbackends; b++) {
+    struct px_pool *p = w->pools ? w->pools[b] : NULL;
+    if (!p)
+      continue;
+    uint64_t now = px_pool_now_ms(p);
+    const struct cfg_backend *be = &cfg->backends[b];
+    for (size_t h = 0; h < be->nhosts; h++) {
+      if (s->health)
+        px_pool_host_set_healthy(p, h, px_health_board_usable(s->health, b, h));
+      struct px_host_stats hs;
+      if (!w->outliers || !w->outliers[b] || px_pool_host_stats(p, h, &hs) < 0)
+        continue;
+      if (px_outlier_observe(w->outliers[b], h, hs.consecutive_5xx,
+                             hs.consecutive_connect_failures, now) == PX_OUTLIER_EJECTED) {
+        struct px_outlier_host_info info;
+        px_outlier_host_info(w->outliers[b], h, &info);
+        px_pool_host_eject(p, h, info.until_ms);
+        px_metrics_ejection(s->metrics, (unsigned)w->idx, b);
+        log_warn("proxy", "worker %zu: backend %s host %s:%u ejected for %llu ms (%u in a row)",
+                 w->idx, be->name, be->hosts[h].host, (unsigned)be->hosts[h].port,
+                 (unsigned long long)(info.until_ms - now),
+                 hs.consecutive_connect_failures >= hs.consecutive_5xx
+                     ? hs.consecutive_connect_failures
+                     : hs.consecutive_5xx);
+      }
+    }
+    int down = !px_health_group_usable(s->health, b, w->outliers ? w->outliers[b] : NULL, now);
+    if (w->group_down && down != w->group_down[b]) {
+      w->group_down[b] = (unsigned char)down;
+      if (down)
+        log_warn("proxy", "worker %zu: backend %s has no usable host; %s", w->idx, be->name,
+                 be->on_unhealthy == CFG_UNHEALTHY_FAIL_OPEN
+                     ? "requests decided for it go to their route's backend"
+                     : "requests decided for it fail with 503");
+      else
+        log_info("proxy", "worker %zu: backend %s has usable hosts again", w->idx, be->name);
+    }
+  }
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *user_data) {
+  struct px_worker *w = user_data;
+  update_time(w);
+  health_tick(w);
+  /* Killed connections stay on the list until their flush event frees them. */
+  uint64_t now_ms = px_now_ns() / 1000000;
+  for (struct px_client *c = w->conns; c; c = c->next)
+    if (c->proto == PX_PROTO_H2 && !c->dead)
+      px_front_h2_tick(c, now_ms);
+}
 
 static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *user_data) {
@@ -73,6 +131,8 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
   struct px_worker *w = a->w;
   uint32_t maxc = w->cfg->limits.max_connections;
   if (w->draining || (maxc && w->nconns >= maxc)) {
+    if (!w->draining)
+      px_limit_hit(w->srv->limits, PX_LIMIT_CONNECTIONS, (unsigned)w->idx);
     close(fd);
     return;
   }
@@ -126,6 +186,8 @@ static void *worker_main(void *arg) {
   /* whatever is still open is closed now, on this thread */
   while (w->conns)
     px_client_free(w->conns);
+  /* shadows still in flight are cancelled and their pairs recorded */
+  rec_mirror_env_shutdown(&w->menv);
   atomic_fetch_sub(&w->srv->running, 1);
   return NULL;
 }
@@ -216,8 +278,14 @@ static int worker_init(struct px_server *s, struct px_worker *w, struct worker_e
   w->ls = calloc(s->nlisteners ? s->nlisteners : 1, sizeof *w->ls);
   x->actx = calloc(s->nlisteners ? s->nlisteners : 1, sizeof *x->actx);
   w->pools = calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof *w->pools);
-  if (!w->ls || !x->actx || !w->pools)
+  w->outliers = calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof *w->outliers);
+  w->group_down = calloc(cfg->nbackends ? cfg->nbackends : 1, 1);
+  if (!w->ls || !x->actx || !w->pools || !w->outliers || !w->group_down)
     return CUT_ERR_NOMEM;
+  for (size_t b = 0; b < cfg->nbackends; b++)
+    if (cfg->backends[b].nhosts &&
+        px_outlier_new(&w->outliers[b], &cfg->backends[b].outlier, cfg->backends[b].nhosts) < 0)
+      return CUT_ERR_NOMEM;
   for (size_t i = 0; i < s->nlisteners; i++) {
     x->actx[i].w = w;
     x->actx[i].l = &s->listeners[i];
@@ -228,6 +296,20 @@ static int worker_init(struct px_server *s, struct px_worker *w, struct worker_e
                       s->listeners[i].addr);
     x->fds[i] = -1;
   }
+  /* mirroring and recording: the shadows of this worker, its encoder */
+  rec_opts_from_cfg(&w->ropts, &cfg->recording);
+  w->mops = (struct rec_mirror_ops){s->ops.start, s->ops.send_body, s->ops.end_body,
+                                    s->ops.cancel, s->ops.host};
+  if (s->rec_sink && rec_codec_new(&w->codec, err, errlen) < 0)
+    return CUT_ERR_AVRO;
+  w->menv = (struct rec_mirror_env){.ops = &w->mops,
+                                    .sink = w->codec ? s->rec_sink : NULL,
+                                    .codec = w->codec,
+                                    .opts = &w->ropts,
+                                    .stats = s->mirror_stats,
+                                    .max_inflight = cfg->recording.max_inflight_shadows,
+                                    .base = w->base,
+                                    .shadow_timeout_ms = cfg->recording.shadow_timeout_ms};
   for (size_t b = 0; b < cfg->nbackends; b++) {
     /* tls NULL: a TLS backend's pool builds its client context from the config */
     struct px_pool_opts po = {.tls = NULL, .dns = w->dns, .body_watermark = 64 * 1024};
@@ -241,6 +323,8 @@ static int worker_init(struct px_server *s, struct px_worker *w, struct worker_e
 static void worker_clear(struct px_server *s, struct px_worker *w, struct worker_ext *x) {
   while (w->conns)
     px_client_free(w->conns);
+  if (w->menv.ops)
+    rec_mirror_env_shutdown(&w->menv); /* before the pools: it cancels exchanges */
   if (w->ls)
     for (size_t i = 0; i < s->nlisteners; i++)
       if (w->ls[i])
@@ -251,12 +335,19 @@ static void worker_clear(struct px_server *s, struct px_worker *w, struct worker
       if (w->pools[b])
         s->ops.pool_free(w->pools[b]);
   free(w->pools);
+  if (w->outliers)
+    for (size_t b = 0; b < s->cfg->nbackends; b++)
+      px_outlier_free(w->outliers[b]);
+  free(w->outliers);
+  free(w->group_down);
   if (w->ctl_ev)
     event_free(w->ctl_ev);
   if (w->drain_ev)
     event_free(w->drain_ev);
   if (w->tick_ev)
     event_free(w->tick_ev);
+  rec_codec_free(w->codec);
+  w->codec = NULL;
   if (w->dns)
     evdns_base_free(w->dns, 0);
   if (w->base)
@@ -287,6 +378,11 @@ int px_server_new(struct px_server **out, const struct px_server_opts *o, char *
   s->ops = *o->ops;
   s->decider = *o->decider;
   s->alog = o->alog;
+  s->metrics = o->metrics;
+  s->limits = o->limits;
+  s->health = o->health;
+  s->rec_sink = o->rec_sink;
+  s->mirror_stats = o->mirror_stats ? o->mirror_stats : &s->own_mirror_stats;
   const struct cfg *cfg = o->cfg;
   int rc = 0;
   size_t nw = o->workers ? o->workers : cfg->workers;

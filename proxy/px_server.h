@@ -10,6 +10,11 @@
 #include "proxy/px_upstream.h"
 
 struct px_alog;
+struct px_metrics;
+struct px_limit_counters;
+struct px_health_board;
+struct rec_sink;
+struct rec_mirror_stats;
 
 /*
  * The upstream side as a table of functions with exactly the signatures of
@@ -44,7 +49,12 @@ struct px_server_opts {
   const struct px_upstream_ops *ops;  /* borrowed, required */
   const struct px_decider *decider;   /* borrowed, required */
   struct px_alog *alog;               /* borrowed; NULL = no access log */
+  struct px_metrics *metrics;         /* borrowed; NULL = no request metrics */
+  const struct px_limit_counters *limits; /* borrowed; NULL = protections not counted */
+  struct px_health_board *health;     /* borrowed; active-check verdicts; NULL = none */
   uint32_t workers;                   /* 0 = cfg->workers (0 there = online CPUs) */
+  struct rec_sink *rec_sink;          /* borrowed; where recorded pairs go; NULL = none */
+  struct rec_mirror_stats *mirror_stats; /* borrowed; NULL = the server keeps its own */
 };
 
 struct px_server;

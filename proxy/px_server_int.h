@@ -13,6 +13,7 @@
 #include "proxy/px_msg.h"
 #include "proxy/px_server.h"
 #include "proxy/px_upstream.h"
+#include "replay/rec_mirror.h"
 
 struct sockaddr;
 struct bufferevent;
@@ -61,6 +62,8 @@ struct px_req {
   const struct cfg_route *route;
   struct px_headers *resp_trailers; /* upstream trailers, until on_done */
   struct dial_decision dec;
+  struct rec_mirror *mirror;        /* mirroring / recording of this request; NULL when none */
+  uint64_t t_up_ns;                 /* when the primary exchange started */
   char decision[192];               /* formatted labels */
   char reqid[72];
   char upstream[72];
@@ -86,6 +89,8 @@ struct px_worker {
   struct evdns_base *dns;
   struct evconnlistener **ls;       /* one per listener */
   struct px_pool **pools;           /* one per cfg backend */
+  struct px_outlier **outliers;     /* one per cfg backend: passive ejection as this worker sees it */
+  unsigned char *group_down;        /* one per cfg backend: no usable host at the last tick */
   struct event *ctl_ev;             /* activated from other threads: check stop_req */
   struct event *drain_ev;           /* drain deadline */
   struct event *tick_ev;            /* once a second: refresh the cached time */
@@ -95,6 +100,10 @@ struct px_worker {
   struct px_client *conns;            /* every open client connection */
   size_t nconns;
   struct px_rng rng;
+  struct rec_codec *codec;          /* this worker's pair encoder; NULL without a sink */
+  struct rec_opts ropts;            /* body cap, redaction, lineage (from cfg->recording) */
+  struct rec_mirror_ops mops;       /* the upstream ops, as rec_mirror wants them */
+  struct rec_mirror_env menv;       /* shadows in flight on this worker */
   char now_iso[32];                 /* cached RFC 3339 UTC time (seconds) */
   pthread_t thread;
   int thread_started;
@@ -121,6 +130,12 @@ struct px_server {
   struct px_upstream_ops ops;
   struct px_decider decider;
   struct px_alog *alog;
+  struct px_metrics *metrics;               /* may be NULL */
+  const struct px_limit_counters *limits;   /* may be NULL */
+  struct px_health_board *health;           /* may be NULL */
+  struct rec_sink *rec_sink;        /* borrowed */
+  struct rec_mirror_stats *mirror_stats;
+  struct rec_mirror_stats own_mirror_stats;
   struct px_listener_rt *listeners;
   size_t nlisteners;
   struct px_worker *workers;
@@ -157,6 +172,8 @@ void px_front_h2_on_write(struct px_client *c);
 void px_front_h2_flush(struct px_client *c);
 void px_front_h2_drain(struct px_client *c);
 int px_front_h2_busy(const struct px_client *c);
+/* Once a second: flow-control stall detection (px_limits). */
+void px_front_h2_tick(struct px_client *c, uint64_t now_ms);
 void px_front_h2_cancel(struct px_client *c); /* cancel exchanges, keep memory */
 void px_front_h2_free(struct px_client *c);
 
