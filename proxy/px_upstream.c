@@ -149,6 +149,7 @@ void px_pool_free(struct px_pool *p) {
   }
   while ((x = p->xfree)) {
     p->xfree = x->next_free;
+    free(x->head_mem);
     free(x);
   }
   free(p->hosts);
@@ -778,7 +779,6 @@ static void x_arm_timer(struct px_exchange *x);
 
 static void x_free(struct px_exchange *x) {
   TAILQ_REMOVE(&x->pool->all, x, alink);
-  free(x->head_mem);
   px_response_head_clear(&x->resp);
   px_headers_clear(&x->req_trailers);
   px_headers_clear(&x->resp_trailers);
@@ -790,13 +790,14 @@ static void x_free(struct px_exchange *x) {
     event_del(x->timer);
 #if !PX_NO_FREELIST
   struct px_pool *p = x->pool;
-  if (p->nxfree < PX_XFREE_MAX) {
+  if (p->nxfree < PX_XFREE_MAX && x->head_cap <= 4096) { /* keeps head_mem */
     x->next_free = p->xfree;
     p->xfree = x;
     p->nxfree++;
     return;
   }
 #endif
+  free(x->head_mem);
   free(x);
 }
 
@@ -1005,9 +1006,16 @@ static int head_copy_flat(struct px_exchange *x, const struct px_request_head *s
                 str_size(src->scheme) + str_size(src->authority) + str_size(path);
   for (size_t i = 0; i < hs->n; i++)
     size += hs->v[i].namelen + hs->v[i].valuelen + 2;
-  char *mem = malloc(size ? size : 1);
-  if (!mem)
-    return CUT_ERR_NOMEM;
+  char *mem = x->head_mem; /* a reused exchange brings its block */
+  if (!mem || x->head_cap < size) {
+    size_t cap = size < 1024 ? 1024 : size;
+    free(mem);
+    x->head_mem = NULL;
+    x->head_cap = 0;
+    if (!(mem = malloc(cap)))
+      return CUT_ERR_NOMEM;
+    x->head_cap = cap;
+  }
   struct px_header *v = (struct px_header *)mem;
   char *at = mem + hs->n * sizeof(struct px_header);
   struct px_request_head *h = &x->head;
@@ -1044,7 +1052,11 @@ int px_exchange_start(struct px_pool *p, const struct px_request_head *head, int
   if (x) {
     p->xfree = x->next_free;
     p->nxfree--;
+    char *head_mem = x->head_mem;
+    size_t head_cap = x->head_cap;
     memset(x, 0, sizeof *x);
+    x->head_mem = head_mem;
+    x->head_cap = head_cap;
   } else if (!(x = calloc(1, sizeof *x))) {
     return CUT_ERR_NOMEM;
   }

@@ -157,6 +157,7 @@ struct px_exchange {
   struct event timer_ev;              /* embedded: no allocation per exchange */
   uint64_t timer_due;                 /* when the timer fires (px_now_ms), UINT64_MAX if off */
   char *head_mem;                     /* one block holding head's strings and fields */
+  size_t head_cap;                    /* its size (kept when the exchange is reused) */
   uint64_t start_ms;
   uint64_t last_rx_ms;                /* last response byte handed to the caller */
   uint64_t last_tx_ms;                /* last request body bytes from the caller */
