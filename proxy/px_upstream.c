@@ -40,6 +40,23 @@ static void set_timer(struct event *ev, uint64_t ms) {
   evtimer_add(ev, &tv);
 }
 
+/* The idle timeout of connections and the first deadline of exchanges are
+ * the same for every timer of a pool: they go to libevent's common-timeout
+ * queues (constant-time add and delete) instead of its heap. */
+static const struct timeval *common_timeout(struct event_base *base, uint64_t ms) {
+  struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u)};
+  return event_base_init_common_timeout(base, &tv);
+}
+
+static void pool_timer(struct px_pool *p, struct event *ev, uint64_t ms) {
+  if (ms == p->idle_ms && p->idle_ctv)
+    evtimer_add(ev, p->idle_ctv);
+  else if (ms == p->first_ms && p->first_ctv)
+    evtimer_add(ev, p->first_ctv);
+  else
+    set_timer(ev, ms);
+}
+
 static int fail_code(enum px_fail f) {
   switch (f) {
   case PX_FAIL_CONNECT:
@@ -76,6 +93,12 @@ int px_pool_new(struct px_pool **out, struct event_base *base, const struct cfg_
   if (opts)
     p->opts = *opts;
   p->watermark = p->opts.body_watermark ? p->opts.body_watermark : 64u * 1024u;
+  p->idle_ms = be->idle_timeout_ms ? be->idle_timeout_ms : 60000;
+  p->idle_ctv = common_timeout(base, p->idle_ms);
+  p->first_ms = be->timeout_ms;
+  if (be->total_timeout_ms && (!p->first_ms || be->total_timeout_ms < p->first_ms))
+    p->first_ms = be->total_timeout_ms;
+  p->first_ctv = p->first_ms ? common_timeout(base, p->first_ms) : NULL;
   p->hosts = calloc(be->nhosts, sizeof *p->hosts);
   if (!p->hosts) {
     free(p);
@@ -408,8 +431,7 @@ void px_conn_idle(struct px_conn *c) {
   TAILQ_INSERT_HEAD(&h->idle, c, idle_link);
   c->in_idle = 1;
   px_conn_reading(c, 1);
-  uint64_t idle = c->pool->be->idle_timeout_ms ? c->pool->be->idle_timeout_ms : 60000;
-  set_timer(c->timer, idle);
+  pool_timer(c->pool, c->timer, c->pool->idle_ms);
 }
 
 void px_conn_kick(struct px_conn *c, struct px_exchange *x, int resume, int drain) {
@@ -969,7 +991,7 @@ static void x_arm_timer(struct px_exchange *x) {
   if (left == UINT64_MAX)
     evtimer_del(x->timer);
   else
-    set_timer(x->timer, left);
+    pool_timer(x->pool, x->timer, left);
 }
 
 void px_x_got_first_byte(struct px_exchange *x) {

@@ -184,6 +184,8 @@ struct px_pool {
   size_t rr;
   struct px_pool_stats stats;
   size_t watermark;
+  uint64_t idle_ms, first_ms;         /* idle timeout; an exchange's first deadline (0: none) */
+  const struct timeval *idle_ctv, *first_ctv; /* their common timeouts (NULL: use the heap) */
   struct px_xq all;                   /* every live exchange */
   /* Finished exchanges kept for reuse: hundreds in flight at once overflow
    * malloc's per-thread caches, and an exchange is just above their size. */
