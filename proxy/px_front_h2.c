@@ -1,5 +1,6 @@
 /* px_front_h2: the HTTP/2 server side of a client connection (nghttp2). */
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 
 #include <event2/buffer.h>
@@ -486,12 +487,56 @@ int px_front_h2_attach(struct px_client *c) {
   return 0;
 }
 
+/* Frames for a plaintext client whose output buffer is empty are gathered
+ * here and sent with one send(): no evbuffer chain, and no write event for
+ * the bufferevent to add and remove. What the kernel does not take, and
+ * everything when the output already holds bytes, goes through the output
+ * buffer as usual. */
+#define H2_STAGE (16 * 1024)
+
+struct stage {
+  evutil_socket_t fd; /* -1: no direct sending (TLS, no socket) */
+  size_t n;
+  uint8_t buf[H2_STAGE];
+};
+
+static void stage_spill(struct stage *sg, struct evbuffer *out) {
+  if (sg->n)
+    evbuffer_add(out, sg->buf, sg->n);
+  sg->n = 0;
+  sg->fd = -1; /* the output holds bytes now: everything after them follows */
+}
+
+static void stage_put(struct stage *sg, struct evbuffer *out, const uint8_t *data, size_t n) {
+  if (sg->fd >= 0 && n <= sizeof sg->buf - sg->n) {
+    memcpy(sg->buf + sg->n, data, n);
+    sg->n += n;
+    return;
+  }
+  stage_spill(sg, out);
+  evbuffer_add(out, data, n);
+}
+
+static void stage_send(struct stage *sg, struct evbuffer *out) {
+  if (!sg->n)
+    return;
+  ssize_t w = send(sg->fd, sg->buf, sg->n, MSG_NOSIGNAL);
+  /* On an error the bufferevent meets it again on its next write and reports it. */
+  size_t done = w > 0 ? (size_t)w : 0;
+  if (done < sg->n)
+    evbuffer_add(out, sg->buf + done, sg->n - done);
+  sg->n = 0;
+}
+
 /* Sends what nghttp2 has, up to the output watermark. Never called from an nghttp2 callback. */
 static void h2_send(struct px_client *c) {
   struct h2_front *f = c->front;
   struct evbuffer *out = bufferevent_get_output(c->bev);
+  struct stage sg;
+  sg.n = 0;
+  sg.fd = !c->tls && evbuffer_get_length(out) == 0 ? bufferevent_getfd(c->bev) : -1;
   for (;;) {
-    while (evbuffer_get_length(out) < PX_OUT_HIGH) {
+    while (evbuffer_get_length(out) + sg.n < PX_OUT_HIGH) {
       const uint8_t *data;
       ssize_t n = nghttp2_session_mem_send(f->s, &data);
       if (n < 0) {
@@ -500,7 +545,7 @@ static void h2_send(struct px_client *c) {
       }
       if (n == 0)
         break;
-      evbuffer_add(out, data, (size_t)n);
+      stage_put(&sg, out, data, (size_t)n);
     }
     if (!f->want_resume)
       break;
@@ -514,9 +559,10 @@ static void h2_send(struct px_client *c) {
       if (c->dead)
         return;
     }
-    if (evbuffer_get_length(out) >= PX_OUT_HIGH)
+    if (evbuffer_get_length(out) + sg.n >= PX_OUT_HIGH)
       break;
   }
+  stage_send(&sg, out);
   if (!nghttp2_session_want_read(f->s) && !nghttp2_session_want_write(f->s))
     px_client_close_after_write(c);
 }
