@@ -1,0 +1,53 @@
+/* an_src_file: read Pair records from Avro container files with avro-c's generic values. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <avro.h>
+
+#include "analyzer/an_src.h"
+#include "common/cut_err.h"
+
+int an_src_file(const char *path, an_src_record_fn fn, void *user_data, char *err, size_t errlen) {
+  avro_file_reader_t reader;
+  FILE *probe = fopen(path, "rb");
+  if (probe == NULL) return cut_errf(err, errlen, CUT_ERR_IO, "%s: %s", path, strerror(errno));
+  fclose(probe);
+  if (avro_file_reader(path, &reader) != 0)
+    return cut_errf(err, errlen, CUT_ERR_AVRO, "%s: not an Avro container file: %s", path,
+                    avro_strerror());
+  /* Read with the writer's schema and find fields by name: files from other
+   * schema versions with the same field names still work. */
+  avro_schema_t schema = avro_file_reader_get_writer_schema(reader);
+  avro_value_iface_t *iface = avro_generic_class_from_schema(schema);
+  avro_value_t value;
+  int rc = 0;
+  if (iface == NULL || avro_generic_value_new(iface, &value) != 0) {
+    if (iface) avro_value_iface_decref(iface);
+    avro_file_reader_close(reader);
+    return cut_errf(err, errlen, CUT_ERR_AVRO, "%s: %s", path, avro_strerror());
+  }
+  unsigned long n = 0;
+  for (;;) {
+    int r = avro_file_reader_read_value(reader, &value);
+    if (r == EOF) break;
+    if (r != 0) {
+      rc = cut_errf(err, errlen, CUT_ERR_AVRO, "%s: record %lu: %s", path, n + 1, avro_strerror());
+      break;
+    }
+    n++;
+    struct an_record *rec = NULL;
+    char inner[256];
+    rc = an_record_from_avro(&value, &rec, inner, sizeof inner);
+    if (rc != 0) {
+      cut_errf(err, errlen, rc, "%s: record %lu: %s", path, n, inner);
+      break;
+    }
+    if ((rc = fn(rec, user_data)) != 0) break;
+    avro_value_reset(&value);
+  }
+  avro_value_decref(&value);
+  avro_value_iface_decref(iface);
+  avro_file_reader_close(reader);
+  return rc;
+}
