@@ -99,7 +99,7 @@ static const char css[] =
     "details{border-bottom:1px solid #eee;padding:4px 0}summary{cursor:pointer}"
     "pre{background:#f3f4f6;padding:6px;overflow:auto;max-height:240px;white-space:pre-wrap;"
     "word-break:break-all}code{font-size:12px}.k-changed{color:#b45309}.k-missing{color:#b91c1c}"
-    ".k-added{color:#15803d}#filter{width:320px;padding:4px;margin-bottom:8px}";
+    ".k-added{color:#15803d}svg.chart{width:100%;height:auto;display:block}#filter{width:320px;padding:4px;margin-bottom:8px}";
 
 static void bar_chart(FILE *f, const char *id, const char *title, json_t *labels, json_t *values,
                       int is_rate) {
@@ -113,7 +113,7 @@ static void bar_chart(FILE *f, const char *id, const char *title, json_t *labels
   if (max <= 0) max = 1;
   fprintf(f, "<section><h2>");
   esc(f, title);
-  fprintf(f, "</h2><svg id=\"%s\" class=chart width=\"600\" height=\"%d\" "
+  fprintf(f, "</h2><svg id=\"%s\" class=chart viewBox=\"0 0 600 %d\" "
              "xmlns=\"http://www.w3.org/2000/svg\" role=img>",
           id, h);
   if (n == 0) fprintf(f, "<text x=\"4\" y=\"20\" fill=\"#999\">no data</text>");
@@ -157,9 +157,9 @@ static void status_matrix(FILE *f, json_t *m) {
   json_object_foreach(m, pk, row) json_object_foreach(row, sk, c) if (json_integer_value(c) > max) max = json_integer_value(c);
   int cw = 70, chh = 28, w = 90 + cw * (int)(ns ? ns : 1), h = 40 + chh * (int)(np ? np : 1);
   fprintf(f, "<section><h2>Status codes: primary (rows) &times; shadow (columns)</h2>"
-             "<svg id=\"chart-status\" class=chart width=\"%d\" height=\"%d\" "
+             "<svg id=\"chart-status\" class=chart viewBox=\"0 0 %d %d\" style=\"max-width:%dpx\" "
              "xmlns=\"http://www.w3.org/2000/svg\" role=img>",
-          w, h);
+          w, h, w);
   for (size_t j = 0; j < ns; j++)
     fprintf(f, "<text x=\"%d\" y=\"24\" font-size=\"12\" text-anchor=\"middle\">%d</text>",
             90 + cw * (int)j + cw / 2, ss[j]);
@@ -188,7 +188,7 @@ static void timeline_chart(FILE *f, json_t *tl) {
   size_t n = json_array_size(tl);
   int w = 600, h = 200;
   fprintf(f, "<section><h2>Match rate over time (per minute)</h2>"
-             "<svg id=\"chart-timeline\" class=chart width=\"%d\" height=\"%d\" "
+             "<svg id=\"chart-timeline\" class=chart viewBox=\"0 0 %d %d\" "
              "xmlns=\"http://www.w3.org/2000/svg\" role=img>"
              "<line x1=\"40\" y1=\"10\" x2=\"40\" y2=\"170\" stroke=\"#999\"/>"
              "<line x1=\"40\" y1=\"170\" x2=\"590\" y2=\"170\" stroke=\"#999\"/>"
