@@ -247,6 +247,7 @@ enum cfg_sink { CFG_SINK_NONE, CFG_SINK_KAFKA, CFG_SINK_FILE };
 struct cfg_kv {
   char *key;
   char *value;
+  int secret;                   /* redacted by cfg_print: a secret-looking key or a ${VAR} value */
 };
 
 struct cfg_recording {
@@ -352,8 +353,10 @@ size_t cfg_allocation_find(const struct cfg *c, const char *name);
 
 /*
  * Writes the effective config (every default filled in) as YAML to `out`,
- * with secrets redacted (TLS keys, Kafka passwords, anything named like a
- * secret). Returns 0 or CUT_ERR_IO.
+ * with secrets redacted: Kafka properties named like a secret (password,
+ * secret, token, credential, ...) or whose value came from ${VAR}. Paths,
+ * including TLS key paths, are shown. The text loads back to the same config.
+ * Returns 0, CUT_ERR_INVALID or CUT_ERR_IO.
  */
 #include <stdio.h>
 int cfg_print(const struct cfg *c, FILE *out);
@@ -362,10 +365,14 @@ int cfg_print(const struct cfg *c, FILE *out);
  * A cfg_holder publishes the current snapshot to many threads. Readers call
  * cfg_holder_get() (a reference they must unref); a reload calls
  * cfg_holder_swap(), which takes ownership of the new snapshot and drops the
- * holder's reference to the old one. Lock-free for readers.
+ * holder's reference to the old one. Lock-free for readers: a get is three
+ * atomic increments/decrements and never waits. Swaps are serialized by a
+ * mutex and wait only for readers already inside get (see config.c for why
+ * no reader can ever reference a freed snapshot). NULL `next` is ignored.
  */
 struct cfg_holder;
-int cfg_holder_new(struct cfg_holder **out, struct cfg *initial); /* takes ownership of initial */
+/* Takes ownership of initial on success only. Returns 0, CUT_ERR_INVALID or CUT_ERR_NOMEM. */
+int cfg_holder_new(struct cfg_holder **out, struct cfg *initial);
 void cfg_holder_free(struct cfg_holder *h);
 struct cfg *cfg_holder_get(struct cfg_holder *h);
 void cfg_holder_swap(struct cfg_holder *h, struct cfg *next);

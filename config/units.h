@@ -13,7 +13,8 @@
  * when err is not NULL, a short reason such as `unknown unit "sec" (use ms, s, m, h)`.
  */
 
-/* "250ms", "2s", "1m", "1h", "1.5s"; a bare number is rejected (units are required). */
+/* "250ms", "2s", "1m", "1h", "1.5s"; a bare number is rejected (units are required),
+ * except "0". Fractions must come to whole milliseconds. */
 int cfg_parse_duration(const char *s, uint64_t *ms, char *err, size_t errlen);
 
 /* "512", "64KiB", "4MiB", "1GiB" (also KB/MB/GB as powers of 1000). */

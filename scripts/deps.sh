@@ -3,7 +3,7 @@
 # Idempotent: when everything is present it only runs dpkg-query and exits.
 set -euo pipefail
 
-BUILD_PKGS=(build-essential cmake pkg-config clang libclang-rt-14-dev
+BUILD_PKGS=(build-essential make cmake pkg-config git clang libclang-rt-14-dev
   libevent-dev libnghttp2-dev libssl-dev librdkafka-dev libavro-dev libyaml-dev
   libcmocka-dev libmurmurhash-dev libjansson-dev libhttp-parser-dev)
 TEST_PKGS=(curl nghttp2-client kcat openssl python3 python3-h2 python3-confluent-kafka

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs missing Debian packages, configures and builds cutover.
+# Usage: scripts/build.sh [BUILD_DIR]   env: WERROR=1, SANITIZE=1, DEPS=build|test|bench
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+flags=()
+[ "${WERROR:-0}" = 1 ] && flags+=(-DCUTOVER_WERROR=ON)
+if [ "${SANITIZE:-0}" = 1 ]; then
+  [ $# -ge 1 ] || build=build-asan
+  flags+=(-DCUTOVER_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug)
+fi
+scripts/deps.sh "${DEPS:-test}"
+cmake -S . -B "$build" "${flags[@]}" >/dev/null
+cmake --build "$build" -j "$(nproc)"
