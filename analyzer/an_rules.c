@@ -9,10 +9,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include <yaml.h>
 
 #include "analyzer/an_rules_int.h"
 #include "common/cut_err.h"
+#include "config/yaml_doc.h"
 
 #define MAX_RULES 64 /* an_compare applies at most this many rules per pair */
 
@@ -96,38 +96,28 @@ int an_rules_new(struct an_rules **out) {
   return 0;
 }
 
-/* ---- the loader: walk the libyaml document tree, keeping positions ---- */
+/* ---- the loader: walk config/yaml_doc's positioned tree ---- */
+
+typedef struct cfg_yaml_node ynode;
 
 struct loader {
-  yaml_document_t *doc;
-  const char *name;
-  char *err;
-  size_t errlen;
-  int failed;
+  struct cfg_yaml_errs *errs;
 };
 
-/* Records the first error as NAME:LINE:COL: keypath: message. */
-static int fail_at(struct loader *L, yaml_node_t *node, const char *keypath, const char *fmt, ...)
+/* Reports a problem at node's position (FILE:LINE:COL: keypath: message)
+ * and returns CUT_ERR_CONFIG, so a failure path is one statement. */
+static int fail_at(struct loader *L, const ynode *node, const char *keypath, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-static int fail_at(struct loader *L, yaml_node_t *node, const char *keypath, const char *fmt, ...) {
-  if (L->failed) return CUT_ERR_CONFIG;
-  L->failed = 1;
-  char msg[512];
+static int fail_at(struct loader *L, const ynode *node, const char *keypath, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  cfg_yaml_errs_vadd(L->errs, node ? node->line : 1, node ? node->col : 1, keypath, fmt, ap);
   va_end(ap);
-  unsigned long line = node ? (unsigned long)node->start_mark.line + 1 : 1;
-  unsigned long col = node ? (unsigned long)node->start_mark.column + 1 : 1;
-  cut_errf(L->err, L->errlen, CUT_ERR_CONFIG, "%s:%lu:%lu: %s: %s", L->name, line, col,
-           keypath[0] ? keypath : "(top)", msg);
   return CUT_ERR_CONFIG;
 }
 
-static yaml_node_t *node_at(struct loader *L, int id) { return yaml_document_get_node(L->doc, id); }
-
-static const char *scalar(yaml_node_t *n) {
-  return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+static const char *scalar(const ynode *n) {
+  return n && n->type == CFG_YAML_SCALAR ? n->str : NULL;
 }
 
 /* Formats a key path; a path longer than the buffer is cut (only messages use it). */
@@ -139,96 +129,57 @@ static void kpf(char *buf, size_t n, const char *fmt, ...) {
   va_end(ap);
 }
 
-static int edit_distance(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b);
-  if (la > 40 || lb > 40) return 99;
-  int d[41][41];
-  for (size_t i = 0; i <= la; i++) d[i][0] = (int)i;
-  for (size_t j = 0; j <= lb; j++) d[0][j] = (int)j;
-  for (size_t i = 1; i <= la; i++)
-    for (size_t j = 1; j <= lb; j++) {
-      int c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-      if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
-      if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
-      d[i][j] = c;
-    }
-  return d[la][lb];
-}
-
 /* Rejects keys of mapping `n` not in `allowed` (NULL-terminated), with a
  * suggestion when one is close. */
-static int check_keys(struct loader *L, yaml_node_t *n, const char *path, const char *const *allowed) {
-  for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-    yaml_node_t *k = node_at(L, p->key);
-    const char *ks = scalar(k);
-    if (ks == NULL) return fail_at(L, k, path, "keys must be plain strings");
-    int ok = 0;
-    const char *best = NULL;
-    int bestd = 3;
-    for (const char *const *a = allowed; *a; a++) {
-      if (strcmp(*a, ks) == 0) ok = 1;
-      int dist = edit_distance(*a, ks);
-      if (dist < bestd) {
-        bestd = dist;
-        best = *a;
-      }
-    }
-    if (!ok) {
-      char kp[300];
-      kpf(kp, sizeof kp, "%s%s%s", path, path[0] ? "." : "", ks);
-      if (best != NULL) return fail_at(L, k, kp, "unknown key (did you mean \"%s\"?)", best);
-      return fail_at(L, k, kp, "unknown key");
-    }
-  }
-  return 0;
+static int check_keys(struct loader *L, const ynode *n, const char *path, const char *const *allowed) {
+  size_t count = 0;
+  while (allowed[count]) count++;
+  return cfg_yaml_check_keys(L->errs, n, path, allowed, count) > 0 ? CUT_ERR_CONFIG : 0;
 }
 
-static yaml_node_t *get(struct loader *L, yaml_node_t *map, const char *key) {
-  for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
-    const char *ks = scalar(node_at(L, p->key));
-    if (ks != NULL && strcmp(ks, key) == 0) return node_at(L, p->value);
-  }
-  return NULL;
+static const ynode *get(struct loader *L, const ynode *map, const char *key) {
+  (void)L;
+  const ynode *v = cfg_yaml_get(map, key);
+  return v != NULL && v->type == CFG_YAML_SCALAR && v->is_null && !v->quoted ? NULL : v;
 }
 
-static int want_type(struct loader *L, yaml_node_t *n, yaml_node_type_t t, const char *path) {
-  static const char *names[] = {"nothing", "a string", "a list", "a mapping"};
+static int want_type(struct loader *L, const ynode *n, enum cfg_yaml_type t, const char *path) {
+  static const char *names[] = {"a string", "a mapping", "a list"};
+  if (n->invalid) return CUT_ERR_CONFIG; /* already reported */
   if (n->type != t) return fail_at(L, n, path, "must be %s", names[t]);
   return 0;
 }
 
-static int dup_scalar(struct loader *L, yaml_node_t *n, const char *path, char **out) {
-  if (want_type(L, n, YAML_SCALAR_NODE, path) != 0) return CUT_ERR_CONFIG;
+static int dup_scalar(struct loader *L, const ynode *n, const char *path, char **out) {
+  if (want_type(L, n, CFG_YAML_SCALAR, path) != 0) return CUT_ERR_CONFIG;
   if ((*out = strdup(scalar(n))) == NULL) return CUT_ERR_NOMEM;
   return 0;
 }
 
-static int load_names(struct loader *L, yaml_node_t *n, const char *path, struct an_names *out) {
-  if (want_type(L, n, YAML_SEQUENCE_NODE, path) != 0) return CUT_ERR_CONFIG;
-  int i = 0;
-  for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
-       it++, i++) {
+static int load_names(struct loader *L, const ynode *n, const char *path, struct an_names *out) {
+  if (want_type(L, n, CFG_YAML_SEQ, path) != 0) return CUT_ERR_CONFIG;
+  for (size_t i = 0; i < n->nitems; i++) {
     char ip[300];
-    kpf(ip, sizeof ip, "%s[%d]", path, i);
-    yaml_node_t *item = node_at(L, *it);
-    if (want_type(L, item, YAML_SCALAR_NODE, ip) != 0) return CUT_ERR_CONFIG;
+    kpf(ip, sizeof ip, "%s[%zu]", path, i);
+    const ynode *item = n->items[i];
+    if (want_type(L, item, CFG_YAML_SCALAR, ip) != 0) return CUT_ERR_CONFIG;
     if (scalar(item)[0] == '\0') return fail_at(L, item, ip, "empty header name");
     if (an_names_add(out, scalar(item)) != 0) return CUT_ERR_NOMEM;
   }
   return 0;
 }
 
-static int load_path(struct loader *L, yaml_node_t *n, const char *path, struct an_path **out) {
+static int load_path(struct loader *L, const ynode *n, const char *path, struct an_path **out) {
   char perr[256];
-  if (want_type(L, n, YAML_SCALAR_NODE, path) != 0) return CUT_ERR_CONFIG;
+  if (want_type(L, n, CFG_YAML_SCALAR, path) != 0) return CUT_ERR_CONFIG;
   int rc = an_path_parse(scalar(n), out, perr, sizeof perr);
   if (rc == CUT_ERR_NOMEM) return rc;
   if (rc != 0) return fail_at(L, n, path, "%s", perr);
   return 0;
 }
 
-static int load_number(struct loader *L, yaml_node_t *n, const char *path, double *out) {
-  if (want_type(L, n, YAML_SCALAR_NODE, path) != 0) return CUT_ERR_CONFIG;
+static int load_number(struct loader *L, const ynode *n, const char *path, double *out) {
+  if (want_type(L, n, CFG_YAML_SCALAR, path) != 0) return CUT_ERR_CONFIG;
   const char *s = scalar(n);
   char *end = NULL;
   errno = 0;
@@ -240,30 +191,29 @@ static int load_number(struct loader *L, yaml_node_t *n, const char *path, doubl
   return 0;
 }
 
-static struct an_op *new_op(struct an_ops *ops, enum an_op_kind kind, yaml_node_t *n) {
+static struct an_op *new_op(struct an_ops *ops, enum an_op_kind kind, const ynode *n) {
   struct an_op *v = realloc(ops->v, (ops->n + 1) * sizeof *v);
   if (v == NULL) return NULL;
   ops->v = v;
   struct an_op *op = &ops->v[ops->n++];
   memset(op, 0, sizeof *op);
   op->kind = kind;
-  op->line = (int)n->start_mark.line + 1;
+  op->line = n->line;
   op->absolute = op->relative = -1;
   return op;
 }
 
 #define FOR_ITEMS(L, n, item, ip, path)                                                     \
-  int idx_ = 0;                                                                             \
-  for (yaml_node_item_t *it_ = (n)->data.sequence.items.start;                              \
-       it_ < (n)->data.sequence.items.top &&                                                \
-       ((item) = node_at(L, *it_), kpf(ip, sizeof ip, "%s[%d]", path, idx_), 1);       \
-       it_++, idx_++)
+  for (size_t idx_ = 0;                                                                     \
+       idx_ < (n)->nitems &&                                                                \
+       ((item) = (n)->items[idx_], kpf(ip, sizeof ip, "%s[%zu]", path, idx_), 1);           \
+       idx_++)
 
-static int load_ignore(struct loader *L, yaml_node_t *n, const char *path, struct an_ops *ops) {
-  yaml_node_t *item;
+static int load_ignore(struct loader *L, const ynode *n, const char *path, struct an_ops *ops) {
+  const ynode *item;
   char ip[300];
   int rc;
-  if (want_type(L, n, YAML_SEQUENCE_NODE, path) != 0) return CUT_ERR_CONFIG;
+  if (want_type(L, n, CFG_YAML_SEQ, path) != 0) return CUT_ERR_CONFIG;
   FOR_ITEMS(L, n, item, ip, path) {
     struct an_op *op = new_op(ops, AN_OP_IGNORE, item);
     if (op == NULL) return CUT_ERR_NOMEM;
@@ -273,22 +223,22 @@ static int load_ignore(struct loader *L, yaml_node_t *n, const char *path, struc
   return 0;
 }
 
-static int load_sort(struct loader *L, yaml_node_t *n, const char *path, struct an_ops *ops) {
+static int load_sort(struct loader *L, const ynode *n, const char *path, struct an_ops *ops) {
   static const char *const keys[] = {"path", "by", NULL};
-  yaml_node_t *item;
+  const ynode *item;
   char ip[300], kp[320];
   int rc;
-  if (want_type(L, n, YAML_SEQUENCE_NODE, path) != 0) return CUT_ERR_CONFIG;
+  if (want_type(L, n, CFG_YAML_SEQ, path) != 0) return CUT_ERR_CONFIG;
   FOR_ITEMS(L, n, item, ip, path) {
     struct an_op *op = new_op(ops, AN_OP_SORT, item);
     if (op == NULL) return CUT_ERR_NOMEM;
-    if (item->type == YAML_SCALAR_NODE) { /* shorthand: "- $.tags" */
+    if (item->type == CFG_YAML_SCALAR) { /* shorthand: "- $.tags" */
       if ((rc = load_path(L, item, ip, &op->path)) != 0) return rc;
       continue;
     }
-    if (want_type(L, item, YAML_MAPPING_NODE, ip) != 0) return CUT_ERR_CONFIG;
+    if (want_type(L, item, CFG_YAML_MAP, ip) != 0) return CUT_ERR_CONFIG;
     if ((rc = check_keys(L, item, ip, keys)) != 0) return rc;
-    yaml_node_t *p = get(L, item, "path"), *by = get(L, item, "by");
+    const ynode *p = get(L, item, "path"), *by = get(L, item, "by");
     kpf(kp, sizeof kp, "%s.path", ip);
     if (p == NULL) return fail_at(L, item, kp, "is required");
     if ((rc = load_path(L, p, kp, &op->path)) != 0) return rc;
@@ -298,18 +248,18 @@ static int load_sort(struct loader *L, yaml_node_t *n, const char *path, struct 
   return 0;
 }
 
-static int load_tolerance(struct loader *L, yaml_node_t *n, const char *path, struct an_ops *ops) {
+static int load_tolerance(struct loader *L, const ynode *n, const char *path, struct an_ops *ops) {
   static const char *const keys[] = {"path", "absolute", "relative", NULL};
-  yaml_node_t *item;
+  const ynode *item;
   char ip[300], kp[320];
   int rc;
-  if (want_type(L, n, YAML_SEQUENCE_NODE, path) != 0) return CUT_ERR_CONFIG;
+  if (want_type(L, n, CFG_YAML_SEQ, path) != 0) return CUT_ERR_CONFIG;
   FOR_ITEMS(L, n, item, ip, path) {
     struct an_op *op = new_op(ops, AN_OP_TOLERANCE, item);
     if (op == NULL) return CUT_ERR_NOMEM;
-    if (want_type(L, item, YAML_MAPPING_NODE, ip) != 0) return CUT_ERR_CONFIG;
+    if (want_type(L, item, CFG_YAML_MAP, ip) != 0) return CUT_ERR_CONFIG;
     if ((rc = check_keys(L, item, ip, keys)) != 0) return rc;
-    yaml_node_t *p = get(L, item, "path"), *a = get(L, item, "absolute"),
+    const ynode *p = get(L, item, "path"), *a = get(L, item, "absolute"),
                 *r = get(L, item, "relative");
     kpf(kp, sizeof kp, "%s.path", ip);
     if (p == NULL) return fail_at(L, item, kp, "is required");
@@ -323,24 +273,24 @@ static int load_tolerance(struct loader *L, yaml_node_t *n, const char *path, st
   return 0;
 }
 
-static int load_replace(struct loader *L, yaml_node_t *n, const char *path, struct an_ops *ops) {
+static int load_replace(struct loader *L, const ynode *n, const char *path, struct an_ops *ops) {
   static const char *const keys[] = {"path", "regex", "with", NULL};
-  yaml_node_t *item;
+  const ynode *item;
   char ip[300], kp[320];
   int rc;
-  if (want_type(L, n, YAML_SEQUENCE_NODE, path) != 0) return CUT_ERR_CONFIG;
+  if (want_type(L, n, CFG_YAML_SEQ, path) != 0) return CUT_ERR_CONFIG;
   FOR_ITEMS(L, n, item, ip, path) {
     struct an_op *op = new_op(ops, AN_OP_REPLACE, item);
     if (op == NULL) return CUT_ERR_NOMEM;
-    if (want_type(L, item, YAML_MAPPING_NODE, ip) != 0) return CUT_ERR_CONFIG;
+    if (want_type(L, item, CFG_YAML_MAP, ip) != 0) return CUT_ERR_CONFIG;
     if ((rc = check_keys(L, item, ip, keys)) != 0) return rc;
-    yaml_node_t *p = get(L, item, "path"), *re = get(L, item, "regex"), *w = get(L, item, "with");
+    const ynode *p = get(L, item, "path"), *re = get(L, item, "regex"), *w = get(L, item, "with");
     kpf(kp, sizeof kp, "%s.path", ip);
     if (p == NULL) return fail_at(L, item, kp, "is required");
     if ((rc = load_path(L, p, kp, &op->path)) != 0) return rc;
     kpf(kp, sizeof kp, "%s.regex", ip);
     if (re == NULL) return fail_at(L, item, kp, "is required");
-    if (want_type(L, re, YAML_SCALAR_NODE, kp) != 0) return CUT_ERR_CONFIG;
+    if (want_type(L, re, CFG_YAML_SCALAR, kp) != 0) return CUT_ERR_CONFIG;
     int rerc = regcomp(&op->re, scalar(re), REG_EXTENDED);
     if (rerc != 0) {
       char msg[200];
@@ -358,28 +308,28 @@ static int load_replace(struct loader *L, yaml_node_t *n, const char *path, stru
   return 0;
 }
 
-static int load_transforms(struct loader *L, yaml_node_t *n, const char *path, struct an_ops *ops) {
-  yaml_node_t *item;
+static int load_transforms(struct loader *L, const ynode *n, const char *path, struct an_ops *ops) {
+  const ynode *item;
   char ip[300], kp[340];
   int rc;
-  if (want_type(L, n, YAML_SEQUENCE_NODE, path) != 0) return CUT_ERR_CONFIG;
+  if (want_type(L, n, CFG_YAML_SEQ, path) != 0) return CUT_ERR_CONFIG;
   FOR_ITEMS(L, n, item, ip, path) {
     static const char *const kinds[] = {"rename", "move", "list_to_map", "remove", NULL};
-    if (want_type(L, item, YAML_MAPPING_NODE, ip) != 0) return CUT_ERR_CONFIG;
+    if (want_type(L, item, CFG_YAML_MAP, ip) != 0) return CUT_ERR_CONFIG;
     if ((rc = check_keys(L, item, ip, kinds)) != 0) return rc;
-    if (item->data.mapping.pairs.top - item->data.mapping.pairs.start != 1)
+    if (item->npairs != 1)
       return fail_at(L, item, ip, "each transform has exactly one of rename, list_to_map, remove");
-    yaml_node_pair_t *pair = item->data.mapping.pairs.start;
-    const char *kind = scalar(node_at(L, pair->key));
-    yaml_node_t *body = node_at(L, pair->value);
+    const struct cfg_yaml_pair *pair = &item->pairs[0];
+    const char *kind = scalar(pair->key);
+    const ynode *body = pair->value;
     kpf(kp, sizeof kp, "%s.%s", ip, kind);
     if (strcmp(kind, "rename") == 0 || strcmp(kind, "move") == 0) {
       static const char *const keys[] = {"from", "to", NULL};
       struct an_op *op = new_op(ops, AN_OP_RENAME, item);
       if (op == NULL) return CUT_ERR_NOMEM;
-      if (want_type(L, body, YAML_MAPPING_NODE, kp) != 0) return CUT_ERR_CONFIG;
+      if (want_type(L, body, CFG_YAML_MAP, kp) != 0) return CUT_ERR_CONFIG;
       if ((rc = check_keys(L, body, kp, keys)) != 0) return rc;
-      yaml_node_t *f = get(L, body, "from"), *t = get(L, body, "to");
+      const ynode *f = get(L, body, "from"), *t = get(L, body, "to");
       char fp[360];
       kpf(fp, sizeof fp, "%s.from", kp);
       if (f == NULL) return fail_at(L, body, fp, "is required");
@@ -395,9 +345,9 @@ static int load_transforms(struct loader *L, yaml_node_t *n, const char *path, s
       static const char *const keys[] = {"path", "key", "value", NULL};
       struct an_op *op = new_op(ops, AN_OP_LIST_TO_MAP, item);
       if (op == NULL) return CUT_ERR_NOMEM;
-      if (want_type(L, body, YAML_MAPPING_NODE, kp) != 0) return CUT_ERR_CONFIG;
+      if (want_type(L, body, CFG_YAML_MAP, kp) != 0) return CUT_ERR_CONFIG;
       if ((rc = check_keys(L, body, kp, keys)) != 0) return rc;
-      yaml_node_t *p = get(L, body, "path"), *k = get(L, body, "key"), *v = get(L, body, "value");
+      const ynode *p = get(L, body, "path"), *k = get(L, body, "key"), *v = get(L, body, "value");
       char fp[360];
       kpf(fp, sizeof fp, "%s.path", kp);
       if (p == NULL) return fail_at(L, body, fp, "is required");
@@ -417,20 +367,20 @@ static int load_transforms(struct loader *L, yaml_node_t *n, const char *path, s
   return 0;
 }
 
-static int load_rule(struct loader *L, yaml_node_t *n, const char *path, struct an_rule *rule) {
+static int load_rule(struct loader *L, const ynode *n, const char *path, struct an_rule *rule) {
   static const char *const keys[] = {"match", "ignore", "sort", "tolerance", "replace",
                                      "transform", "ignore_headers", "compare_headers", NULL};
   static const char *const match_keys[] = {"route", "path_prefix", "method", NULL};
   static const char *const tr_keys[] = {"primary", "shadow", NULL};
   char kp[340];
   int rc;
-  rule->line = (int)n->start_mark.line + 1;
-  if (want_type(L, n, YAML_MAPPING_NODE, path) != 0) return CUT_ERR_CONFIG;
+  rule->line = n->line;
+  if (want_type(L, n, CFG_YAML_MAP, path) != 0) return CUT_ERR_CONFIG;
   if ((rc = check_keys(L, n, path, keys)) != 0) return rc;
-  yaml_node_t *m = get(L, n, "match"), *v;
+  const ynode *m = get(L, n, "match"), *v;
   kpf(kp, sizeof kp, "%s.match", path);
   if (m == NULL) return fail_at(L, n, kp, "is required (use {} to match every pair)");
-  if (want_type(L, m, YAML_MAPPING_NODE, kp) != 0) return CUT_ERR_CONFIG;
+  if (want_type(L, m, CFG_YAML_MAP, kp) != 0) return CUT_ERR_CONFIG;
   if ((rc = check_keys(L, m, kp, match_keys)) != 0) return rc;
   char mp[360];
   kpf(mp, sizeof mp, "%s.route", kp);
@@ -460,9 +410,9 @@ static int load_rule(struct loader *L, yaml_node_t *n, const char *path, struct 
       (rc = load_names(L, v, kp, &rule->compare_headers)) != 0)
     return rc;
   if ((v = get(L, n, "transform")) != NULL) {
-    yaml_node_t *side;
+    const ynode *side;
     kpf(kp, sizeof kp, "%s.transform", path);
-    if (want_type(L, v, YAML_MAPPING_NODE, kp) != 0) return CUT_ERR_CONFIG;
+    if (want_type(L, v, CFG_YAML_MAP, kp) != 0) return CUT_ERR_CONFIG;
     if ((rc = check_keys(L, v, kp, tr_keys)) != 0) return rc;
     kpf(mp, sizeof mp, "%s.primary", kp);
     if ((side = get(L, v, "primary")) && (rc = load_transforms(L, side, mp, &rule->primary)) != 0)
@@ -474,17 +424,17 @@ static int load_rule(struct loader *L, yaml_node_t *n, const char *path, struct 
   return 0;
 }
 
-static int load_root(struct loader *L, yaml_node_t *root, struct an_rules *r) {
+static int load_root(struct loader *L, const ynode *root, struct an_rules *r) {
   static const char *const keys[] = {"defaults", "rules", NULL};
   static const char *const dkeys[] = {"ignore_headers", "compare_headers", NULL};
   int rc;
   if (root == NULL) return 0; /* an empty file: the defaults */
-  if (root->type == YAML_SCALAR_NODE && scalar(root)[0] == '\0') return 0;
-  if (want_type(L, root, YAML_MAPPING_NODE, "") != 0) return CUT_ERR_CONFIG;
+  if (root->type == CFG_YAML_SCALAR && root->is_null) return 0;
+  if (want_type(L, root, CFG_YAML_MAP, "") != 0) return CUT_ERR_CONFIG;
   if ((rc = check_keys(L, root, "", keys)) != 0) return rc;
-  yaml_node_t *d = get(L, root, "defaults"), *v;
+  const ynode *d = get(L, root, "defaults"), *v;
   if (d != NULL) {
-    if (want_type(L, d, YAML_MAPPING_NODE, "defaults") != 0) return CUT_ERR_CONFIG;
+    if (want_type(L, d, CFG_YAML_MAP, "defaults") != 0) return CUT_ERR_CONFIG;
     if ((rc = check_keys(L, d, "defaults", dkeys)) != 0) return rc;
     /* A list given in the file replaces the built-in default list. */
     if ((v = get(L, d, "ignore_headers")) != NULL) {
@@ -496,14 +446,14 @@ static int load_root(struct loader *L, yaml_node_t *root, struct an_rules *r) {
       if ((rc = load_names(L, v, "defaults.compare_headers", &r->compare_headers)) != 0) return rc;
     }
   }
-  yaml_node_t *rules = get(L, root, "rules");
+  const ynode *rules = get(L, root, "rules");
   if (rules == NULL) return 0;
-  if (want_type(L, rules, YAML_SEQUENCE_NODE, "rules") != 0) return CUT_ERR_CONFIG;
-  size_t n = (size_t)(rules->data.sequence.items.top - rules->data.sequence.items.start);
+  if (want_type(L, rules, CFG_YAML_SEQ, "rules") != 0) return CUT_ERR_CONFIG;
+  size_t n = rules->nitems;
   if (n > MAX_RULES) return fail_at(L, rules, "rules", "at most %d rules are supported", MAX_RULES);
   r->v = calloc(n ? n : 1, sizeof *r->v);
   if (r->v == NULL) return CUT_ERR_NOMEM;
-  yaml_node_t *item;
+  const ynode *item;
   char ip[300];
   FOR_ITEMS(L, rules, item, ip, "rules") {
     r->n++;
@@ -512,31 +462,39 @@ static int load_root(struct loader *L, yaml_node_t *root, struct an_rules *r) {
   return 0;
 }
 
+/* Copies the collector's text (every problem, one per line) into err. */
+static int errs_out(struct cfg_yaml_errs *errs, int rc, char *err, size_t errlen) {
+  char *text = cfg_yaml_errs_text(errs);
+  if (text != NULL) {
+    size_t l = strlen(text);
+    while (l > 0 && text[l - 1] == '\n') text[--l] = '\0';
+  }
+  cut_errf(err, errlen, rc, "%s", text ? text : "invalid rules");
+  free(text);
+  return rc;
+}
+
 int an_rules_load_string(struct an_rules **out, const char *text, size_t len, const char *name,
                          char *err, size_t errlen) {
-  yaml_parser_t parser;
-  yaml_document_t doc;
+  struct cfg_yaml_errs *errs = NULL;
+  struct cfg_yaml_doc *doc = NULL;
   struct an_rules *r = NULL;
   int rc = an_rules_new(&r);
   if (rc != 0) return rc;
-  if (!yaml_parser_initialize(&parser)) {
-    an_rules_free(r);
-    return CUT_ERR_NOMEM;
-  }
-  yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-  if (!yaml_parser_load(&parser, &doc)) {
-    rc = cut_errf(err, errlen, CUT_ERR_PARSE, "%s:%lu:%lu: %s", name,
-                  (unsigned long)parser.problem_mark.line + 1,
-                  (unsigned long)parser.problem_mark.column + 1,
-                  parser.problem ? parser.problem : "invalid YAML");
-    yaml_parser_delete(&parser);
+  if ((rc = cfg_yaml_errs_new(&errs, name)) != 0) {
     an_rules_free(r);
     return rc;
   }
-  struct loader L = {&doc, name, err, errlen, 0};
-  rc = load_root(&L, yaml_document_get_root_node(&doc), r);
-  yaml_document_delete(&doc);
-  yaml_parser_delete(&parser);
+  rc = cfg_yaml_parse(&doc, text, len, 0, errs);
+  if (rc == 0) {
+    struct loader L = {errs};
+    rc = load_root(&L, cfg_yaml_root(doc), r);
+    /* Problems the parser could recover from (duplicate keys, aliases). */
+    if (rc == 0 && cfg_yaml_errs_count(errs) > 0) rc = CUT_ERR_CONFIG;
+  }
+  if (rc != 0 && rc != CUT_ERR_NOMEM) errs_out(errs, rc, err, errlen);
+  cfg_yaml_doc_free(doc);
+  cfg_yaml_errs_free(errs);
   if (rc != 0) {
     an_rules_free(r);
     return rc;
