@@ -15,6 +15,7 @@ void an_result_init(struct an_result *r) {
   memset(r, 0, sizeof *r);
   an_diff_init(&r->diff);
   an_diff_init(&r->noise);
+  an_arena_init(&r->arena);
 }
 
 void an_result_reset(struct an_result *r) {
@@ -28,6 +29,7 @@ void an_result_reset(struct an_result *r) {
   r->outcome = AN_MATCH;
   r->body_kind = AN_BODY_IDENTICAL;
   r->has_repeat = 0;
+  an_arena_reset(&r->arena);
 }
 
 void an_result_clear(struct an_result *r) {
@@ -37,6 +39,7 @@ void an_result_clear(struct an_result *r) {
   free(r->lineage);
   r->lineage = NULL;
   r->lineage_cap = 0;
+  an_arena_clear(&r->arena);
 }
 
 int an_side_pass(const struct an_side *s) {
@@ -206,9 +209,9 @@ static enum an_body_kind body_kind_of(const struct an_side *a, const struct an_s
   return AN_BODY_BINARY;
 }
 
-static json_t *parse_json(const struct an_side *s) {
-  if (s->body_len == 0) return json_null();
-  return json_loadb((const char *)s->body, s->body_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+static struct an_jv *parse_json(struct an_arena *a, const struct an_side *s) {
+  if (s->body_len == 0) return an_json_new(a, AN_J_NULL);
+  return an_json_parse(a, (const char *)s->body, s->body_len);
 }
 
 static int has_transforms(const struct matched *m) {
@@ -232,8 +235,8 @@ static json_t *digest_value(const struct an_side *s) {
  * the shadow's (primary vs shadow) or the primary's (primary vs repeat). */
 static int compare_sides(const struct an_rules *rules, const struct matched *m,
                          const struct an_side *a, const struct an_side *b, int b_shadow,
-                         struct an_diff *d, json_t **keep_a, json_t **keep_b,
-                         enum an_body_kind *kind_out) {
+                         struct an_diff *d, struct an_arena *arena, json_t **keep_a,
+                         json_t **keep_b, enum an_body_kind *kind_out) {
   int rc;
   if (a->status != b->status) {
     json_t *sa = json_integer(a->status), *sb = json_integer(b->status);
@@ -261,31 +264,29 @@ static int compare_sides(const struct an_rules *rules, const struct matched *m,
   }
   enum an_body_kind kind = body_kind_of(a, b);
   if (kind == AN_BODY_JSON) {
-    json_t *ja = parse_json(a), *jb = parse_json(b);
+    struct an_jv *ja = parse_json(arena, a), *jb = parse_json(arena, b);
     if (ja != NULL && jb != NULL) {
       rc = 0;
       for (size_t i = 0; i < m->n && rc == 0; i++) {
-        rc = an_norm_apply(&m->v[i]->primary, &ja);
-        if (rc == 0) rc = an_norm_apply(b_shadow ? &m->v[i]->shadow : &m->v[i]->primary, &jb);
+        rc = an_norm_apply(&m->v[i]->primary, arena, &ja);
+        if (rc == 0)
+          rc = an_norm_apply(b_shadow ? &m->v[i]->shadow : &m->v[i]->primary, arena, &jb);
       }
       for (size_t i = 0; i < m->n && rc == 0; i++) {
-        rc = an_norm_apply(&m->v[i]->common, &ja);
-        if (rc == 0) rc = an_norm_apply(&m->v[i]->common, &jb);
+        rc = an_norm_apply(&m->v[i]->common, arena, &ja);
+        if (rc == 0) rc = an_norm_apply(&m->v[i]->common, arena, &jb);
       }
       for (size_t i = 0; i < m->n && rc == 0; i++) rc = an_norm_tolerance(&m->v[i]->common, ja, jb);
+      size_t before = d->n;
       if (rc == 0) rc = an_diff_json(d, "$", ja, jb);
-      if (keep_a != NULL && rc >= 0) {
-        *keep_a = ja;
-        *keep_b = jb;
-      } else {
-        json_decref(ja);
-        json_decref(jb);
+      /* Normalized bodies are kept (as jansson) only for pairs that differ. */
+      if (keep_a != NULL && rc > 0 && d->n > before) {
+        *keep_a = an_json_to_jansson(ja);
+        *keep_b = an_json_to_jansson(jb);
       }
       *kind_out = AN_BODY_JSON;
       return rc < 0 ? rc : 0;
     }
-    json_decref(ja);
-    json_decref(jb);
     kind = AN_BODY_TEXT; /* not JSON after all: compare the lines */
   }
   *kind_out = kind;
@@ -333,14 +334,15 @@ int an_compare(const struct an_rules *rules, const struct an_pair_view *pv, unsi
   }
   match_rules(rules, pv, &m);
   int keep = (flags & AN_COMPARE_KEEP_NORMALIZED) != 0;
-  rc = compare_sides(rules, &m, &pv->primary, &pv->shadow, 1, &r->diff,
+  rc = compare_sides(rules, &m, &pv->primary, &pv->shadow, 1, &r->diff, &r->arena,
                      keep ? &r->norm_primary : NULL, keep ? &r->norm_shadow : NULL,
                      &r->body_kind);
   if (rc != 0) return rc;
   if (pv->repeat.present) {
     enum an_body_kind k;
     r->has_repeat = 1;
-    if ((rc = compare_sides(rules, &m, &pv->primary, &pv->repeat, 0, &r->noise, NULL, NULL, &k)) != 0)
+    if ((rc = compare_sides(rules, &m, &pv->primary, &pv->repeat, 0, &r->noise, &r->arena, NULL,
+                            NULL, &k)) != 0)
       return rc;
   }
   r->outcome = r->diff.n > 0 ? AN_MISMATCH : AN_MATCH;

@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "analyzer/an_diff.h"
+#include "analyzer/an_json.h"
 #include "analyzer/an_rules.h"
 
 /* A name/value pair: a header or a lineage entry. Borrowed strings. */
@@ -64,8 +65,9 @@ struct an_result {
   struct an_diff noise; /* primary vs repeat (noise candidates) */
   char **lineage;       /* names of dependencies whose checksums differ */
   size_t nlineage, lineage_cap;
-  json_t *norm_primary; /* normalized JSON bodies (AN_COMPARE_KEEP_NORMALIZED) */
+  json_t *norm_primary; /* normalized JSON bodies of a mismatch (AN_COMPARE_KEEP_NORMALIZED) */
   json_t *norm_shadow;
+  struct an_arena arena; /* the parsed bodies of the last pair */
 };
 
 void an_result_init(struct an_result *r);

@@ -125,59 +125,62 @@ static int pb_push(struct pbuf *b, const char *key, size_t idx) {
   return 0;
 }
 
-static int scalar_equal(json_t *a, json_t *b) {
-  if (json_is_number(a) && json_is_number(b)) {
-    if (json_is_integer(a) && json_is_integer(b))
-      return json_integer_value(a) == json_integer_value(b);
-    return json_number_value(a) == json_number_value(b);
-  }
-  return json_equal(a, b);
+/* Adds an entry whose values are converted from the trees. */
+static int add_jv(struct an_diff *d, enum an_diff_kind kind, const char *path,
+                  const struct an_jv *a, const struct an_jv *b) {
+  json_t *ja = a ? an_json_to_jansson(a) : NULL, *jb = b ? an_json_to_jansson(b) : NULL;
+  int rc = (a && !ja) || (b && !jb) ? CUT_ERR_NOMEM : an_diff_add(d, kind, path, ja, jb);
+  json_decref(ja);
+  json_decref(jb);
+  return rc == 0 ? 1 : rc;
 }
 
-static int diff_rec(struct an_diff *d, struct pbuf *pb, json_t *a, json_t *b) {
+static int diff_rec(struct an_diff *d, struct pbuf *pb, const struct an_jv *a,
+                    const struct an_jv *b) {
   int rc, count = 0;
-  if (json_is_object(a) && json_is_object(b)) {
+  if (a->type == AN_J_OBJECT && b->type == AN_J_OBJECT) {
     size_t keep = pb->len;
-    const char *k;
-    json_t *va;
-    json_object_foreach(a, k, va) {
-      json_t *vb = json_object_get(b, k);
-      if ((rc = pb_push(pb, k, 0)) != 0) return rc;
-      if (vb == NULL)
-        rc = an_diff_add(d, AN_DIFF_MISSING, pb->s, va, NULL) == 0 ? 1 : CUT_ERR_NOMEM;
-      else
-        rc = diff_rec(d, pb, va, vb);
+    for (size_t i = 0; i < a->n; i++) {
+      const struct an_jmember *m = &a->u.members[i];
+      /* Same position first: both sides usually list members in one order. */
+      const struct an_jv *vb =
+          i < b->n && b->u.members[i].keylen == m->keylen &&
+                  memcmp(b->u.members[i].key, m->key, m->keylen) == 0
+              ? b->u.members[i].v
+              : an_json_get(b, m->key, m->keylen);
+      if (vb != NULL && an_json_equal(m->v, vb)) continue;
+      if ((rc = pb_push(pb, m->key, 0)) != 0) return rc;
+      rc = vb == NULL ? add_jv(d, AN_DIFF_MISSING, pb->s, m->v, NULL) : diff_rec(d, pb, m->v, vb);
       if (rc < 0) return rc;
       count += rc;
       pb->len = keep;
       pb->s[keep] = '\0';
     }
-    json_t *vb;
-    json_object_foreach(b, k, vb) {
-      if (json_object_get(a, k) != NULL) continue;
-      if ((rc = pb_push(pb, k, 0)) != 0) return rc;
-      if (an_diff_add(d, AN_DIFF_ADDED, pb->s, NULL, vb) != 0) return CUT_ERR_NOMEM;
+    for (size_t i = 0; i < b->n; i++) {
+      const struct an_jmember *m = &b->u.members[i];
+      if (i < a->n && a->u.members[i].keylen == m->keylen &&
+          memcmp(a->u.members[i].key, m->key, m->keylen) == 0)
+        continue;
+      if (an_json_find(a, m->key, m->keylen) >= 0) continue;
+      if ((rc = pb_push(pb, m->key, 0)) != 0) return rc;
+      if ((rc = add_jv(d, AN_DIFF_ADDED, pb->s, NULL, m->v)) < 0) return rc;
       count++;
       pb->len = keep;
       pb->s[keep] = '\0';
     }
     return count;
   }
-  if (json_is_array(a) && json_is_array(b)) {
-    size_t keep = pb->len, na = json_array_size(a), nb = json_array_size(b);
-    size_t n = na > nb ? na : nb;
+  if (a->type == AN_J_ARRAY && b->type == AN_J_ARRAY) {
+    size_t keep = pb->len, n = a->n > b->n ? a->n : b->n;
     for (size_t i = 0; i < n; i++) {
+      if (i < a->n && i < b->n && an_json_equal(a->u.items[i], b->u.items[i])) continue;
       if ((rc = pb_push(pb, NULL, i)) != 0) return rc;
-      if (i >= nb)
-        rc = an_diff_add(d, AN_DIFF_MISSING, pb->s, json_array_get(a, i), NULL) == 0
-                 ? 1
-                 : CUT_ERR_NOMEM;
-      else if (i >= na)
-        rc = an_diff_add(d, AN_DIFF_ADDED, pb->s, NULL, json_array_get(b, i)) == 0
-                 ? 1
-                 : CUT_ERR_NOMEM;
+      if (i >= b->n)
+        rc = add_jv(d, AN_DIFF_MISSING, pb->s, a->u.items[i], NULL);
+      else if (i >= a->n)
+        rc = add_jv(d, AN_DIFF_ADDED, pb->s, NULL, b->u.items[i]);
       else
-        rc = diff_rec(d, pb, json_array_get(a, i), json_array_get(b, i));
+        rc = diff_rec(d, pb, a->u.items[i], b->u.items[i]);
       if (rc < 0) return rc;
       count += rc;
       pb->len = keep;
@@ -185,11 +188,14 @@ static int diff_rec(struct an_diff *d, struct pbuf *pb, json_t *a, json_t *b) {
     }
     return count;
   }
-  if (scalar_equal(a, b)) return 0;
-  return an_diff_add(d, AN_DIFF_CHANGED, pb->s, a, b) == 0 ? 1 : CUT_ERR_NOMEM;
+  if (an_json_equal(a, b)) return 0;
+  return add_jv(d, AN_DIFF_CHANGED, pb->s, a, b);
 }
 
-int an_diff_json(struct an_diff *d, const char *prefix, json_t *primary, json_t *shadow) {
+int an_diff_json(struct an_diff *d, const char *prefix, const struct an_jv *primary,
+                 const struct an_jv *shadow) {
+  if (primary == NULL && shadow == NULL) return 0;
+  if (primary != NULL && shadow != NULL && an_json_equal(primary, shadow)) return 0;
   struct pbuf pb = {0};
   size_t plen = strlen(prefix);
   pb.cap = plen + 64;
@@ -198,12 +204,10 @@ int an_diff_json(struct an_diff *d, const char *prefix, json_t *primary, json_t 
   memcpy(pb.s, prefix, plen + 1);
   pb.len = plen;
   int rc;
-  if (primary == NULL && shadow == NULL)
-    rc = 0;
-  else if (primary == NULL)
-    rc = an_diff_add(d, AN_DIFF_ADDED, pb.s, NULL, shadow) == 0 ? 1 : CUT_ERR_NOMEM;
+  if (primary == NULL)
+    rc = add_jv(d, AN_DIFF_ADDED, pb.s, NULL, shadow);
   else if (shadow == NULL)
-    rc = an_diff_add(d, AN_DIFF_MISSING, pb.s, primary, NULL) == 0 ? 1 : CUT_ERR_NOMEM;
+    rc = add_jv(d, AN_DIFF_MISSING, pb.s, primary, NULL);
   else
     rc = diff_rec(d, &pb, primary, shadow);
   free(pb.s);

@@ -6,6 +6,8 @@
 
 #include <jansson.h>
 
+#include "analyzer/an_json.h"
+
 enum an_diff_kind {
   AN_DIFF_CHANGED = 0, /* present on both sides with different values */
   AN_DIFF_MISSING = 1, /* present on the primary side only */
@@ -41,13 +43,15 @@ int an_diff_add(struct an_diff *d, enum an_diff_kind kind, const char *path, jso
                 json_t *shadow);
 
 /*
- * Structural comparison of two JSON documents: object member order never
- * matters, arrays compare element by element, integers and reals compare by
- * numeric value. Every differing leaf (or a node whose type differs) becomes
- * one entry whose path starts with `prefix` (e.g. "$"). Returns the number
- * of entries added, or CUT_ERR_NOMEM.
+ * Structural comparison of two JSON trees (borrowed): object member order
+ * never matters, arrays compare element by element, integers and reals
+ * compare by numeric value. Every differing leaf (or a node whose type
+ * differs, or a member or element present on one side only) becomes one
+ * entry whose path starts with `prefix` (e.g. "$"); its values are jansson
+ * copies. Returns the number of entries added, or CUT_ERR_NOMEM.
  */
-int an_diff_json(struct an_diff *d, const char *prefix, json_t *primary, json_t *shadow);
+int an_diff_json(struct an_diff *d, const char *prefix, const struct an_jv *primary,
+                 const struct an_jv *shadow);
 
 /* Compares two texts line by line (positionally); lines are separated by
  * "\n" (a trailing "\r" is ignored). Paths are "<prefix>.line[N]" (1-based).

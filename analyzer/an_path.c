@@ -11,6 +11,7 @@ enum seg_kind { SEG_KEY, SEG_INDEX, SEG_WILD, SEG_DESCEND };
 struct seg {
   enum seg_kind kind;
   char *key;  /* SEG_KEY, SEG_DESCEND */
+  size_t keylen;
   long index; /* SEG_INDEX */
 };
 
@@ -42,6 +43,7 @@ static int push_seg(struct an_path *p, enum seg_kind kind, const char *key, size
   s->kind = kind;
   s->index = index;
   s->key = NULL;
+  s->keylen = keylen;
   if (key != NULL) {
     s->key = strndup(key, keylen);
     if (s->key == NULL) return CUT_ERR_NOMEM;
@@ -145,8 +147,7 @@ void an_matches_clear(struct an_matches *m) {
   m->n = m->cap = 0;
 }
 
-static int add_match(struct an_matches *m, json_t *parent, const char *key, size_t index,
-                     json_t *value) {
+static int add_match(struct an_matches *m, struct an_jv *parent, size_t index, struct an_jv *value) {
   if (m->n == m->cap) {
     size_t cap = m->cap ? m->cap * 2 : 8;
     struct an_match *v = realloc(m->v, cap * sizeof *v);
@@ -154,77 +155,65 @@ static int add_match(struct an_matches *m, json_t *parent, const char *key, size
     m->v = v;
     m->cap = cap;
   }
-  m->v[m->n++] = (struct an_match){parent, key, index, value};
+  m->v[m->n++] = (struct an_match){parent, index, value};
   return 0;
 }
 
-static int array_index(json_t *arr, long idx, size_t *out) {
-  long n = (long)json_array_size(arr);
+static int array_index(const struct an_jv *arr, long idx, size_t *out) {
+  long n = (long)arr->n;
   if (idx < 0) idx += n;
   if (idx < 0 || idx >= n) return 0;
   *out = (size_t)idx;
   return 1;
 }
 
-static int select_rec(const struct an_path *p, size_t i, json_t *parent, const char *key,
-                      size_t index, json_t *node, struct an_matches *m);
+static struct an_jv *child_at(struct an_jv *c, size_t i) {
+  return c->type == AN_J_ARRAY ? c->u.items[i] : c->u.members[i].v;
+}
 
-/* Every node below `node` (pre-order) that is an object member named `name`:
- * continue the path from there. */
-static int descend(const struct an_path *p, size_t i, json_t *node, struct an_matches *m) {
-  const char *name = p->segs[i].key;
+static int select_rec(const struct an_path *p, size_t i, struct an_jv *parent, size_t index,
+                      struct an_jv *node, struct an_matches *m);
+
+/* Every node below `node` (pre-order) that is an object member named like
+ * segment i: continue the path from there. */
+static int descend(const struct an_path *p, size_t i, struct an_jv *node, struct an_matches *m) {
+  const struct seg *s = &p->segs[i];
   int rc;
-  if (json_is_object(node)) {
-    const char *k;
-    json_t *v;
-    json_object_foreach(node, k, v) {
-      if (strcmp(k, name) == 0) {
-        if ((rc = select_rec(p, i + 1, node, k, 0, v, m)) < 0) return rc;
-      }
-      if ((rc = descend(p, i, v, m)) < 0) return rc;
+  if (node->type == AN_J_OBJECT) {
+    for (size_t j = 0; j < node->n; j++) {
+      const struct an_jmember *mb = &node->u.members[j];
+      if (mb->keylen == s->keylen && memcmp(mb->key, s->key, s->keylen) == 0 &&
+          (rc = select_rec(p, i + 1, node, j, mb->v, m)) < 0)
+        return rc;
+      if ((rc = descend(p, i, mb->v, m)) < 0) return rc;
     }
-  } else if (json_is_array(node)) {
-    size_t j;
-    json_t *v;
-    json_array_foreach(node, j, v) {
-      if ((rc = descend(p, i, v, m)) < 0) return rc;
-    }
+  } else if (node->type == AN_J_ARRAY) {
+    for (size_t j = 0; j < node->n; j++)
+      if ((rc = descend(p, i, node->u.items[j], m)) < 0) return rc;
   }
   return 0;
 }
 
-static int select_rec(const struct an_path *p, size_t i, json_t *parent, const char *key,
-                      size_t index, json_t *node, struct an_matches *m) {
-  if (i == p->n) return add_match(m, parent, key, index, node);
+static int select_rec(const struct an_path *p, size_t i, struct an_jv *parent, size_t index,
+                      struct an_jv *node, struct an_matches *m) {
+  if (i == p->n) return add_match(m, parent, index, node);
   const struct seg *s = &p->segs[i];
   int rc;
   switch (s->kind) {
   case SEG_KEY: {
-    json_t *v = json_is_object(node) ? json_object_get(node, s->key) : NULL;
-    if (v == NULL) return 0;
-    /* Point at the key stored in the object, which outlives our segment. */
-    const char *k = json_object_iter_key(json_object_iter_at(node, s->key));
-    return select_rec(p, i + 1, node, k, 0, v, m);
+    long j = an_json_find(node, s->key, s->keylen);
+    if (j < 0) return 0;
+    return select_rec(p, i + 1, node, (size_t)j, node->u.members[j].v, m);
   }
   case SEG_INDEX: {
     size_t j;
-    if (!json_is_array(node) || !array_index(node, s->index, &j)) return 0;
-    return select_rec(p, i + 1, node, NULL, j, json_array_get(node, j), m);
+    if (node->type != AN_J_ARRAY || !array_index(node, s->index, &j)) return 0;
+    return select_rec(p, i + 1, node, j, node->u.items[j], m);
   }
   case SEG_WILD:
-    if (json_is_array(node)) {
-      size_t j;
-      json_t *v;
-      json_array_foreach(node, j, v) {
-        if ((rc = select_rec(p, i + 1, node, NULL, j, v, m)) < 0) return rc;
-      }
-    } else if (json_is_object(node)) {
-      const char *k;
-      json_t *v;
-      json_object_foreach(node, k, v) {
-        if ((rc = select_rec(p, i + 1, node, k, 0, v, m)) < 0) return rc;
-      }
-    }
+    if (node->type == AN_J_ARRAY || node->type == AN_J_OBJECT)
+      for (size_t j = 0; j < node->n; j++)
+        if ((rc = select_rec(p, i + 1, node, j, child_at(node, j), m)) < 0) return rc;
     return 0;
   case SEG_DESCEND:
     return descend(p, i, node, m);
@@ -232,79 +221,72 @@ static int select_rec(const struct an_path *p, size_t i, json_t *parent, const c
   return 0;
 }
 
-int an_path_select(const struct an_path *p, json_t *root, struct an_matches *m) {
+int an_path_select(const struct an_path *p, struct an_jv *root, struct an_matches *m) {
   m->n = 0;
   if (root == NULL) return 0;
-  int rc = select_rec(p, 0, NULL, NULL, 0, root, m);
+  int rc = select_rec(p, 0, NULL, 0, root, m);
   return rc < 0 ? rc : (int)m->n;
 }
 
-static int walk_rec(const struct an_path *p, size_t i, json_t *ap, json_t *bp, const char *key,
-                    size_t index, json_t *a, json_t *b, an_path_pair_fn fn, void *ud);
+static int walk_rec(const struct an_path *p, size_t i, struct an_jv *ap, size_t ai,
+                    struct an_jv *bp, size_t bi, struct an_jv *a, struct an_jv *b,
+                    an_path_pair_fn fn, void *ud);
 
-static int walk_descend(const struct an_path *p, size_t i, json_t *a, json_t *b,
+static int walk_descend(const struct an_path *p, size_t i, struct an_jv *a, struct an_jv *b,
                         an_path_pair_fn fn, void *ud) {
-  const char *name = p->segs[i].key;
+  const struct seg *s = &p->segs[i];
   int rc;
-  if (json_is_object(a) && json_is_object(b)) {
-    const char *k;
-    json_t *va;
-    json_object_foreach(a, k, va) {
-      json_t *vb = json_object_get(b, k);
-      if (vb == NULL) continue;
-      if (strcmp(k, name) == 0) {
-        if ((rc = walk_rec(p, i + 1, a, b, k, 0, va, vb, fn, ud)) != 0) return rc;
-        /* The callback may have replaced the member. */
-        va = json_object_get(a, k);
-        vb = json_object_get(b, k);
-        if (va == NULL || vb == NULL) continue;
-      }
-      if ((rc = walk_descend(p, i, va, vb, fn, ud)) != 0) return rc;
+  if (a->type == AN_J_OBJECT && b->type == AN_J_OBJECT) {
+    for (size_t j = 0; j < a->n; j++) {
+      const struct an_jmember *mb = &a->u.members[j];
+      long k = an_json_find(b, mb->key, mb->keylen);
+      if (k < 0) continue;
+      if (mb->keylen == s->keylen && memcmp(mb->key, s->key, s->keylen) == 0 &&
+          (rc = walk_rec(p, i + 1, a, j, b, (size_t)k, mb->v, b->u.members[k].v, fn, ud)) != 0)
+        return rc;
+      /* Re-read: the callback may have replaced either member. */
+      if ((rc = walk_descend(p, i, a->u.members[j].v, b->u.members[k].v, fn, ud)) != 0) return rc;
     }
-  } else if (json_is_array(a) && json_is_array(b)) {
-    size_t n = json_array_size(a) < json_array_size(b) ? json_array_size(a) : json_array_size(b);
-    for (size_t j = 0; j < n; j++) {
-      rc = walk_descend(p, i, json_array_get(a, j), json_array_get(b, j), fn, ud);
-      if (rc != 0) return rc;
-    }
+  } else if (a->type == AN_J_ARRAY && b->type == AN_J_ARRAY) {
+    size_t n = a->n < b->n ? a->n : b->n;
+    for (size_t j = 0; j < n; j++)
+      if ((rc = walk_descend(p, i, a->u.items[j], b->u.items[j], fn, ud)) != 0) return rc;
   }
   return 0;
 }
 
-static int walk_rec(const struct an_path *p, size_t i, json_t *ap, json_t *bp, const char *key,
-                    size_t index, json_t *a, json_t *b, an_path_pair_fn fn, void *ud) {
-  if (i == p->n) return fn(ap, bp, key, index, a, b, ud);
+static int walk_rec(const struct an_path *p, size_t i, struct an_jv *ap, size_t ai,
+                    struct an_jv *bp, size_t bi, struct an_jv *a, struct an_jv *b,
+                    an_path_pair_fn fn, void *ud) {
+  if (i == p->n) return fn(ap, ai, bp, bi, ud);
   const struct seg *s = &p->segs[i];
   int rc;
   switch (s->kind) {
   case SEG_KEY: {
-    if (!json_is_object(a) || !json_is_object(b)) return 0;
-    json_t *va = json_object_get(a, s->key), *vb = json_object_get(b, s->key);
-    if (va == NULL || vb == NULL) return 0;
-    return walk_rec(p, i + 1, a, b, s->key, 0, va, vb, fn, ud);
+    long ja = an_json_find(a, s->key, s->keylen), jb = an_json_find(b, s->key, s->keylen);
+    if (ja < 0 || jb < 0) return 0;
+    return walk_rec(p, i + 1, a, (size_t)ja, b, (size_t)jb, a->u.members[ja].v,
+                    b->u.members[jb].v, fn, ud);
   }
   case SEG_INDEX: {
     size_t ja, jb;
-    if (!json_is_array(a) || !json_is_array(b)) return 0;
+    if (a->type != AN_J_ARRAY || b->type != AN_J_ARRAY) return 0;
     if (!array_index(a, s->index, &ja) || !array_index(b, s->index, &jb)) return 0;
-    return walk_rec(p, i + 1, a, b, NULL, ja, json_array_get(a, ja), json_array_get(b, jb), fn,
-                    ud);
+    return walk_rec(p, i + 1, a, ja, b, jb, a->u.items[ja], b->u.items[jb], fn, ud);
   }
   case SEG_WILD:
-    if (json_is_array(a) && json_is_array(b)) {
-      size_t n =
-          json_array_size(a) < json_array_size(b) ? json_array_size(a) : json_array_size(b);
-      for (size_t j = 0; j < n; j++) {
-        rc = walk_rec(p, i + 1, a, b, NULL, j, json_array_get(a, j), json_array_get(b, j), fn,
-                      ud);
-        if (rc != 0) return rc;
-      }
-    } else if (json_is_object(a) && json_is_object(b)) {
-      const char *k;
-      json_t *va;
-      json_object_foreach(a, k, va) {
-        json_t *vb = json_object_get(b, k);
-        if (vb != NULL && (rc = walk_rec(p, i + 1, a, b, k, 0, va, vb, fn, ud)) != 0) return rc;
+    if (a->type == AN_J_ARRAY && b->type == AN_J_ARRAY) {
+      size_t n = a->n < b->n ? a->n : b->n;
+      for (size_t j = 0; j < n; j++)
+        if ((rc = walk_rec(p, i + 1, a, j, b, j, a->u.items[j], b->u.items[j], fn, ud)) != 0)
+          return rc;
+    } else if (a->type == AN_J_OBJECT && b->type == AN_J_OBJECT) {
+      for (size_t j = 0; j < a->n; j++) {
+        const struct an_jmember *mb = &a->u.members[j];
+        long k = an_json_find(b, mb->key, mb->keylen);
+        if (k >= 0 &&
+            (rc = walk_rec(p, i + 1, a, j, b, (size_t)k, mb->v, b->u.members[k].v, fn, ud)) != 0)
+          return rc;
       }
     }
     return 0;
@@ -314,86 +296,81 @@ static int walk_rec(const struct an_path *p, size_t i, json_t *ap, json_t *bp, c
   return 0;
 }
 
-int an_path_walk_pair(const struct an_path *p, json_t *a, json_t *b, an_path_pair_fn fn,
-                      void *user_data) {
-  if (a == NULL || b == NULL) return 0;
-  return walk_rec(p, 0, NULL, NULL, NULL, 0, a, b, fn, user_data);
+int an_path_walk_pair(const struct an_path *p, struct an_jv *a, struct an_jv *b,
+                      an_path_pair_fn fn, void *user_data) {
+  if (a == NULL || b == NULL || p->n == 0) return 0; /* the root has no parent to set */
+  return walk_rec(p, 0, NULL, 0, NULL, 0, a, b, fn, user_data);
 }
 
-json_t *an_path_get(const struct an_path *p, json_t *root) {
-  json_t *node = root;
-  for (size_t i = 0; i < p->n && node != NULL; i++) {
+static struct an_jv *get_n(const struct an_path *p, size_t n, struct an_jv *root) {
+  struct an_jv *node = root;
+  for (size_t i = 0; i < n && node != NULL; i++) {
     const struct seg *s = &p->segs[i];
     size_t j;
     if (s->kind == SEG_KEY)
-      node = json_is_object(node) ? json_object_get(node, s->key) : NULL;
+      node = an_json_get(node, s->key, s->keylen);
     else if (s->kind == SEG_INDEX)
-      node = json_is_array(node) && array_index(node, s->index, &j) ? json_array_get(node, j)
-                                                                      : NULL;
+      node = node->type == AN_J_ARRAY && array_index(node, s->index, &j) ? node->u.items[j] : NULL;
     else
       return NULL;
   }
   return node;
 }
 
-json_t *an_path_take(const struct an_path *p, json_t *root) {
-  if (p->n == 0 || !p->simple) return NULL;
-  struct an_path parent = *p;
-  parent.n = p->n - 1;
-  json_t *par = an_path_get(&parent, root);
+struct an_jv *an_path_get(const struct an_path *p, struct an_jv *root) {
+  return root == NULL ? NULL : get_n(p, p->n, root);
+}
+
+struct an_jv *an_path_take(const struct an_path *p, struct an_jv *root) {
+  if (p->n == 0 || !p->simple || root == NULL) return NULL;
+  struct an_jv *par = get_n(p, p->n - 1, root), *v = NULL;
   const struct seg *s = &p->segs[p->n - 1];
-  json_t *v = NULL;
-  if (s->kind == SEG_KEY && json_is_object(par)) {
-    v = json_object_get(par, s->key);
-    if (v != NULL) {
-      json_incref(v);
-      json_object_del(par, s->key);
+  if (par == NULL) return NULL;
+  if (s->kind == SEG_KEY) {
+    long j = an_json_find(par, s->key, s->keylen);
+    if (j >= 0) {
+      v = par->u.members[j].v;
+      an_json_remove_at(par, (size_t)j);
     }
-  } else if (s->kind == SEG_INDEX && json_is_array(par)) {
+  } else if (s->kind == SEG_INDEX && par->type == AN_J_ARRAY) {
     size_t j;
     if (array_index(par, s->index, &j)) {
-      v = json_incref(json_array_get(par, j));
-      json_array_remove(par, j);
+      v = par->u.items[j];
+      an_json_remove_at(par, j);
     }
   }
   return v;
 }
 
-int an_path_put(const struct an_path *p, json_t *root, json_t *value) {
-  if (p->n == 0 || !p->simple) {
-    json_decref(value);
-    return CUT_ERR_INVALID;
-  }
-  json_t *node = root;
+int an_path_put(const struct an_path *p, struct an_arena *a, struct an_jv *root,
+                struct an_jv *value) {
+  if (p->n == 0 || !p->simple || root == NULL) return CUT_ERR_INVALID;
+  struct an_jv *node = root;
   for (size_t i = 0; i + 1 < p->n; i++) {
     const struct seg *s = &p->segs[i];
-    json_t *next = NULL;
+    struct an_jv *next;
     size_t j;
     if (s->kind == SEG_KEY) {
-      if (!json_is_object(node)) goto invalid;
-      next = json_object_get(node, s->key);
+      if (node->type != AN_J_OBJECT) return CUT_ERR_INVALID;
+      next = an_json_get(node, s->key, s->keylen);
       if (next == NULL) {
-        next = json_object();
-        if (next == NULL || json_object_set_new(node, s->key, next) != 0) {
-          json_decref(value);
+        next = an_json_new(a, AN_J_OBJECT);
+        if (next == NULL || an_json_set(a, node, s->key, s->keylen, next) != 0)
           return CUT_ERR_NOMEM;
-        }
       }
     } else {
-      if (!json_is_array(node) || !array_index(node, s->index, &j)) goto invalid;
-      next = json_array_get(node, j);
+      if (node->type != AN_J_ARRAY || !array_index(node, s->index, &j)) return CUT_ERR_INVALID;
+      next = node->u.items[j];
     }
     node = next;
   }
   const struct seg *last = &p->segs[p->n - 1];
   size_t j;
-  if (last->kind == SEG_KEY && json_is_object(node)) {
-    return json_object_set_new(node, last->key, value) == 0 ? 0 : CUT_ERR_NOMEM;
+  if (last->kind == SEG_KEY && node->type == AN_J_OBJECT)
+    return an_json_set(a, node, last->key, last->keylen, value) == 0 ? 0 : CUT_ERR_NOMEM;
+  if (last->kind == SEG_INDEX && node->type == AN_J_ARRAY && array_index(node, last->index, &j)) {
+    node->u.items[j] = value;
+    return 0;
   }
-  if (last->kind == SEG_INDEX && json_is_array(node) && array_index(node, last->index, &j)) {
-    return json_array_set_new(node, j, value) == 0 ? 0 : CUT_ERR_NOMEM;
-  }
-invalid:
-  json_decref(value);
   return CUT_ERR_INVALID;
 }

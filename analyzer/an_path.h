@@ -1,10 +1,10 @@
-/* an_path: a small JSONPath subset to select nodes of a jansson document. */
+/* an_path: a small JSONPath subset to select nodes of an an_json tree. */
 #ifndef AN_PATH_H
 #define AN_PATH_H
 
 #include <stddef.h>
 
-#include <jansson.h>
+#include "analyzer/an_json.h"
 
 /*
  * Grammar (a subset of JSONPath, enough for normalization rules):
@@ -35,15 +35,14 @@ int an_path_is_simple(const struct an_path *p);
 int an_path_is_root(const struct an_path *p);
 
 /*
- * One selected node: its parent (NULL for the root) and where it sits in the
- * parent (key for objects, index for arrays). All pointers are borrowed from
- * the document and stay valid until the document is modified.
+ * One selected node: its parent (NULL for the root), where it sits in the
+ * parent (item index for arrays, member index for objects) and the node.
+ * Pointers are borrowed from the tree and stay valid until it is modified.
  */
 struct an_match {
-  json_t *parent;
-  const char *key; /* NULL when parent is an array */
+  struct an_jv *parent;
   size_t index;
-  json_t *value;
+  struct an_jv *value;
 };
 
 /* Matches collected by an_path_select; reuse one across calls. */
@@ -55,30 +54,32 @@ struct an_matches {
 void an_matches_clear(struct an_matches *m); /* frees the storage */
 
 /* Replaces m's contents with every node `p` selects in `root`, in document
- * (pre-)order, so a descendant always comes after its ancestors. Modifying
+ * (pre-)order, so a descendant always comes after its ancestors and, within
+ * one parent, a higher index after a lower one: modifying (even removing)
  * the matches in reverse order is safe. Returns the count or CUT_ERR_NOMEM. */
-int an_path_select(const struct an_path *p, json_t *root, struct an_matches *m);
+int an_path_select(const struct an_path *p, struct an_jv *root, struct an_matches *m);
 
-/* Walks `p` over two documents in lockstep: calls fn for every pair of nodes
- * found at the same concrete location in both. Used by tolerance rules and
- * per-side comparisons. fn returning nonzero stops the walk and is returned. */
-typedef int (*an_path_pair_fn)(json_t *a_parent, json_t *b_parent, const char *key,
-                               size_t index, json_t *a, json_t *b, void *user_data);
-int an_path_walk_pair(const struct an_path *p, json_t *a, json_t *b, an_path_pair_fn fn,
-                      void *user_data);
+/* Walks `p` over two trees in lockstep: calls fn for every pair of nodes
+ * found at the same concrete location in both (same member names, same
+ * array positions), with each node's parent and index in that parent. Used
+ * by tolerance rules. fn returning nonzero stops the walk and is returned. */
+typedef int (*an_path_pair_fn)(struct an_jv *a_parent, size_t a_index, struct an_jv *b_parent,
+                               size_t b_index, void *user_data);
+int an_path_walk_pair(const struct an_path *p, struct an_jv *a, struct an_jv *b,
+                      an_path_pair_fn fn, void *user_data);
 
 /* Looks up a simple path (see an_path_is_simple). Returns the node
  * (borrowed) or NULL. */
-json_t *an_path_get(const struct an_path *p, json_t *root);
+struct an_jv *an_path_get(const struct an_path *p, struct an_jv *root);
 
-/* Removes the node a simple path names and returns it (caller owns the
- * reference), or NULL when absent. */
-json_t *an_path_take(const struct an_path *p, json_t *root);
+/* Removes the node a simple path names from its parent and returns it, or
+ * NULL when absent. */
+struct an_jv *an_path_take(const struct an_path *p, struct an_jv *root);
 
-/* Stores `value` (takes ownership, also on failure) at a simple path,
- * creating intermediate objects. Returns 0, CUT_ERR_INVALID when a parent on
- * the way is not an object (or an index is out of range) or the path is the
- * root, or CUT_ERR_NOMEM. */
-int an_path_put(const struct an_path *p, json_t *root, json_t *value);
+/* Stores `value` at a simple path, creating intermediate objects in arena
+ * `a`. Returns 0, CUT_ERR_INVALID when a parent on the way is not an object
+ * (or an index is out of range) or the path is the root, or CUT_ERR_NOMEM. */
+int an_path_put(const struct an_path *p, struct an_arena *a, struct an_jv *root,
+                struct an_jv *value);
 
 #endif

@@ -27,12 +27,12 @@ static size_t make_body(char *buf, size_t cap, long ts, int reverse) {
   n += (size_t)snprintf(buf + n, cap - n, "],\"items\":[");
   for (int i = 0; i < 8; i++) {
     n += (size_t)snprintf(buf + n, cap - n,
-                          "%s{\"id\":%d,\"sku\":\"SKU-%06d\",\"qty\":%d,\"available\":true}",
+                          "%s{\"id\":%d,\"sku\":\"SKU-%06d\",\"qty\":%d,\"available\":true,\"w\":1}",
                           i ? "," : "", i, i * 7919, i + 1);
   }
   n += (size_t)snprintf(buf + n, cap - n,
                         "],\"meta\":{\"source\":\"catalog-service\",\"version\":\"2.14.1\","
-                        "\"region\":\"eu-west-1\",\"notes\":\"padding padding padding padding "
+                        "\"region\":\"eu-west-1\",\"owner\":\"team-catalog@example.com\",\"build\":\"2026-11-21T10:00:00Z\",\"notes\":\"padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding "
                         "padding padding padding padding padding padding\"}}");
   return n;
 }
