@@ -18,8 +18,9 @@ int an_src_file(const char *path, an_src_record_fn fn, void *user_data, char *er
                     avro_strerror());
   /* Read with the writer's schema and find fields by name: files from other
    * schema versions with the same field names still work. */
-  avro_schema_t schema = avro_file_reader_get_writer_schema(reader);
+  avro_schema_t schema = avro_file_reader_get_writer_schema(reader); /* a new reference */
   avro_value_iface_t *iface = avro_generic_class_from_schema(schema);
+  avro_schema_decref(schema); /* the class keeps its own */
   avro_value_t value;
   int rc = 0;
   if (iface == NULL || avro_generic_value_new(iface, &value) != 0) {
