@@ -22,7 +22,8 @@ static const char usage[] =
     "usage: cutover analyze --out DIR [--rules FILE] [--join-window N|DURATION]\n"
     "                       [--min-match-rate R] [--html-mismatches N] [--quiet]\n"
     "                       (--input FILE... | --kafka BOOTSTRAP --topic T [--group G]\n"
-    "                        [--from earliest|latest|TIME] [--until TIME] [--follow])\n"
+    "                        [--from earliest|latest|TIME] [--until TIME] [--follow]\n"
+    "                        [--property KEY=VALUE]...)\n"
     "       cutover analyze merge --out DIR [--min-match-rate R] [--quiet] DIR...\n"
     "       cutover analyze check-rules FILE\n"
     "TIME is RFC 3339 (2026-11-21T10:00:00Z) or milliseconds since the epoch;\n"
@@ -225,14 +226,19 @@ int an_cmd(int argc, char **argv) {
   }
   const char *out = NULL, *rules_path = NULL;
   const char **inputs = calloc((size_t)argc, sizeof *inputs);
-  size_t ninputs = 0;
+  const char **props = calloc((size_t)argc, sizeof *props);
+  size_t ninputs = 0, nprops = 0;
   struct an_kafka_opts ko;
   memset(&ko, 0, sizeof ko);
   double min_rate = -1;
   size_t join_count = 100000, html_n = 200;
   int64_t join_us = 0;
   int quiet = 0, rc = 2;
-  if (inputs == NULL) return 1;
+  if (inputs == NULL || props == NULL) {
+    free(inputs);
+    free(props);
+    return 1;
+  }
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -262,6 +268,7 @@ int an_cmd(int argc, char **argv) {
     else if (strcmp(a, "--kafka") == 0) ko.bootstrap = v;
     else if (strcmp(a, "--topic") == 0) ko.topic = v;
     else if (strcmp(a, "--group") == 0) ko.group = v;
+    else if (strcmp(a, "--property") == 0) props[nprops++] = v;
     else if (strcmp(a, "--from") == 0) {
       if (strcmp(v, "earliest") == 0) ko.from = AN_FROM_EARLIEST;
       else if (strcmp(v, "latest") == 0) ko.from = AN_FROM_LATEST;
@@ -334,6 +341,8 @@ int an_cmd(int argc, char **argv) {
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   ko.stop = &stop_flag;
+  ko.properties = props;
+  ko.nproperties = nprops;
   rc = 0;
   for (size_t i = 0; i < ninputs && rc == 0; i++) rc = an_src_file(inputs[i], on_record, &pg, err, sizeof err);
   if (ko.bootstrap != NULL) {
@@ -357,5 +366,6 @@ int an_cmd(int argc, char **argv) {
   rc = finish_report(report, min_rate, quiet);
 done:
   free(inputs);
+  free(props);
   return rc;
 }

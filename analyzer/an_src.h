@@ -25,6 +25,8 @@ struct an_kafka_opts {
   int64_t until_ms;     /* stop at messages newer than this (0 = no limit) */
   int follow;           /* keep waiting at the end of the partitions */
   volatile int *stop;   /* set to nonzero (e.g. from a signal handler) to stop */
+  const char *const *properties; /* librdkafka "KEY=VALUE" settings, applied last */
+  size_t nproperties;
 };
 #define AN_FROM_EARLIEST 0
 #define AN_FROM_LATEST 1
