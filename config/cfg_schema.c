@@ -247,7 +247,11 @@ static void get_strlist(struct cfg_ld *ld, ynode *map, const char *path, const c
   for (size_t i = 0; i < seq->nitems; i++) {
     cfg_yaml_path_index(ip, sizeof ip, p, i);
     const char *s;
-    if (cfg_yaml_read_str(ld->e, seq->items[i], ip, &s) != 0)
+    int rc = cfg_yaml_read_str(ld->e, seq->items[i], ip, &s);
+    if (rc == 1)
+      cfg_yaml_errs_add(ld->e, seq->items[i]->line, seq->items[i]->col, ip,
+                        "expected a string, got null");
+    if (rc != 0)
       continue;
     if (!*s) {
       cfg_yaml_errs_add(ld->e, seq->items[i]->line, seq->items[i]->col, ip, "must not be empty");
@@ -579,7 +583,11 @@ static void read_backend(struct cfg_ld *ld, ynode *m, const char *path, struct c
       return;
     for (size_t i = 0; i < hosts->nitems; i++) {
       cfg_yaml_path_index(ip, sizeof ip, p, i);
-      if (addr_from(ld, hosts->items[i], ip, &b->hosts[b->nhosts]) == 0)
+      int rc = addr_from(ld, hosts->items[i], ip, &b->hosts[b->nhosts]);
+      if (rc == 1)
+        cfg_yaml_errs_add(ld->e, hosts->items[i]->line, hosts->items[i]->col, ip,
+                          "expected host:port, got null");
+      if (rc == 0)
         b->nhosts++;
     }
   }

@@ -17,7 +17,7 @@
 #include "config/yaml_doc.h"
 
 /* Config files are small; anything bigger is a mistake (or an attack on the loader). */
-#define CFG_MAX_FILE_BYTES (16u << 20)
+#define CFG_MAX_FILE_BYTES CFG_YAML_MAX_FILE
 
 static char *errs_or_nomem(struct cfg_yaml_errs *e, int rc) {
   char *t = cfg_yaml_errs_text(e);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #include "common/cut_err.h"
@@ -249,10 +250,17 @@ static int end_collection(struct builder *b) {
     n->pairs = cfg_arena_calloc(b->arena, n->npairs ? n->npairs : 1, sizeof *n->pairs);
     if (!n->pairs)
       goto nomem;
-    for (size_t i = 0; i < n->npairs; i++) {
-      n->pairs[i].key = f->kids[2 * i];
-      n->pairs[i].value = f->kids[2 * i + 1];
+    size_t k = 0;
+    for (size_t i = 0; i < f->n / 2; i++) {
+      /* A pair with a non-scalar key was reported in push_child; dropping
+       * it here lets every consumer rely on keys being strings. */
+      if (f->kids[2 * i]->type != CFG_YAML_SCALAR)
+        continue;
+      n->pairs[k].key = f->kids[2 * i];
+      n->pairs[k].value = f->kids[2 * i + 1];
+      k++;
     }
+    n->npairs = k;
     check_duplicates(b, n);
   } else {
     n->nitems = f->n;
@@ -518,6 +526,40 @@ int cfg_yaml_parse(struct cfg_yaml_doc **out, const char *data, size_t len, int 
   d->root = b.root;
   *out = d;
   return 0;
+}
+
+int cfg_yaml_parse_file(struct cfg_yaml_doc **out, const char *path, int flags,
+                        struct cfg_yaml_errs *errs) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    cfg_yaml_errs_add(errs, 0, 0, NULL, "cannot open: %s", strerror(errno));
+    return CUT_ERR_IO;
+  }
+  struct stat st;
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) ||
+      (uint64_t)st.st_size > CFG_YAML_MAX_FILE) {
+    cfg_yaml_errs_add(errs, 0, 0, NULL, "not a regular file of at most %u bytes",
+                      CFG_YAML_MAX_FILE);
+    fclose(f);
+    return CUT_ERR_IO;
+  }
+  size_t len = (size_t)st.st_size;
+  char *buf = malloc(len + 1);
+  if (!buf) {
+    fclose(f);
+    return CUT_ERR_NOMEM;
+  }
+  size_t got = fread(buf, 1, len, f);
+  int bad = ferror(f) || got != len;
+  fclose(f);
+  if (bad) {
+    free(buf);
+    cfg_yaml_errs_add(errs, 0, 0, NULL, "read error");
+    return CUT_ERR_IO;
+  }
+  int rc = cfg_yaml_parse(out, buf, len, flags, errs);
+  free(buf);
+  return rc;
 }
 
 void cfg_yaml_doc_free(struct cfg_yaml_doc *d) {

@@ -105,7 +105,8 @@ enum { CFG_YAML_SUBST_ENV = 1 << 0 };
  * substitutions), so that schema checks can report everything else in the
  * same run: check cfg_yaml_errs_count(errs) before trusting the result.
  * Affected nodes are marked `invalid`; a duplicate key keeps both pairs and
- * cfg_yaml_get finds the first. On a syntax error returns CUT_ERR_PARSE (only
+ * cfg_yaml_get finds the first; a pair whose key is not a scalar is dropped,
+ * so every key in the tree is a scalar. On a syntax error returns CUT_ERR_PARSE (only
  * the first syntax error can be reported: the parser cannot resynchronize),
  * on allocation failure CUT_ERR_NOMEM; *out is untouched then.
  * An empty document gives a NULL root.
@@ -113,6 +114,15 @@ enum { CFG_YAML_SUBST_ENV = 1 << 0 };
 int cfg_yaml_parse(struct cfg_yaml_doc **out, const char *data, size_t len, int flags,
                    struct cfg_yaml_errs *errs);
 void cfg_yaml_doc_free(struct cfg_yaml_doc *d);
+
+/*
+ * Reads the file `path` (at most CFG_YAML_MAX_FILE bytes) and parses it like
+ * cfg_yaml_parse. A file that cannot be read is reported to `errs` as
+ * "FILE: cannot open: reason" and returns CUT_ERR_IO.
+ */
+#define CFG_YAML_MAX_FILE (16u << 20)
+int cfg_yaml_parse_file(struct cfg_yaml_doc **out, const char *path, int flags,
+                        struct cfg_yaml_errs *errs);
 
 /* The document's root node (borrowed), or NULL for an empty document. */
 const struct cfg_yaml_node *cfg_yaml_root(const struct cfg_yaml_doc *d);

@@ -22,14 +22,15 @@ int alloc_version_parse(const char *s, size_t len, uint32_t v[3]) {
   for (int part = 0;; part++) {
     if (part == 3) return CUT_ERR_INVALID;
     size_t digits = 0;
-    uint32_t x = 0;
+    uint64_t x = 0;
     while (i < len && s[i] >= '0' && s[i] <= '9') {
-      if (++digits > 9) return CUT_ERR_INVALID;
-      x = x * 10u + (uint32_t)(s[i] - '0');
+      x = x * 10u + (uint64_t)(s[i] - '0');
+      if (x > UINT32_MAX) return CUT_ERR_INVALID;
+      digits++;
       i++;
     }
     if (digits == 0) return CUT_ERR_INVALID;
-    v[part] = x;
+    v[part] = (uint32_t)x;
     if (i == len || s[i] == '-' || s[i] == '+') return 0;
     if (s[i] != '.') return CUT_ERR_INVALID;
     i++;

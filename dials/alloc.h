@@ -30,10 +30,12 @@ enum alloc_verdict {
 const char *alloc_verdict_name(enum alloc_verdict v);
 
 /*
- * Parses an app version "8.2.13": one to three dot-separated decimal numbers
- * (each at most 9 digits), optionally followed by a suffix that starts with
- * '-' or '+' (ignored). Missing parts are 0. Surrounding blanks are not
- * allowed. Returns 0 or CUT_ERR_INVALID ("", "8.", "v8", "8.2.1.4", "8.x").
+ * Parses an app version "8.2.13" from a request attribute (not
+ * NUL-terminated, hence not cfg_parse_version, whose syntax it follows): one
+ * to three dot-separated decimal numbers (each at most 4294967295),
+ * optionally followed by a suffix that starts with '-' or '+' (ignored).
+ * Missing parts are 0. Surrounding blanks are not allowed. Returns 0 or
+ * CUT_ERR_INVALID ("", "8.", "v8", "8.2.1.4", "8.x").
  */
 int alloc_version_parse(const char *s, size_t len, uint32_t v[3]);
 

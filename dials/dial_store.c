@@ -302,14 +302,14 @@ static json_t *state_json(const struct dial_store *s) {
     json_decref(exps);
     return NULL;
   }
-  json_object_set_new(root, "version", json_integer(1));
+  if (json_object_set_new(root, "version", json_integer(1))) goto nomem;
   for (size_t i = 0; i < s->ndials; i++) {
     struct dial_entry *e = s->dials[i];
     if (!e->in_config) continue;
     json_t *d = json_pack("{s:I, s:I, s:o, s:o}", "ppm", (json_int_t)e->ppm, "config_ppm",
                           (json_int_t)e->cfg_ppm, "per_dc", dcs_json(&e->dcs), "config_per_dc",
                           dcs_json(&e->cfg_dcs));
-    json_object_set_new(dials, e->name, d);
+    if (!d || json_object_set_new(dials, e->name, d)) goto nomem;
   }
   for (size_t i = 0; i < s->nexps; i++) {
     struct exp_entry *e = s->exps[i];
@@ -319,12 +319,28 @@ static json_t *state_json(const struct dial_store *s) {
                           (json_int_t)e->stopped_at, "config_start", (json_int_t)e->cfg_start,
                           "config_end", (json_int_t)e->cfg_end, "config_autostart",
                           e->cfg_autostart > 0);
-    if (x && e->reason) json_object_set_new(x, "reason", json_string(e->reason));
-    json_object_set_new(exps, e->name, x);
+    if (x && e->reason && json_object_set_new(x, "reason", json_string(e->reason))) {
+      json_decref(x);
+      x = NULL;
+    }
+    if (!x || json_object_set_new(exps, e->name, x)) goto nomem;
   }
-  json_object_set_new(root, "dials", dials);
-  json_object_set_new(root, "experiments", exps);
+  if (json_object_set_new(root, "dials", dials)) {
+    dials = NULL;
+    goto nomem;
+  }
+  dials = NULL;
+  if (json_object_set_new(root, "experiments", exps)) {
+    exps = NULL;
+    goto nomem;
+  }
   return root;
+nomem:
+  /* A partial document must never be persisted: it would drop live values. */
+  json_decref(dials);
+  json_decref(exps);
+  json_decref(root);
+  return NULL;
 }
 
 static int persist(struct dial_store *s, char *err, size_t errlen) {

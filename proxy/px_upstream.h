@@ -39,7 +39,29 @@ typedef struct ssl_ctx_st SSL_CTX;
  *
  * Retries: an idempotent request whose connection failed before any request
  * byte was written is retried on another host up to backend.retries times;
- * never after bytes were sent.
+ * never after bytes were sent. (HTTP/2: a stream the server refused, by
+ * GOAWAY or REFUSED_STREAM, counts as never sent.)
+ *
+ * Details of the contract that the prototypes alone do not say:
+ *  - Every failure after px_exchange_start() returned 0 (no host, pool full,
+ *    connect, timeout...) is reported through on_done, from the event loop,
+ *    never from inside px_exchange_start() itself.
+ *  - on_response, on_body and on_trailers returning -1 is the same as calling
+ *    px_exchange_cancel(): no further callback, on_done included.
+ *    px_exchange_cancel() may also be called from inside any callback of the
+ *    exchange (and from on_done it is a no-op).
+ *  - After on_body returned PX_PAUSE no on_body comes until px_exchange_resume().
+ *    Responses to HEAD, and 204 / 304 responses, have no body callbacks.
+ *  - 1xx interim responses are dropped; on_response sees the final head.
+ *    Response heads carry no hop-by-hop headers.
+ *  - `cause` in on_done is valid for the duration of the call only.
+ *  - backend.timeout_ms runs from px_exchange_start() to the response head
+ *    (waiting for a connection slot and connecting included; restarted by
+ *    each px_exchange_send_body(), so a slow upload is not a slow backend),
+ *    and then between response bytes while the caller is not paused (a
+ *    stalled body ends in PX_FAIL_TIMEOUT with got_response = 1);
+ *    total_timeout_ms runs from start to the end of the response.
+ *  - px_pool_free() must not be called from inside a callback of that pool.
  */
 
 #define PX_PAUSE 1 /* returned by on_body: stop delivering until px_exchange_resume() */
@@ -77,7 +99,11 @@ struct px_exchange_cbs {
 };
 
 struct px_pool_opts {
-  SSL_CTX *tls;               /* client TLS context for protocol h2 (borrowed); NULL otherwise */
+  /* Client TLS context for protocol h2, or http1 with a tls block (borrowed);
+   * build it once with px_tls_client_ctx_new() (proxy/px_tls_client.h) and
+   * share it between workers. When NULL and the backend needs TLS, the pool
+   * builds (and owns) one from backend->tls. */
+  SSL_CTX *tls;
   struct evdns_base *dns;     /* for host names (borrowed); NULL = hosts must be IP literals */
   size_t body_watermark;      /* per exchange, request and response side; default 64 KiB */
 };
@@ -120,5 +146,29 @@ struct px_pool_stats {
   uint64_t timeouts, resets, retries;
 };
 void px_pool_stats(const struct px_pool *p, struct px_pool_stats *out);
+
+/*
+ * Per-host state, for health checks and outlier detection. Hosts are indexed
+ * like backend->hosts. The picker skips a host that is not healthy or whose
+ * ejection has not expired; when every host is skipped, backend.on_unhealthy
+ * decides: fail_open picks among all hosts, fail gives PX_FAIL_NO_HOST.
+ * Times are milliseconds of the pool's clock (px_pool_now_ms).
+ */
+struct px_host_stats {
+  uint32_t active;                       /* exchanges assigned to the host */
+  uint32_t connections;                  /* open or connecting */
+  uint32_t waiting;                      /* exchanges waiting for a connection slot */
+  uint32_t consecutive_5xx;              /* responses >= 500 in a row */
+  uint32_t consecutive_connect_failures; /* failed connects in a row */
+  int healthy;
+  uint64_t ejected_until_ms;             /* 0 = not ejected */
+};
+size_t px_pool_nhosts(const struct px_pool *p);
+/* Returns 0, or CUT_ERR_RANGE for a bad index. */
+int px_pool_host_stats(const struct px_pool *p, size_t i, struct px_host_stats *out);
+int px_pool_host_set_healthy(struct px_pool *p, size_t i, int healthy);
+int px_pool_host_eject(struct px_pool *p, size_t i, uint64_t until_ms);
+/* The pool's clock: wall-clock ms as cached by the event loop. */
+uint64_t px_pool_now_ms(struct px_pool *p);
 
 #endif

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "common/cut_err.h"
+#include "config/units.h"
 #include "dials/alloc.h"
 #include "dials/dial.h"
 #include "test_dial_fixture.h"
@@ -36,7 +37,7 @@ static void test_alloc_version_parse(void **state) {
   assert_int_equal(v[1], 3);
   assert_int_equal(alloc_version_parse("8.3+build7", 10, v), 0);
   static const char *bad[] = {"", "8.", ".8", "v8", "8.2.1.4", "8.x", "8..1", " 8.2",
-                              "8.2 ", "1234567890", "8.2-", "-1"};
+                              "8.2 ", "4294967296", "8.2-", "-1"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     int rc = alloc_version_parse(bad[i], strlen(bad[i]), v);
     /* "8.2-" has an empty suffix: still a version; everything else is malformed */
@@ -44,6 +45,21 @@ static void test_alloc_version_parse(void **state) {
       assert_int_equal(rc, 0);
     else
       assert_int_equal(rc, CUT_ERR_INVALID);
+  }
+}
+
+/* Request versions follow the config's own version syntax (config/units.h). */
+static void test_alloc_version_like_config(void **state) {
+  (void)state;
+  static const char *cases[] = {"8", "8.2", "8.2.13", "8.3.0-beta.1", "8+b", "0008.01",
+                                "4294967295.0.1", "4294967296", "", "8.", ".8", "v8",
+                                "8.2.1.4", "8.x", "8..1", " 8", "8 ", "8-", "8.2-rc"};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    uint32_t a[3] = {0}, b[3] = {0};
+    int ra = alloc_version_parse(cases[i], strlen(cases[i]), a);
+    int rb = cfg_parse_version(cases[i], b);
+    if ((ra == 0) != (rb == 0)) fail_msg("\"%s\": alloc %d, config %d", cases[i], ra, rb);
+    if (ra == 0) assert_memory_equal(a, b, sizeof a);
   }
 }
 
@@ -197,6 +213,7 @@ static void test_alloc_cell_vectors(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_alloc_version_parse),
+      cmocka_unit_test(test_alloc_version_like_config),
       cmocka_unit_test(test_alloc_version_range),
       cmocka_unit_test(test_alloc_restrictions),
       cmocka_unit_test(test_alloc_decide),

@@ -224,6 +224,32 @@ static void test_config_yaml_errs_cap(void **state) {
 }
 
 
+static void test_config_yaml_file(void **state) {
+  (void)state;
+  char path[] = "/tmp/cutover-test-yaml-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, "rules:\n  - x\n", 13), 13);
+  close(fd);
+  struct cfg_yaml_errs *e;
+  assert_int_equal(cfg_yaml_errs_new(&e, path), 0);
+  struct cfg_yaml_doc *d = NULL;
+  assert_int_equal(cfg_yaml_parse_file(&d, path, 0, e), 0);
+  assert_int_equal(cfg_yaml_errs_count(e), 0);
+  const struct cfg_yaml_node *rules = cfg_yaml_get(cfg_yaml_root(d), "rules");
+  assert_int_equal(rules->nitems, 1);
+  assert_int_equal(rules->items[0]->line, 2);
+  cfg_yaml_doc_free(d);
+  unlink(path);
+  assert_int_equal(cfg_yaml_parse_file(&d, path, 0, e), CUT_ERR_IO);
+  char *t = cfg_yaml_errs_text(e);
+  char want[128];
+  snprintf(want, sizeof want, "%s: cannot open: No such file or directory\n", path);
+  assert_string_equal(t, want);
+  free(t);
+  cfg_yaml_errs_free(e);
+}
+
 static void test_config_yaml_errs_oneline(void **state) {
   (void)state;
   struct cfg_yaml_doc *d = NULL;
@@ -557,6 +583,15 @@ static void test_config_error_missing(void **state) {
                 "t.yaml:3:11: routes[0].name: missing required key \"name\"\n");
 }
 
+static void test_config_error_null_items(void **state) {
+  (void)state;
+  expect_errors("listeners: [ { name: p, listen: \"127.0.0.1:8080\" } ]\n"
+                "backends: { a: { hosts: [ ~ ] } }\n"
+                "routes: [ { name: r, backend: a, match: { methods: [GET, ~] } } ]\n",
+                "t.yaml:2:27: backends.a.hosts[0]: expected host:port, got null\n"
+                "t.yaml:3:58: routes[0].match.methods[1]: expected a string, got null\n");
+}
+
 static void test_config_error_many(void **state) {
   (void)state;
   /* Every error of the file is reported, in file order, not only the first. */
@@ -809,13 +844,13 @@ int main(void) {
       cmocka_unit_test(test_config_yaml_positions), cmocka_unit_test(test_config_yaml_rejects),
       cmocka_unit_test(test_config_yaml_subst),     cmocka_unit_test(test_config_yaml_suggest),
       cmocka_unit_test(test_config_yaml_readers),   cmocka_unit_test(test_config_yaml_errs_cap),
-      cmocka_unit_test(test_config_yaml_errs_oneline),
+      cmocka_unit_test(test_config_yaml_errs_oneline), cmocka_unit_test(test_config_yaml_file),
       cmocka_unit_test(test_config_example),        cmocka_unit_test(test_config_defaults),
       cmocka_unit_test(test_config_error_unknown_key), cmocka_unit_test(test_config_error_type),
       cmocka_unit_test(test_config_error_percent),  cmocka_unit_test(test_config_error_unit),
       cmocka_unit_test(test_config_error_address),  cmocka_unit_test(test_config_error_reference),
       cmocka_unit_test(test_config_error_duplicate), cmocka_unit_test(test_config_error_rules),
-      cmocka_unit_test(test_config_error_missing),  cmocka_unit_test(test_config_error_many),
+      cmocka_unit_test(test_config_error_missing),  cmocka_unit_test(test_config_error_null_items),  cmocka_unit_test(test_config_error_many),
       cmocka_unit_test(test_config_error_yaml_and_schema),
       cmocka_unit_test(test_config_subst),          cmocka_unit_test(test_config_print_roundtrip),
       cmocka_unit_test(test_config_load_io),        cmocka_unit_test(test_config_cmd),        cmocka_unit_test(test_config_refcount),

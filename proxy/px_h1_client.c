@@ -1,0 +1,400 @@
+/* px_h1_client: HTTP/1.1 exchanges on a keep-alive upstream connection (http-parser for responses). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/cut_err.h"
+#include "proxy/px_upstream_int.h"
+
+#define H1_MAX_HEADER_BYTES (64u * 1024u)
+
+static int on_message_begin_cb(http_parser *hp);
+static int on_header_field_cb(http_parser *hp, const char *at, size_t len);
+static int on_header_value_cb(http_parser *hp, const char *at, size_t len);
+static int on_headers_complete_cb(http_parser *hp);
+static int on_body_cb(http_parser *hp, const char *at, size_t len);
+static int on_message_complete_cb(http_parser *hp);
+
+static const http_parser_settings h1_settings = {
+    .on_message_begin = on_message_begin_cb,
+    .on_header_field = on_header_field_cb,
+    .on_header_value = on_header_value_cb,
+    .on_headers_complete = on_headers_complete_cb,
+    .on_body = on_body_cb,
+    .on_message_complete = on_message_complete_cb,
+};
+
+void px_h1_init(struct px_conn *c) {
+  http_parser_init(&c->parser, HTTP_RESPONSE);
+  c->parser.data = c;
+}
+
+/* ---------------------------------------------------------------- request */
+
+static int skip_request_header(const struct px_header *f) {
+  if (px_header_is_hop(f->name, f->namelen))
+    return 1;
+  return strcmp(f->name, "host") == 0 || strcmp(f->name, "content-length") == 0 ||
+         strcmp(f->name, "te") == 0;
+}
+
+static int method_wants_length(const char *m) {
+  return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
+}
+
+/* Serializes the head into the output in one reservation (no intermediate copies). */
+static int write_head(struct px_conn *c, struct px_exchange *x) {
+  const struct px_request_head *h = &x->head;
+  const struct cfg_backend *be = c->pool->be;
+  const char *host = be->host_header ? be->host_header
+                     : h->authority  ? h->authority
+                                     : c->host->name;
+  char framing[64];
+  int flen = 0;
+  x->chunked = 0;
+  if (x->has_body && h->content_length >= 0)
+    flen = snprintf(framing, sizeof framing, "content-length: %lld\r\n",
+                    (long long)h->content_length);
+  else if (x->has_body) {
+    flen = snprintf(framing, sizeof framing, "transfer-encoding: chunked\r\n");
+    x->chunked = 1;
+  } else if (method_wants_length(h->method))
+    flen = snprintf(framing, sizeof framing, "content-length: 0\r\n");
+  size_t ml = strlen(h->method), pl = strlen(h->path), hl = strlen(host);
+  size_t total = ml + 1 + pl + 11 + 6 + hl + 2 + (size_t)flen + 2;
+  for (size_t i = 0; i < h->headers.n; i++)
+    if (!skip_request_header(&h->headers.v[i]))
+      total += h->headers.v[i].namelen + 2 + h->headers.v[i].valuelen + 2;
+  struct evbuffer *out = bufferevent_get_output(c->bev);
+  struct evbuffer_iovec v;
+  if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) < 1)
+    return CUT_ERR_NOMEM;
+  char *p = v.iov_base;
+#define PUT(s, n)                                                                                  \
+  do {                                                                                             \
+    memcpy(p, (s), (n));                                                                           \
+    p += (n);                                                                                      \
+  } while (0)
+  PUT(h->method, ml);
+  *p++ = ' ';
+  PUT(h->path, pl);
+  PUT(" HTTP/1.1\r\nhost: ", 17);
+  PUT(host, hl);
+  PUT("\r\n", 2);
+  for (size_t i = 0; i < h->headers.n; i++) {
+    const struct px_header *f = &h->headers.v[i];
+    if (skip_request_header(f))
+      continue;
+    PUT(f->name, f->namelen);
+    PUT(": ", 2);
+    PUT(f->value, f->valuelen);
+    PUT("\r\n", 2);
+  }
+  PUT(framing, (size_t)flen);
+  PUT("\r\n", 2);
+#undef PUT
+  v.iov_len = total;
+  return evbuffer_commit_space(out, &v, 1);
+}
+
+/* Moves buffered body bytes (and the end of the body) onto the connection. */
+void px_h1_send_body(struct px_exchange *x) {
+  struct px_conn *c = x->conn;
+  if (!c || x->body_flushed)
+    return;
+  struct evbuffer *out = bufferevent_get_output(c->bev);
+  size_t n = x->reqbuf ? evbuffer_get_length(x->reqbuf) : 0;
+  if (n) {
+    x->body_consumed = 1;
+    if (x->chunked)
+      evbuffer_add_printf(out, "%zx\r\n", n);
+    evbuffer_add_buffer(out, x->reqbuf);
+    if (x->chunked)
+      evbuffer_add(out, "\r\n", 2);
+  }
+  if (x->body_ended) {
+    if (x->chunked) {
+      evbuffer_add(out, "0\r\n", 3);
+      for (size_t i = 0; i < x->req_trailers.n; i++) {
+        const struct px_header *f = &x->req_trailers.v[i];
+        evbuffer_add(out, f->name, f->namelen);
+        evbuffer_add(out, ": ", 2);
+        evbuffer_add(out, f->value, f->valuelen);
+        evbuffer_add(out, "\r\n", 2);
+      }
+      evbuffer_add(out, "\r\n", 2);
+    }
+    x->body_flushed = 1;
+  }
+}
+
+int px_h1_dispatch(struct px_conn *c, struct px_exchange *x) {
+  evtimer_del(c->timer);
+  c->x = x;
+  x->conn = c;
+  x->state = XS_ACTIVE;
+  TAILQ_INSERT_TAIL(&c->active, x, clink);
+  http_parser_init(&c->parser, HTTP_RESPONSE);
+  c->parser.data = c;
+  c->h1_paused = c->h1_msg_done = c->h1_skip = c->h1_in_trailers = c->h1_eof = 0;
+  c->h1_hdr_state = 0;
+  if (write_head(c, x) < 0) {
+    x->bytes_sent = 0;
+    px_x_conn_failed(x, PX_FAIL_PROTOCOL, "out of memory writing the request");
+    return CUT_ERR_NOMEM;
+  }
+  x->bytes_sent = 1;
+  px_h1_send_body(x);
+  bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+  return 0;
+}
+
+/* Called by x_unlink: the exchange leaves a connection that is mid-exchange,
+ * so the connection cannot carry another one. */
+void px_h1_detach(struct px_exchange *x) {
+  struct px_conn *c = x->conn;
+  TAILQ_REMOVE(&c->active, x, clink);
+  c->x = NULL;
+  x->conn = NULL;
+  px_conn_close(c);
+}
+
+/* ---------------------------------------------------------------- response */
+
+static int hbuf_append(struct px_conn *c, const char *at, size_t len) {
+  size_t used = c->hname_len + c->hval_len;
+  if (used + len > H1_MAX_HEADER_BYTES)
+    return -1;
+  if (used + len + 1 > c->hcap) {
+    size_t cap = c->hcap ? c->hcap : 256;
+    while (cap < used + len + 1)
+      cap *= 2;
+    char *b = realloc(c->hbuf, cap);
+    if (!b)
+      return -1;
+    c->hbuf = b;
+    c->hcap = cap;
+  }
+  memcpy(c->hbuf + used, at, len);
+  return 0;
+}
+
+static int commit_header(struct px_conn *c) {
+  struct px_exchange *x = c->x;
+  if (c->h1_hdr_state != 2)
+    return 0;
+  c->h1_hdr_state = 0;
+  const char *name = c->hbuf, *value = c->hbuf + c->hname_len;
+  size_t nl = c->hname_len, vl = c->hval_len;
+  c->hname_len = c->hval_len = 0;
+  if (c->h1_skip)
+    return 0;
+  struct px_headers *dst = c->h1_in_trailers ? &x->resp_trailers : &x->resp.headers;
+  if (!c->h1_in_trailers && px_header_is_hop(name, nl))
+    return 0;
+  if (dst->bytes + nl + vl > H1_MAX_HEADER_BYTES)
+    return -1;
+  return px_headers_add(dst, name, nl, value, vl) < 0 ? -1 : 0;
+}
+
+static int on_message_begin_cb(http_parser *hp) {
+  struct px_conn *c = hp->data;
+  c->h1_hdr_state = 0;
+  c->hname_len = c->hval_len = 0;
+  c->h1_in_trailers = 0;
+  return 0;
+}
+
+static int on_header_field_cb(http_parser *hp, const char *at, size_t len) {
+  struct px_conn *c = hp->data;
+  if (c->h1_hdr_state == 2 && commit_header(c) < 0)
+    return -1;
+  c->h1_hdr_state = 1;
+  if (hbuf_append(c, at, len) < 0)
+    return -1;
+  c->hname_len += len;
+  return 0;
+}
+
+static int on_header_value_cb(http_parser *hp, const char *at, size_t len) {
+  struct px_conn *c = hp->data;
+  c->h1_hdr_state = 2;
+  if (hbuf_append(c, at, len) < 0)
+    return -1;
+  c->hval_len += len;
+  return 0;
+}
+
+static int on_headers_complete_cb(http_parser *hp) {
+  struct px_conn *c = hp->data;
+  struct px_exchange *x = c->x;
+  if (commit_header(c) < 0)
+    return -1;
+  int status = (int)hp->status_code;
+  if (status >= 100 && status < 200) {
+    if (status == 101)
+      return -1; /* we never ask for an upgrade */
+    c->h1_skip = 1; /* interim response: dropped, the final one follows */
+    return 0;
+  }
+  c->h1_in_trailers = 1; /* any header after this point is a trailer */
+  x->resp.status = status;
+  if (hp->flags & F_CHUNKED)
+    x->resp.content_length = -1;
+  else if (hp->content_length != ULLONG_MAX)
+    x->resp.content_length = (int64_t)hp->content_length;
+  else
+    x->resp.content_length = -1;
+  if (x->is_head || status == 204 || status == 304)
+    x->resp.content_length = x->is_head ? x->resp.content_length : 0;
+  if (px_x_response(x) < 0)
+    return -1;
+  /* No body after HEAD, 204 or 304, whatever the framing headers say. */
+  return x->is_head || status == 204 || status == 304 ? 1 : 0;
+}
+
+static int on_body_cb(http_parser *hp, const char *at, size_t len) {
+  struct px_conn *c = hp->data;
+  int rv = px_x_body(c->x, (const uint8_t *)at, len);
+  if (rv < 0)
+    return -1;
+  if (rv == PX_PAUSE)
+    http_parser_pause(hp, 1);
+  return 0;
+}
+
+static int on_message_complete_cb(http_parser *hp) {
+  struct px_conn *c = hp->data;
+  struct px_exchange *x = c->x;
+  if (c->h1_skip) {
+    c->h1_skip = 0;
+    px_headers_clear(&x->resp.headers);
+    return 0;
+  }
+  if (commit_header(c) < 0)
+    return -1;
+  if (x->resp_trailers.n && px_x_trailers(x, &x->resp_trailers) < 0)
+    return -1;
+  c->h1_msg_done = 1;
+  http_parser_pause(hp, 1); /* stop exactly at the end of this response */
+  return 0;
+}
+
+/* The response is complete: reuse the connection when the exchange was well
+ * framed both ways, then report. */
+static void h1_complete(struct px_conn *c) {
+  struct px_exchange *x = c->x;
+  struct evbuffer *in = bufferevent_get_input(c->bev);
+  int keep = http_should_keep_alive(&c->parser) && x->body_flushed &&
+             evbuffer_get_length(in) == 0 && !c->closing && !c->h1_eof;
+  TAILQ_REMOVE(&c->active, x, clink);
+  if (x->in_kickq) {
+    TAILQ_REMOVE(&c->kickq, x, klink);
+    x->in_kickq = 0;
+  }
+  c->x = NULL;
+  x->conn = NULL;
+  x->state = XS_NEW;
+  c->served++;
+  c->h1_msg_done = 0;
+  http_parser_init(&c->parser, HTTP_RESPONSE);
+  c->parser.data = c;
+  if (keep)
+    px_conn_idle(c);
+  else
+    px_conn_close(c);
+  px_x_finish(x, 0, PX_FAIL_NONE, NULL);
+}
+
+static void h1_protocol_error(struct px_conn *c, const char *what) {
+  struct px_exchange *x = c->x;
+  char cause[400];
+  snprintf(cause, sizeof cause, "%s sent a bad HTTP/1.1 response: %s", c->host->name, what);
+  TAILQ_REMOVE(&c->active, x, clink);
+  c->x = NULL;
+  x->conn = NULL;
+  x->state = XS_NEW;
+  px_conn_close(c);
+  px_x_finish(x, CUT_ERR_PROTO, PX_FAIL_PROTOCOL, cause);
+}
+
+void px_h1_read(struct px_conn *c) {
+  struct evbuffer *in = bufferevent_get_input(c->bev);
+  c->in_io++;
+  while (!c->closing && c->x && !c->h1_paused) {
+    size_t n = evbuffer_get_contiguous_space(in);
+    if (n == 0)
+      break;
+    const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+    size_t parsed = http_parser_execute(&c->parser, &h1_settings, data, n);
+    evbuffer_drain(in, parsed);
+    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    if (c->closing || !c->x)
+      break; /* the caller cancelled the exchange from a callback */
+    if (e == HPE_PAUSED) {
+      if (c->h1_msg_done) {
+        http_parser_pause(&c->parser, 0);
+        h1_complete(c);
+        continue;
+      }
+      c->h1_paused = 1;
+      bufferevent_disable(c->bev, EV_READ);
+      break;
+    }
+    if (e != HPE_OK) {
+      h1_protocol_error(c, http_errno_description(e));
+      break;
+    }
+  }
+  if (!c->closing && !c->x && c->state == CONN_READY && evbuffer_get_length(in) > 0)
+    c->closing = 1; /* bytes nobody asked for: the connection is out of sync */
+  c->in_io--;
+  if (c->closing) {
+    px_conn_close(c);
+    return;
+  }
+  if (c->h1_eof && !c->h1_paused)
+    px_h1_eof(c, 0);
+}
+
+void px_h1_eof(struct px_conn *c, int error) {
+  struct px_exchange *x = c->x;
+  if (!x) {
+    px_conn_close(c);
+    return;
+  }
+  if (c->h1_paused && !error) {
+    c->h1_eof = 1; /* deliver what is buffered first */
+    return;
+  }
+  c->h1_eof = 1;
+  if (!error && x->got_response && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
+    /* A close-delimited body ends here; anything else ends in an error. */
+    c->in_io++;
+    http_parser_execute(&c->parser, &h1_settings, NULL, 0);
+    c->in_io--;
+    if (c->x && c->h1_msg_done) {
+      http_parser_pause(&c->parser, 0);
+      h1_complete(c);
+      return;
+    }
+    if (!c->x) { /* cancelled from a callback */
+      px_conn_close(c);
+      return;
+    }
+  }
+  char cause[400];
+  snprintf(cause, sizeof cause, "%s closed the connection %s", c->host->name,
+           x->got_response ? "mid-response" : "before responding");
+  TAILQ_REMOVE(&c->active, x, clink);
+  c->x = NULL;
+  x->conn = NULL;
+  x->state = XS_NEW;
+  px_conn_close(c);
+  /* A stale keep-alive connection gives no answer; the request went out, so
+   * it is not retried (the rule is: never after bytes were sent). */
+  px_x_finish(x, CUT_ERR_CLOSED, PX_FAIL_RESET, cause);
+}

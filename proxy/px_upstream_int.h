@@ -1,0 +1,211 @@
+/* px_upstream_int: the pool's internal types, shared by the pool, the HTTP/1.1 and HTTP/2 clients and tests. */
+#ifndef CUT_PX_UPSTREAM_INT_H
+#define CUT_PX_UPSTREAM_INT_H
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <http_parser.h>
+#include <nghttp2/nghttp2.h>
+
+#include "proxy/px_upstream.h"
+
+/*
+ * Object graph (all on one worker thread):
+ *
+ *   px_pool ──< px_host ──< px_conn ──< px_exchange (h1: at most one; h2: one per stream)
+ *                  └── waitq: exchanges that picked this host while every
+ *                      connection slot was busy (bounded)
+ *
+ * An exchange is in exactly one of these places: the host's wait queue, a
+ * connecting connection's `waiters`, a ready connection (h1: conn->x; h2: a
+ * stream), or nowhere (finished, between retries).
+ */
+
+#define PX_WAITQ_MAX 1024u /* per host: exchanges waiting for a connection slot */
+#define PX_H2_WINDOW (256u * 1024u) /* per-stream receive window we advertise */
+#define PX_OUT_HIGH (64u * 1024u)   /* stop producing into a connection's output above this */
+
+enum px_conn_state { CONN_CONNECTING, CONN_READY, CONN_DEAD };
+
+struct px_exchange;
+TAILQ_HEAD(px_xq, px_exchange);
+struct px_conn;
+TAILQ_HEAD(px_connq, px_conn);
+
+struct px_host {
+  struct px_pool *pool;
+  const struct cfg_addr *addr;        /* borrowed from the backend config */
+  char name[300];                     /* "host:port" */
+  struct sockaddr_storage sa;         /* for IP literals */
+  int salen;                          /* 0 when the host is a DNS name */
+  uint32_t active;                    /* exchanges assigned to this host (least request) */
+  uint32_t nconns;                    /* open or connecting connections */
+  struct px_connq conns;              /* every connection */
+  struct px_connq idle;               /* h1: connections with no exchange, newest first */
+  struct px_xq waitq;
+  uint32_t nwait;
+  /* Health and outlier hooks: the picker skips a host that is not healthy or
+   * whose ejection lasts; the counters are kept here for the outlier detector. */
+  int healthy;                        /* 1 unless an active health check says otherwise */
+  uint64_t ejected_until_ms;          /* px_now_ms clock; 0 = not ejected */
+  uint32_t consecutive_5xx;
+  uint32_t consecutive_connect_failures;
+};
+
+struct px_conn {
+  struct px_pool *pool;
+  struct px_host *host;
+  struct bufferevent *bev;
+  enum px_conn_state state;
+  int is_h2;
+  int in_io;                          /* inside our own read/event processing */
+  int closing;                        /* teardown requested while in_io */
+  TAILQ_ENTRY(px_conn) link;          /* host->conns */
+  TAILQ_ENTRY(px_conn) idle_link;     /* host->idle */
+  int in_idle;
+  struct event *timer;                /* connect, then idle */
+  struct event *kick;                 /* deferred re-processing (resume, drain) */
+  struct px_xq waiters;               /* exchanges waiting for the connect */
+  struct px_xq active;                /* exchanges on this connection (x->clink) */
+  struct px_xq kickq;                 /* exchanges with deferred work (x->klink) */
+  uint64_t served;                    /* exchanges completed on this connection */
+  /* HTTP/1.1 */
+  http_parser parser;
+  struct px_exchange *x;              /* the exchange in progress */
+  int h1_paused;                      /* parser paused by backpressure */
+  int h1_msg_done;                    /* on_message_complete seen for x */
+  int h1_in_trailers;
+  int h1_hdr_state;                   /* 0 none, 1 in field, 2 in value */
+  int h1_skip;                        /* skipping a 1xx head */
+  int h1_eof;                         /* EOF seen while the parser was paused */
+  char *hbuf;                         /* header name then value being accumulated */
+  size_t hname_len, hval_len, hcap;
+  /* HTTP/2 */
+  nghttp2_session *h2;
+  uint32_t nstreams;                  /* open streams */
+  uint32_t peer_max_streams;          /* SETTINGS_MAX_CONCURRENT_STREAMS */
+  int goaway;                         /* no new streams */
+  int32_t goaway_last_id;
+};
+
+enum px_xstate {
+  XS_NEW,         /* not yet placed */
+  XS_WAITQ,       /* in host->waitq */
+  XS_CONNECTING,  /* in conn->waiters */
+  XS_ACTIVE,      /* on a connection */
+  XS_DRAINING,    /* h2: response complete, connection gone, paused caller still has data */
+  XS_DONE,
+};
+
+struct px_exchange {
+  struct px_pool *pool;
+  struct px_request_head head;
+  struct px_exchange_cbs cbs;
+  void *ud;
+  enum px_xstate state;
+  struct px_host *host;
+  struct px_conn *conn;
+  TAILQ_ENTRY(px_exchange) link;      /* waitq or conn->waiters */
+  TAILQ_ENTRY(px_exchange) clink;     /* conn->active */
+  TAILQ_ENTRY(px_exchange) klink;     /* conn->kickq */
+  TAILQ_ENTRY(px_exchange) alink;     /* pool->all */
+  int in_kickq, k_resume, k_drain;
+  int deferred_fail;                  /* timer fires to report a failure found at start */
+  enum px_fail dfail;
+  int32_t stream_id;
+  int has_body;
+  int body_ended;                     /* px_exchange_end_body called */
+  int body_flushed;                   /* end of request written to the connection */
+  int chunked;                        /* h1 request body framed as chunked */
+  struct px_headers req_trailers;
+  struct evbuffer *reqbuf;            /* request body not yet on a connection (has_body only) */
+  int want_drain;                     /* send_body said FULL */
+  int bytes_sent;                     /* a request byte reached a connection */
+  int got_response;
+  int paused;                         /* on_body said PX_PAUSE */
+  int is_head;
+  int idempotent;
+  uint32_t attempts;
+  struct px_host *failed_host;        /* avoid on retry */
+  int in_cb;                          /* inside a user callback */
+  int cancelled;
+  int counted_active;
+  struct event *timer;                /* = &timer_ev */
+  struct event timer_ev;              /* embedded: no allocation per exchange */
+  char *head_mem;                     /* one block holding head's strings and fields */
+  uint64_t start_ms;
+  uint64_t last_rx_ms;                /* last response byte handed to the caller */
+  uint64_t last_tx_ms;                /* last request body bytes from the caller */
+  struct px_response_head resp;
+  struct evbuffer *h2_pending;        /* h2: DATA received while paused */
+  size_t h2_unconsumed;               /* h2: bytes not yet given back to the window */
+  int h2_closed;                      /* h2: stream closed, waiting to deliver pending data */
+  uint32_t h2_error_code;
+  struct px_headers resp_trailers;
+  int body_consumed;                  /* some request body left reqbuf for a connection */
+  int h2_remote_end;                  /* h2: END_STREAM received */
+  int drain_kick;                     /* XS_DRAINING: deliver pending data from the timer */
+  char cause[400];
+};
+
+struct px_pool {
+  struct event_base *base;
+  const struct cfg_backend *be;
+  struct px_pool_opts opts;
+  SSL_CTX *own_tls;                   /* built from be->tls when opts.tls is NULL */
+  struct px_host *hosts;
+  size_t nhosts;
+  size_t rr;
+  struct px_pool_stats stats;
+  size_t watermark;
+  struct px_xq all;                   /* every live exchange */
+};
+
+/* --- pool (px_upstream.c), used by the clients --- */
+uint64_t px_now_ms(struct px_pool *p);
+/* A user callback wrapper set: each returns 0 to continue, PX_PAUSE, or -1 when
+ * the exchange is gone (cancelled by the caller); then touch x no more. */
+int px_x_response(struct px_exchange *x);
+int px_x_body(struct px_exchange *x, const uint8_t *data, size_t len);
+int px_x_trailers(struct px_exchange *x, const struct px_headers *t);
+void px_x_request_drained(struct px_exchange *x);
+/* Ends the exchange: on_done and free (or retry when allowed). */
+void px_x_finish(struct px_exchange *x, int err, enum px_fail fail, const char *cause);
+/* The connection failed before (or while) serving x: retry or finish. */
+void px_x_conn_failed(struct px_exchange *x, enum px_fail fail, const char *cause);
+/* A connection is ready or a slot freed: hand waiting exchanges to it. */
+void px_host_slot_free(struct px_host *h);
+/* Connection lifecycle. */
+void px_conn_close(struct px_conn *c);
+void px_conn_fail_all(struct px_conn *c, enum px_fail fail, const char *cause);
+void px_conn_idle(struct px_conn *c);
+void px_conn_kick(struct px_conn *c, struct px_exchange *x, int resume, int drain);
+void px_x_got_first_byte(struct px_exchange *x);
+
+/* --- HTTP/1.1 client (px_h1_client.c) --- */
+void px_h1_init(struct px_conn *c);
+/* Writes x's head (and buffered body) to the ready connection c. */
+int px_h1_dispatch(struct px_conn *c, struct px_exchange *x);
+void px_h1_read(struct px_conn *c);
+void px_h1_send_body(struct px_exchange *x);
+void px_h1_detach(struct px_exchange *x);
+void px_h1_eof(struct px_conn *c, int error);
+
+/* --- HTTP/2 client (px_h2_client.c) --- */
+int px_h2_init(struct px_conn *c);
+int px_h2_dispatch(struct px_conn *c, struct px_exchange *x);
+void px_h2_read(struct px_conn *c);
+void px_h2_write(struct px_conn *c);
+void px_h2_send_body(struct px_exchange *x);
+/* Returns -1 when x is gone (finished or cancelled), else 0. */
+int px_h2_resume(struct px_exchange *x);
+void px_h2_detach(struct px_exchange *x);
+int px_h2_can_take(const struct px_conn *c);
+void px_h2_free(struct px_conn *c);
+
+#endif

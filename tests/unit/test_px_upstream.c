@@ -1,0 +1,1348 @@
+/* Unit tests for proxy/px_upstream: real exchanges over loopback against in-process backends
+ * (libevent's evhttp, a scripted raw TCP server, and a small nghttp2 server, cleartext or TLS). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include "common/cut_err.h"
+#include "proxy/px_upstream.h"
+#include "proxy/px_upstream_int.h"
+
+/* ------------------------------------------------------------------ harness */
+
+static struct event_base *g_base;
+static int g_outstanding;
+
+struct res {
+  int done, err, got_response, status;
+  enum px_fail fail;
+  char cause[256];
+  size_t body_len;
+  int pause_on_first;   /* on_body returns PX_PAUSE the first time */
+  int paused;
+  int ntrailers;
+  char trailer[64];
+  char body[256];       /* first bytes of the body */
+  struct px_exchange *x;
+};
+
+static int on_response_cb(struct px_exchange *x, const struct px_response_head *head,
+                          void *user_data) {
+  struct res *r = user_data;
+  r->status = head->status;
+  return 0;
+}
+
+static int on_body_cb(struct px_exchange *x, const uint8_t *data, size_t len, void *user_data) {
+  struct res *r = user_data;
+  if (r->body_len < sizeof r->body - 1) {
+    size_t n = len < sizeof r->body - 1 - r->body_len ? len : sizeof r->body - 1 - r->body_len;
+    memcpy(r->body + r->body_len, data, n);
+  }
+  r->body_len += len;
+  if (r->pause_on_first && !r->paused) {
+    r->paused = 1;
+    return PX_PAUSE;
+  }
+  return 0;
+}
+
+static int on_trailers_cb(struct px_exchange *x, const struct px_headers *t, void *user_data) {
+  struct res *r = user_data;
+  r->ntrailers = (int)t->n;
+  if (t->n)
+    snprintf(r->trailer, sizeof r->trailer, "%s=%s", t->v[0].name, t->v[0].value);
+  return 0;
+}
+
+static void on_done_cb(struct px_exchange *x, int err, enum px_fail fail, const char *cause,
+                       int got_response, void *user_data) {
+  struct res *r = user_data;
+  r->done = 1;
+  r->err = err;
+  r->fail = fail;
+  r->got_response = got_response;
+  r->x = NULL;
+  snprintf(r->cause, sizeof r->cause, "%s", cause ? cause : "");
+  if (--g_outstanding <= 0)
+    event_base_loopbreak(g_base);
+}
+
+static const struct px_exchange_cbs g_cbs = {on_response_cb, on_body_cb, on_trailers_cb,
+                                             on_done_cb, NULL};
+
+static void safety_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd, (void)what, (void)arg;
+  event_base_loopbreak(g_base);
+}
+
+/* Runs the loop until every started exchange is done (or 5 s passed). */
+static void run_all(int n) {
+  g_outstanding = n;
+  struct event *t = evtimer_new(g_base, safety_cb, NULL);
+  struct timeval tv = {5, 0};
+  evtimer_add(t, &tv);
+  event_base_dispatch(g_base);
+  event_free(t);
+  assert_true(g_outstanding <= 0);
+}
+
+static void run_for_ms(int ms) {
+  struct event *t = evtimer_new(g_base, safety_cb, NULL);
+  struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+  evtimer_add(t, &tv);
+  event_base_dispatch(g_base);
+  event_free(t);
+}
+
+static struct cfg_addr g_addrs[4];
+static struct cfg_backend g_be;
+
+static void backend_init(enum cfg_protocol proto, int nports, const int *ports) {
+  memset(&g_be, 0, sizeof g_be);
+  memset(g_addrs, 0, sizeof g_addrs);
+  for (int i = 0; i < nports; i++) {
+    g_addrs[i].host = "127.0.0.1";
+    g_addrs[i].port = (uint16_t)ports[i];
+  }
+  g_be.name = "test";
+  g_be.hosts = g_addrs;
+  g_be.nhosts = (size_t)nports;
+  g_be.protocol = proto;
+  g_be.connect_timeout_ms = 1000;
+  g_be.timeout_ms = 3000;
+  g_be.idle_timeout_ms = 60000;
+  g_be.max_connections = 8;
+  g_be.max_streams = 100;
+  g_be.retries = 1;
+  g_be.tls.verify = 1;
+}
+
+static struct px_pool *pool_new(void) {
+  struct px_pool *p = NULL;
+  char err[256] = "";
+  struct px_pool_opts o = {.body_watermark = 64 * 1024};
+  int rv = px_pool_new(&p, g_base, &g_be, &o, err, sizeof err);
+  if (rv)
+    fprintf(stderr, "px_pool_new: %s\n", err);
+  assert_int_equal(rv, 0);
+  return p;
+}
+
+static void req_init(struct px_request_head *h, const char *method, const char *path) {
+  memset(h, 0, sizeof *h);
+  h->method = (char *)method;
+  h->scheme = "http";
+  h->authority = "backend.test";
+  h->path = (char *)path;
+  h->content_length = -1;
+}
+
+static struct px_exchange *start(struct px_pool *p, const char *method, const char *path,
+                                 int has_body, struct res *r) {
+  struct px_request_head h;
+  req_init(&h, method, path);
+  struct px_exchange *x = NULL;
+  assert_int_equal(px_exchange_start(p, &h, has_body, &g_cbs, r, &x), 0);
+  r->x = x;
+  return x;
+}
+
+static int bound_port(evutil_socket_t fd) {
+  struct sockaddr_in sin;
+  socklen_t len = sizeof sin;
+  getsockname(fd, (struct sockaddr *)&sin, &len);
+  return ntohs(sin.sin_port);
+}
+
+/* A port where nothing listens: bound then closed. */
+static int closed_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  bind(fd, (struct sockaddr *)&sin, sizeof sin);
+  int port = bound_port(fd);
+  close(fd);
+  return port;
+}
+
+/* ------------------------------------------------------------------ evhttp backend */
+
+struct h1srv {
+  struct evhttp *http;
+  int port;
+  int requests;
+  struct evhttp_connection *conns[64];
+  int nconns;
+  size_t body_bytes;
+  struct evhttp_request *held;
+};
+static struct h1srv g_h1;
+
+static void h1_gencb(struct evhttp_request *req, void *arg) {
+  struct h1srv *s = arg;
+  s->requests++;
+  struct evhttp_connection *ec = evhttp_request_get_connection(req);
+  int seen = 0;
+  for (int i = 0; i < s->nconns; i++)
+    seen |= s->conns[i] == ec;
+  if (!seen && s->nconns < 64)
+    s->conns[s->nconns++] = ec;
+  const char *uri = evhttp_request_get_uri(req);
+  struct evbuffer *out = evbuffer_new();
+  if (strcmp(uri, "/hello") == 0) {
+    evbuffer_add_printf(out, "hello from h1");
+    evhttp_send_reply(req, 200, "OK", out);
+  } else if (strcmp(uri, "/chunked") == 0) {
+    evhttp_send_reply_start(req, 200, "OK");
+    for (int i = 0; i < 3; i++) {
+      evbuffer_add_printf(out, "part%d;", i);
+      evhttp_send_reply_chunk(req, out);
+    }
+    evhttp_send_reply_end(req);
+  } else if (strcmp(uri, "/big") == 0) {
+    static char blk[64 * 1024];
+    memset(blk, 'b', sizeof blk);
+    for (int i = 0; i < 128; i++) /* 8 MiB */
+      evbuffer_add(out, blk, sizeof blk);
+    evhttp_send_reply(req, 200, "OK", out);
+  } else if (strcmp(uri, "/echo") == 0) {
+    size_t n = evbuffer_get_length(evhttp_request_get_input_buffer(req));
+    s->body_bytes = n;
+    evbuffer_add_printf(out, "%zu", n);
+    evhttp_send_reply(req, 200, "OK", out);
+  } else if (strcmp(uri, "/slow") == 0) {
+    s->held = req; /* never answered */
+  } else {
+    evhttp_send_reply(req, 404, "Not Found", out);
+  }
+  evbuffer_free(out);
+}
+
+static void h1srv_start(void) {
+  memset(&g_h1, 0, sizeof g_h1);
+  g_h1.http = evhttp_new(g_base);
+  evhttp_set_max_body_size(g_h1.http, 64 * 1024 * 1024);
+  evhttp_set_gencb(g_h1.http, h1_gencb, &g_h1);
+  struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(g_h1.http, "127.0.0.1", 0);
+  assert_non_null(bs);
+  g_h1.port = bound_port(evhttp_bound_socket_get_fd(bs));
+}
+
+static void h1srv_stop(void) {
+  evhttp_free(g_h1.http);
+  g_h1.http = NULL;
+}
+
+static int setup(void **state) {
+  g_base = event_base_new();
+  return g_base ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  /* libevent finalizes freed bufferevents from the loop: let it run once. */
+  event_base_loop(g_base, EVLOOP_NONBLOCK);
+  event_base_free(g_base);
+  g_base = NULL;
+  return 0;
+}
+
+/* ------------------------------------------------------------------ raw scripted backend */
+
+struct rawsrv {
+  struct evconnlistener *l;
+  int port;
+  const char *reply;      /* written once a request head arrived */
+  int close_after;        /* close the connection after writing */
+  int accepted;
+  struct bufferevent *bevs[16];
+};
+static struct rawsrv g_raw;
+
+static void raw_forget(struct bufferevent *bev) {
+  for (int i = 0; i < 16; i++)
+    if (g_raw.bevs[i] == bev)
+      g_raw.bevs[i] = NULL;
+  bufferevent_free(bev);
+}
+
+static void raw_write_cb(struct bufferevent *bev, void *arg);
+static void raw_event_cb(struct bufferevent *bev, short what, void *arg);
+
+static void raw_read_cb(struct bufferevent *bev, void *arg) {
+  struct evbuffer *in = bufferevent_get_input(bev);
+  struct evbuffer_ptr p = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+  if (p.pos < 0)
+    return;
+  evbuffer_drain(in, evbuffer_get_length(in));
+  bufferevent_write(bev, g_raw.reply, strlen(g_raw.reply));
+  if (g_raw.close_after) {
+    bufferevent_disable(bev, EV_READ);
+    bufferevent_setcb(bev, NULL, raw_write_cb, raw_event_cb, NULL);
+  }
+}
+
+static void raw_write_cb(struct bufferevent *bev, void *arg) {
+  if (g_raw.close_after && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    raw_forget(bev);
+}
+
+static void raw_event_cb(struct bufferevent *bev, short what, void *arg) {
+  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+    raw_forget(bev);
+}
+
+static void raw_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                          int salen, void *arg) {
+  g_raw.accepted++;
+  struct bufferevent *bev = bufferevent_socket_new(g_base, fd, BEV_OPT_CLOSE_ON_FREE);
+  for (int i = 0; i < 16; i++)
+    if (!g_raw.bevs[i]) {
+      g_raw.bevs[i] = bev;
+      break;
+    }
+  bufferevent_setcb(bev, raw_read_cb, NULL, raw_event_cb, NULL);
+  bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+static void rawsrv_start(const char *reply, int close_after) {
+  memset(&g_raw, 0, sizeof g_raw);
+  g_raw.reply = reply;
+  g_raw.close_after = close_after;
+  struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  g_raw.l = evconnlistener_new_bind(g_base, raw_accept_cb, NULL,
+                                    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
+                                    (struct sockaddr *)&sin, sizeof sin);
+  assert_non_null(g_raw.l);
+  g_raw.port = bound_port(evconnlistener_get_fd(g_raw.l));
+}
+
+static void rawsrv_stop(void) {
+  for (int i = 0; i < 16; i++)
+    if (g_raw.bevs[i])
+      raw_forget(g_raw.bevs[i]);
+  evconnlistener_free(g_raw.l);
+}
+
+/* ------------------------------------------------------------------ HTTP/1.1 tests */
+
+static void test_px_upstream_h1_success(void **state) {
+  h1srv_start();
+  backend_init(CFG_PROTO_HTTP1, 1, &g_h1.port);
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  start(p, "GET", "/hello", 0, &r);
+  run_all(1);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.body, "hello from h1");
+  px_pool_free(p);
+  h1srv_stop();
+}
+
+static void test_px_upstream_h1_keepalive_reuse(void **state) {
+  h1srv_start();
+  backend_init(CFG_PROTO_HTTP1, 1, &g_h1.port);
+  struct px_pool *p = pool_new();
+  for (int i = 0; i < 10; i++) {
+    struct res r = {0};
+    start(p, "GET", "/hello", 0, &r);
+    run_all(1);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.status, 200);
+  }
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.connects, 1);
+  assert_int_equal(st.reused, 9);
+  assert_int_equal(st.idle_connections, 1);
+  assert_int_equal(st.active_exchanges, 0);
+  assert_int_equal(g_h1.nconns, 1);
+  assert_int_equal(g_h1.requests, 10);
+  px_pool_free(p);
+  h1srv_stop();
+}
+
+static void test_px_upstream_h1_chunked(void **state) {
+  h1srv_start();
+  backend_init(CFG_PROTO_HTTP1, 1, &g_h1.port);
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  start(p, "GET", "/chunked", 0, &r);
+  run_all(1);
+  assert_int_equal(r.err, 0);
+  assert_string_equal(r.body, "part0;part1;part2;");
+  px_pool_free(p);
+  h1srv_stop();
+}
+
+static void test_px_upstream_h1_trailers_and_100(void **state) {
+  rawsrv_start("HTTP/1.1 100 Continue\r\n\r\n"
+               "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+               "5\r\nhello\r\n0\r\nX-Checksum: abc\r\n\r\n",
+               0);
+  backend_init(CFG_PROTO_HTTP1, 1, &g_raw.port);
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  start(p, "GET", "/", 0, &r);
+  run_all(1);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.body, "hello");
+  assert_int_equal(r.ntrailers, 1);
+  assert_string_equal(r.trailer, "x-checksum=abc");
+  px_pool_free(p);
+  rawsrv_stop();
+}
+
+static void test_px_upstream_h1_close_delimited(void **state) {
+  rawsrv_start("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end", 1);
+  backend_init(CFG_PROTO_HTTP1, 1, &g_raw.port);
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  start(p, "GET", "/", 0, &r);
+  run_all(1);
+  assert_int_equal(r.err, 0);
+  assert_string_equal(r.body, "until the end");
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.idle_connections, 0); /* not reusable */
+  px_pool_free(p);
+  rawsrv_stop();
+}
+
+static void test_px_upstream_h1_head_no_body(void **state) {
+  rawsrv_start("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", 0);
+  backend_init(CFG_PROTO_HTTP1, 1, &g_raw.port);
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  start(p, "HEAD", "/", 0, &r);
+  run_all(1);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.body_len, 0);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.idle_connections, 1); /* well framed: kept */
+  px_pool_free(p);
+  rawsrv_stop();
+}
+
+static void test_px_upstream_h1_reset_mid_response(void **state) {
+  rawsrv_start("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly a part", 1);
+  backend_init(CFG_PROTO_HTTP1, 1, &g_raw.port);
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  start(p, "GET", "/", 0, &r);
+  run_all(1);
+  assert_int_equal(r.err, CUT_ERR_CLOSED);
+  assert_int_equal(r.fail, PX_FAIL_RESET);
+  assert_int_equal(r.got_response, 1);
+  assert_int_equal(r.body_len, 11);
+  assert_non_null(strstr(r.cause, "mid-response"));
+  px_pool_free(p);
+  rawsrv_stop();
+}
+
+static void test_px_upstream_h1_bad_response(void **state) {
+  rawsrv_start("HTTP/1.1 2x0 OK\r\n\r\n", 0);
+  backend_init(CFG_PROTO_HTTP1, 1, &g_raw.port);
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  start(p, "GET", "/", 0, &r);
+  run_all(1);
+  assert_int_equal(r.fail, PX_FAIL_PROTOCOL);
+  px_pool_free(p);
+  rawsrv_stop();
+}
+
+static void test_px_upstream_connect_refused_post_no_retry(void **state) {
+  h1srv_start();
+  int ports[2] = {closed_port(), g_h1.port};
+  backend_init(CFG_PROTO_HTTP1, 2, ports);
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  struct px_exchange *x = start(p, "POST", "/echo", 1, &r);
+  assert_int_equal(px_exchange_send_body(x, (const uint8_t *)"abc", 3), 0);
+  assert_int_equal(px_exchange_end_body(x, NULL), 0);
+  run_all(1);
+  assert_int_equal(r.fail, PX_FAIL_CONNECT);
+  assert_int_equal(r.err, CUT_ERR_NET);
+  assert_int_equal(r.got_response, 0);
+  assert_non_null(strstr(r.cause, "refused"));
+  assert_int_equal(g_h1.requests, 0);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.retries, 0);
+  assert_int_equal(st.connect_failures, 1);
+  assert_int_equal(p->hosts[0].consecutive_connect_failures, 1);
+  px_pool_free(p);
+  h1srv_stop();
+}
+
+static void test_px_upstream_connect_refused_get_retried(void **state) {
+  h1srv_start();
+  int ports[2] = {closed_port(), g_h1.port};
+  backend_init(CFG_PROTO_HTTP1, 2, ports);
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  start(p, "GET", "/hello", 0, &r);
+  run_all(1);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.status, 200);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.retries, 1);
+  assert_int_equal(g_h1.requests, 1);
+  px_pool_free(p);
+  h1srv_stop();
+}
+
+static void test_px_upstream_first_byte_timeout(void **state) {
+  h1srv_start();
+  backend_init(CFG_PROTO_HTTP1, 1, &g_h1.port);
+  g_be.timeout_ms = 100;
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  start(p, "GET", "/slow", 0, &r);
+  run_all(1);
+  assert_int_equal(r.err, CUT_ERR_TIMEOUT);
+  assert_int_equal(r.fail, PX_FAIL_TIMEOUT);
+  assert_int_equal(r.got_response, 0);
+  px_pool_free(p);
+  h1srv_stop();
+}
+
+static void test_px_upstream_stalled_body_timeout(void **state) {
+  rawsrv_start("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc", 0);
+  backend_init(CFG_PROTO_HTTP1, 1, &g_raw.port);
+  g_be.timeout_ms = 150;
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  start(p, "GET", "/", 0, &r);
+  run_all(1);
+  assert_int_equal(r.fail, PX_FAIL_TIMEOUT);
+  assert_int_equal(r.got_response, 1);
+  assert_int_equal(r.body_len, 3);
+  assert_non_null(strstr(r.cause, "stalled"));
+  px_pool_free(p);
+  rawsrv_stop();
+}
+
+static void test_px_upstream_no_host_when_ejected(void **state) {
+  h1srv_start();
+  int ports[2] = {g_h1.port, g_h1.port};
+  backend_init(CFG_PROTO_HTTP1, 2, ports);
+  g_be.on_unhealthy = CFG_UNHEALTHY_FAIL;
+  struct px_pool *p = pool_new();
+  assert_int_equal(px_pool_nhosts(p), 2);
+  assert_int_equal(px_pool_host_set_healthy(p, 0, 0), 0);
+  assert_int_equal(px_pool_host_eject(p, 1, px_pool_now_ms(p) + 60000), 0);
+  assert_int_equal(px_pool_host_eject(p, 2, 0), CUT_ERR_RANGE);
+  struct res r = {0};
+  start(p, "GET", "/hello", 0, &r);
+  run_all(1);
+  assert_int_equal(r.fail, PX_FAIL_NO_HOST);
+  assert_int_equal(r.err, CUT_ERR_AGAIN);
+
+  /* An expired ejection no longer counts; the unhealthy host stays skipped. */
+  px_pool_host_eject(p, 1, px_pool_now_ms(p) - 1);
+  for (int i = 0; i < 3; i++) {
+    struct res r2 = {0};
+    start(p, "GET", "/hello", 0, &r2);
+    run_all(1);
+    assert_int_equal(r2.err, 0);
+  }
+  struct px_host_stats hs;
+  assert_int_equal(px_pool_host_stats(p, 0, &hs), 0);
+  assert_int_equal(hs.connections, 0);
+  assert_int_equal(hs.healthy, 0);
+  assert_int_equal(px_pool_host_stats(p, 1, &hs), 0);
+  assert_int_equal(hs.connections, 1);
+  px_pool_free(p);
+
+  /* fail_open: with every host out, traffic still goes somewhere. */
+  g_be.on_unhealthy = CFG_UNHEALTHY_FAIL_OPEN;
+  p = pool_new();
+  px_pool_host_set_healthy(p, 0, 0);
+  px_pool_host_set_healthy(p, 1, 0);
+  struct res r3 = {0};
+  start(p, "GET", "/hello", 0, &r3);
+  run_all(1);
+  assert_int_equal(r3.err, 0);
+  px_pool_free(p);
+  h1srv_stop();
+}
+
+static void test_px_upstream_wait_queue(void **state) {
+  h1srv_start();
+  backend_init(CFG_PROTO_HTTP1, 1, &g_h1.port);
+  g_be.max_connections = 2;
+  struct px_pool *p = pool_new();
+  struct res r[6] = {0};
+  for (int i = 0; i < 6; i++)
+    start(p, "GET", "/hello", 0, &r[i]);
+  assert_int_equal(p->hosts[0].nwait, 4);
+  run_all(6);
+  for (int i = 0; i < 6; i++)
+    assert_int_equal(r[i].err, 0);
+  assert_true(g_h1.nconns <= 2);
+  px_pool_free(p);
+  h1srv_stop();
+}
+
+struct bp {
+  struct res r;
+  size_t max_buffered;
+};
+
+static void check_buffered_cb(evutil_socket_t fd, short what, void *arg) {
+  event_base_loopbreak(g_base);
+}
+
+static void test_px_upstream_h1_response_backpressure(void **state) {
+  h1srv_start();
+  backend_init(CFG_PROTO_HTTP1, 1, &g_h1.port);
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  r.pause_on_first = 1;
+  struct px_exchange *x = start(p, "GET", "/big", 0, &r);
+  (void)check_buffered_cb;
+  run_for_ms(300);
+  assert_int_equal(r.done, 0);
+  assert_true(r.paused);
+  size_t got = r.body_len;
+  struct px_conn *c = p->hosts[0].conns.tqh_first;
+  assert_non_null(c);
+  size_t buffered = evbuffer_get_length(bufferevent_get_input(c->bev));
+  assert_true(buffered <= 2 * 64 * 1024);
+  assert_true(got <= 2 * 64 * 1024);
+  run_for_ms(100);
+  assert_int_equal(r.body_len, got); /* nothing delivered while paused */
+  px_exchange_resume(x);
+  run_all(1);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.body_len, 8u * 1024 * 1024);
+  px_pool_free(p);
+  h1srv_stop();
+}
+
+struct streamer {
+  struct px_exchange *x;
+  size_t sent, total;
+  int fulls;
+  const struct px_headers *trailers;
+};
+
+static void stream_more(struct streamer *s) {
+  static uint8_t blk[16 * 1024];
+  while (s->sent < s->total) {
+    int rv = px_exchange_send_body(s->x, blk, sizeof blk);
+    s->sent += sizeof blk;
+    if (rv == CUT_ERR_FULL) {
+      s->fulls++;
+      return;
+    }
+    assert_int_equal(rv, 0);
+  }
+  assert_int_equal(px_exchange_end_body(s->x, s->trailers), 0);
+}
+
+static void on_drain_cb(struct px_exchange *x, void *user_data) {
+  (void)user_data;
+}
+
+static struct streamer *g_streamer;
+static void streamer_drain_cb(struct px_exchange *x, void *user_data) {
+  stream_more(g_streamer);
+}
+
+static void test_px_upstream_h1_request_body_streaming(void **state) {
+  h1srv_start();
+  backend_init(CFG_PROTO_HTTP1, 1, &g_h1.port);
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  struct px_exchange_cbs cbs = g_cbs;
+  cbs.on_request_drain = streamer_drain_cb;
+  (void)on_drain_cb;
+  struct px_request_head h;
+  req_init(&h, "POST", "/echo");
+  struct streamer s = {.total = 4u * 1024 * 1024};
+  g_streamer = &s;
+  assert_int_equal(px_exchange_start(p, &h, 1, &cbs, &r, &s.x), 0);
+  stream_more(&s);
+  run_all(1);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(g_h1.body_bytes, 4u * 1024 * 1024);
+  assert_string_equal(r.body, "4194304");
+  assert_true(s.fulls > 0);
+  px_pool_free(p);
+  h1srv_stop();
+}
+
+static void test_px_upstream_least_request(void **state) {
+  h1srv_start();
+  int ports[2] = {g_h1.port, g_h1.port};
+  backend_init(CFG_PROTO_HTTP1, 2, ports);
+  g_be.lb = CFG_LB_LEAST_REQUEST;
+  struct px_pool *p = pool_new();
+  struct res r[4] = {0};
+  for (int i = 0; i < 4; i++)
+    start(p, "GET", "/hello", 0, &r[i]);
+  assert_int_equal(p->hosts[0].active, 2);
+  assert_int_equal(p->hosts[1].active, 2);
+  run_all(4);
+  px_pool_free(p);
+  h1srv_stop();
+}
+
+static void test_px_upstream_cancel(void **state) {
+  h1srv_start();
+  backend_init(CFG_PROTO_HTTP1, 1, &g_h1.port);
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  struct px_exchange *x = start(p, "GET", "/slow", 0, &r);
+  run_for_ms(50);
+  px_exchange_cancel(x);
+  run_for_ms(20);
+  assert_int_equal(r.done, 0);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.active_exchanges, 0);
+  px_pool_free(p);
+  h1srv_stop();
+}
+
+/* ------------------------------------------------------------------ nghttp2 backend */
+
+struct h2sess {
+  nghttp2_session *s;
+  struct bufferevent *bev;
+  int live;
+};
+
+struct h2srv {
+  struct evconnlistener *l;
+  SSL_CTX *ssl;
+  int port;
+  int accepted;
+  int hold;          /* answer only once this many requests are waiting */
+  int nheld;
+  struct {
+    struct h2sess *ss;
+    int32_t sid;
+  } held[64];
+  int max_open;      /* most requests waiting at once */
+  int goaway_after_first;
+  struct h2sess sess[16];
+  int nsess;
+};
+static struct h2srv g_h2;
+
+static void h2s_flush(struct h2sess *hs) {
+  const uint8_t *d;
+  ssize_t n;
+  while ((n = nghttp2_session_mem_send(hs->s, &d)) > 0)
+    bufferevent_write(hs->bev, d, (size_t)n);
+}
+
+/* Per-stream state of the test server. */
+struct h2strm {
+  char path[32];
+  size_t remaining;   /* body bytes still to send */
+  size_t received;    /* request body bytes */
+  int req_trailers;   /* trailer fields received */
+  int header_blocks;
+  int sent_head;
+};
+
+static ssize_t h2s_body_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len,
+                           uint32_t *flags, nghttp2_data_source *src, void *ud) {
+  struct h2strm *st = nghttp2_session_get_stream_user_data(s, sid);
+  if (!st)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  if (strcmp(st->path, "/big") == 0 || strcmp(st->path, "/medium") == 0) {
+    size_t n = st->remaining < len ? st->remaining : len;
+    memset(buf, 'z', n);
+    st->remaining -= n;
+    if (st->remaining == 0)
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+  }
+  int n;
+  if (strcmp(st->path, "/echo") == 0)
+    n = snprintf((char *)buf, len, "%zu %d", st->received, st->req_trailers);
+  else
+    n = snprintf((char *)buf, len, "hello h2 %d", sid);
+  *flags |= NGHTTP2_DATA_FLAG_EOF;
+  if (strcmp(st->path, "/trailers") == 0) {
+    nghttp2_nv t[] = {{(uint8_t *)"grpc-status", (uint8_t *)"0", 11, 1, 0}};
+    nghttp2_submit_trailer(s, sid, t, 1);
+    *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+  }
+  return n;
+}
+
+static void h2s_respond(struct h2sess *hs, int32_t sid) {
+  nghttp2_nv nv[] = {{(uint8_t *)":status", (uint8_t *)"200", 7, 3, 0}};
+  nghttp2_data_provider prd = {.read_callback = h2s_body_cb};
+  nghttp2_submit_response(hs->s, sid, nv, 1, &prd);
+}
+
+static int h2s_begin_headers_cb(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
+  if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+    struct h2strm *st = calloc(1, sizeof *st);
+    st->remaining = 2u * 1024 * 1024;
+    nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st);
+  }
+  return 0;
+}
+
+static int h2s_header_cb(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+                         size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                         void *ud) {
+  struct h2strm *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+  if (!st)
+    return 0;
+  if (f->headers.cat == NGHTTP2_HCAT_HEADERS)
+    st->req_trailers++;
+  else if (namelen == 5 && memcmp(name, ":path", 5) == 0) {
+    snprintf(st->path, sizeof st->path, "%.*s", (int)valuelen, value);
+    if (strcmp(st->path, "/medium") == 0)
+      st->remaining = 100000;
+  }
+  return 0;
+}
+
+static int h2s_data_cb(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *d,
+                       size_t len, void *ud) {
+  struct h2strm *st = nghttp2_session_get_stream_user_data(s, sid);
+  if (st)
+    st->received += len;
+  return 0;
+}
+
+static int h2s_close_cb(nghttp2_session *s, int32_t sid, uint32_t code, void *ud) {
+  free(nghttp2_session_get_stream_user_data(s, sid));
+  return 0;
+}
+
+static int h2s_frame_recv_cb(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
+  struct h2sess *hs = ud;
+  if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
+      (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+    if (g_h2.hold) {
+      g_h2.held[g_h2.nheld].ss = hs;
+      g_h2.held[g_h2.nheld++].sid = f->hd.stream_id;
+      if (g_h2.nheld > g_h2.max_open)
+        g_h2.max_open = g_h2.nheld;
+      if (g_h2.nheld >= g_h2.hold) {
+        if (g_h2.goaway_after_first) {
+          /* Only the first stream was processed; the others are refused. */
+          nghttp2_submit_goaway(hs->s, NGHTTP2_FLAG_NONE, g_h2.held[0].sid, NGHTTP2_NO_ERROR,
+                                NULL, 0);
+          h2s_respond(g_h2.held[0].ss, g_h2.held[0].sid);
+          g_h2.goaway_after_first = 0;
+          g_h2.hold = 0;
+        } else {
+          for (int i = 0; i < g_h2.nheld; i++)
+            h2s_respond(g_h2.held[i].ss, g_h2.held[i].sid);
+        }
+        g_h2.nheld = 0;
+      }
+    } else {
+      h2s_respond(hs, f->hd.stream_id);
+    }
+  }
+  return 0;
+}
+
+static void h2s_free(struct h2sess *hs) {
+  if (!hs->live)
+    return;
+  nghttp2_session_del(hs->s);
+  bufferevent_free(hs->bev);
+  hs->live = 0;
+}
+
+static void h2s_read_cb(struct bufferevent *bev, void *arg) {
+  struct h2sess *hs = arg;
+  struct evbuffer *in = bufferevent_get_input(bev);
+  size_t n = evbuffer_get_length(in);
+  const uint8_t *d = evbuffer_pullup(in, -1);
+  if (nghttp2_session_mem_recv(hs->s, d, n) < 0) {
+    h2s_free(hs);
+    return;
+  }
+  evbuffer_drain(in, n);
+  h2s_flush(hs);
+}
+
+static void h2s_event_cb(struct bufferevent *bev, short what, void *arg) {
+  struct h2sess *hs = arg;
+  if (what & BEV_EVENT_CONNECTED)
+    return;
+  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+    h2s_free(hs);
+}
+
+static void h2s_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                          int salen, void *arg) {
+  g_h2.accepted++;
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (g_h2.nsess == 16) {
+    close(fd);
+    return;
+  }
+  struct h2sess *hs = &g_h2.sess[g_h2.nsess++];
+  if (g_h2.ssl)
+    hs->bev = bufferevent_openssl_socket_new(g_base, fd, SSL_new(g_h2.ssl),
+                                             BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+  else
+    hs->bev = bufferevent_socket_new(g_base, fd, BEV_OPT_CLOSE_ON_FREE);
+  nghttp2_session_callbacks *cbs;
+  nghttp2_session_callbacks_new(&cbs);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, h2s_frame_recv_cb);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, h2s_begin_headers_cb);
+  nghttp2_session_callbacks_set_on_header_callback(cbs, h2s_header_cb);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, h2s_data_cb);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h2s_close_cb);
+  nghttp2_session_server_new(&hs->s, cbs, hs);
+  nghttp2_session_callbacks_del(cbs);
+  nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100}};
+  nghttp2_submit_settings(hs->s, NGHTTP2_FLAG_NONE, iv, 1);
+  hs->live = 1;
+  bufferevent_setcb(hs->bev, h2s_read_cb, NULL, h2s_event_cb, hs);
+  bufferevent_enable(hs->bev, EV_READ | EV_WRITE);
+  h2s_flush(hs);
+}
+
+static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                          const unsigned char *in, unsigned int inlen, void *arg) {
+  return nghttp2_select_next_protocol((unsigned char **)out, outlen, in, inlen) == 1
+             ? SSL_TLSEXT_ERR_OK
+             : SSL_TLSEXT_ERR_NOACK;
+}
+
+static char g_cert[512], g_key[512];
+
+static void h2srv_start(int tls) {
+  memset(&g_h2, 0, sizeof g_h2);
+  if (tls) {
+    const char *src = getenv("CUTOVER_SOURCE_DIR");
+    if (!src)
+      src = CUTOVER_SOURCE_DIR;
+    snprintf(g_cert, sizeof g_cert, "%s/tests/unit/data/px_upstream_cert.pem", src);
+    snprintf(g_key, sizeof g_key, "%s/tests/unit/data/px_upstream_key.pem", src);
+    g_h2.ssl = SSL_CTX_new(TLS_server_method());
+    assert_int_equal(SSL_CTX_use_certificate_chain_file(g_h2.ssl, g_cert), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey_file(g_h2.ssl, g_key, SSL_FILETYPE_PEM), 1);
+    SSL_CTX_set_alpn_select_cb(g_h2.ssl, alpn_select_cb, NULL);
+  }
+  struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  g_h2.l = evconnlistener_new_bind(g_base, h2s_accept_cb, NULL,
+                                   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
+                                   (struct sockaddr *)&sin, sizeof sin);
+  assert_non_null(g_h2.l);
+  g_h2.port = bound_port(evconnlistener_get_fd(g_h2.l));
+}
+
+static void h2srv_stop(void) {
+  for (int i = 0; i < g_h2.nsess; i++)
+    h2s_free(&g_h2.sess[i]);
+  evconnlistener_free(g_h2.l);
+  SSL_CTX_free(g_h2.ssl);
+}
+
+static void test_px_upstream_h2c_multiplexing(void **state) {
+  h2srv_start(0);
+  g_h2.hold = 10; /* answers only when all 10 are open at once: proves multiplexing */
+  backend_init(CFG_PROTO_H2C, 1, &g_h2.port);
+  struct px_pool *p = pool_new();
+  struct res r[10] = {0};
+  for (int i = 0; i < 10; i++)
+    start(p, "GET", "/", 0, &r[i]);
+  run_all(10);
+  for (int i = 0; i < 10; i++) {
+    assert_int_equal(r[i].err, 0);
+    assert_int_equal(r[i].status, 200);
+    assert_memory_equal(r[i].body, "hello h2", 8);
+  }
+  assert_int_equal(g_h2.accepted, 1);
+  assert_int_equal(g_h2.max_open, 10);
+  /* and the connection is reused afterwards */
+  g_h2.hold = 0;
+  struct res r2 = {0};
+  start(p, "GET", "/", 0, &r2);
+  run_all(1);
+  assert_int_equal(r2.err, 0);
+  assert_int_equal(g_h2.accepted, 1);
+  px_pool_free(p);
+  h2srv_stop();
+}
+
+static void test_px_upstream_h2c_max_streams(void **state) {
+  h2srv_start(0);
+  backend_init(CFG_PROTO_H2C, 1, &g_h2.port);
+  g_be.max_streams = 2;
+  struct px_pool *p = pool_new();
+  struct res r[5] = {0};
+  for (int i = 0; i < 5; i++)
+    start(p, "GET", "/", 0, &r[i]);
+  run_all(5);
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(r[i].err, 0);
+  assert_int_equal(g_h2.accepted, 3); /* 2 + 2 + 1 streams */
+  px_pool_free(p);
+  h2srv_stop();
+}
+
+static void test_px_upstream_h2_tls_verify(void **state) {
+  h2srv_start(1);
+  backend_init(CFG_PROTO_H2, 1, &g_h2.port);
+  g_be.has_tls = 1;
+  g_be.tls.sni = "localhost";
+  struct px_pool *p = pool_new(); /* system CAs: our self-signed cert is unknown */
+  struct res r = {0};
+  start(p, "GET", "/", 0, &r);
+  run_all(1);
+  assert_int_equal(r.fail, PX_FAIL_TLS);
+  assert_int_equal(r.err, CUT_ERR_TLS);
+  assert_non_null(strstr(r.cause, "certificate"));
+  px_pool_free(p);
+
+  g_be.tls.ca = g_cert;
+  p = pool_new();
+  struct res r2 = {0};
+  start(p, "GET", "/", 0, &r2);
+  run_all(1);
+  assert_int_equal(r2.err, 0);
+  assert_int_equal(r2.status, 200);
+  assert_memory_equal(r2.body, "hello h2", 8);
+  px_pool_free(p);
+
+  g_be.tls.sni = "wrong.example"; /* right CA, wrong name */
+  p = pool_new();
+  struct res r3 = {0};
+  start(p, "GET", "/", 0, &r3);
+  run_all(1);
+  assert_int_equal(r3.fail, PX_FAIL_TLS);
+  px_pool_free(p);
+  h2srv_stop();
+}
+
+static void test_px_upstream_h2c_response_backpressure(void **state) {
+  h2srv_start(0);
+  backend_init(CFG_PROTO_H2C, 1, &g_h2.port);
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  r.pause_on_first = 1;
+  struct px_exchange *x = start(p, "GET", "/big", 0, &r);
+  run_for_ms(300);
+  assert_int_equal(r.done, 0);
+  assert_true(r.paused);
+  size_t pending = x->h2_pending ? evbuffer_get_length(x->h2_pending) : 0;
+  /* The server may send at most one stream window beyond what was delivered. */
+  assert_true(r.body_len + pending <= PX_H2_WINDOW + 16384);
+  assert_true(g_h2.sess[0].live);
+  assert_int_equal(nghttp2_session_get_stream_remote_window_size(g_h2.sess[0].s, 1), 0);
+  run_for_ms(100);
+  size_t got = r.body_len;
+  px_exchange_resume(x);
+  run_all(1);
+  assert_int_equal(r.err, 0);
+  assert_true(got < 2u * 1024 * 1024);
+  assert_int_equal(r.body_len, 2u * 1024 * 1024);
+  px_pool_free(p);
+  h2srv_stop();
+}
+
+/* The whole response arrives while the caller is paused, then the backend
+ * goes away: the held data must still be delivered in full. */
+static void test_px_upstream_h2c_paused_outlives_connection(void **state) {
+  h2srv_start(0);
+  backend_init(CFG_PROTO_H2C, 1, &g_h2.port);
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  r.pause_on_first = 1;
+  struct px_exchange *x = start(p, "GET", "/medium", 0, &r);
+  run_for_ms(200);
+  assert_int_equal(r.done, 0);
+  assert_true(x->h2_closed);
+  h2srv_stop(); /* closes the connection */
+  run_for_ms(100);
+  assert_int_equal(r.done, 0);
+  assert_int_equal(x->state, XS_DRAINING);
+  px_exchange_resume(x);
+  run_all(1);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.body_len, 100000);
+  px_pool_free(p);
+}
+
+static void test_px_upstream_h2c_request_body_and_trailers(void **state) {
+  h2srv_start(0);
+  backend_init(CFG_PROTO_H2C, 1, &g_h2.port);
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  struct px_exchange_cbs cbs = g_cbs;
+  cbs.on_request_drain = streamer_drain_cb;
+  struct px_request_head h;
+  req_init(&h, "POST", "/echo");
+  struct streamer s = {.total = 3u * 1024 * 1024};
+  g_streamer = &s;
+  struct px_headers tr = {0};
+  px_headers_add(&tr, "x-sum", 5, "42", 2);
+  s.trailers = &tr;
+  assert_int_equal(px_exchange_start(p, &h, 1, &cbs, &r, &s.x), 0);
+  stream_more(&s);
+  run_all(1);
+  assert_int_equal(r.err, 0);
+  assert_string_equal(r.body, "3145728 1");
+  assert_true(s.fulls > 0);
+  px_headers_clear(&tr);
+
+  struct res r2 = {0};
+  start(p, "GET", "/trailers", 0, &r2);
+  run_all(1);
+  assert_int_equal(r2.err, 0);
+  assert_int_equal(r2.ntrailers, 1);
+  assert_string_equal(r2.trailer, "grpc-status=0");
+  px_pool_free(p);
+  h2srv_stop();
+}
+
+static void test_px_upstream_h2c_goaway_retry(void **state) {
+  h2srv_start(0);
+  g_h2.hold = 3;
+  g_h2.goaway_after_first = 1;
+  backend_init(CFG_PROTO_H2C, 1, &g_h2.port);
+  struct px_pool *p = pool_new();
+  struct res r[3] = {0};
+  for (int i = 0; i < 3; i++)
+    start(p, "GET", "/", 0, &r[i]);
+  run_all(3);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(r[i].err, 0);
+  assert_int_equal(g_h2.accepted, 2);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.retries, 2);
+  px_pool_free(p);
+  h2srv_stop();
+}
+
+static void test_px_upstream_h2c_goaway_post_not_retried(void **state) {
+  h2srv_start(0);
+  g_h2.hold = 2;
+  g_h2.goaway_after_first = 1;
+  backend_init(CFG_PROTO_H2C, 1, &g_h2.port);
+  struct px_pool *p = pool_new();
+  struct res r[2] = {0};
+  start(p, "GET", "/", 0, &r[0]);
+  start(p, "POST", "/", 0, &r[1]);
+  run_all(2);
+  assert_int_equal(r[0].err, 0);
+  assert_int_equal(r[1].fail, PX_FAIL_RESET);
+  assert_non_null(strstr(r[1].cause, "refused"));
+  px_pool_free(p);
+  h2srv_stop();
+}
+
+/* Cancelling an HTTP/2 exchange resets its stream only; the connection goes on. */
+static void test_px_upstream_h2c_cancel_keeps_connection(void **state) {
+  h2srv_start(0);
+  backend_init(CFG_PROTO_H2C, 1, &g_h2.port);
+  struct px_pool *p = pool_new();
+  /* 20 paused streams of up to one stream window each, cancelled: more than
+   * the 4 MiB connection window if their bytes were not given back. */
+  for (int i = 0; i < 20; i++) {
+    struct res r = {0};
+    r.pause_on_first = 1;
+    struct px_exchange *x = start(p, "GET", "/big", 0, &r);
+    run_for_ms(40);
+    assert_true(r.paused);
+    assert_int_equal(r.done, 0);
+    px_exchange_cancel(x);
+  }
+  struct res r2 = {0};
+  start(p, "GET", "/big", 0, &r2);
+  run_all(1);
+  assert_int_equal(r2.err, 0);
+  assert_int_equal(r2.body_len, 2u * 1024 * 1024);
+  assert_int_equal(g_h2.accepted, 1);
+  struct px_conn *c = p->hosts[0].conns.tqh_first;
+  assert_non_null(c);
+  assert_int_equal(c->nstreams, 0);
+  px_pool_free(p);
+  h2srv_stop();
+}
+
+static struct bufferevent *h1tls_bevcb(struct event_base *base, void *arg) {
+  return bufferevent_openssl_socket_new(base, -1, SSL_new(arg), BUFFEREVENT_SSL_ACCEPTING,
+                                        BEV_OPT_CLOSE_ON_FREE);
+}
+
+static void test_px_upstream_h1_tls_and_content_length(void **state) {
+  h1srv_start();
+  h2srv_start(1); /* for its certificate paths and server context */
+  evhttp_set_bevcb(g_h1.http, h1tls_bevcb, g_h2.ssl);
+  backend_init(CFG_PROTO_HTTP1, 1, &g_h1.port);
+  g_be.has_tls = 1;
+  g_be.tls.ca = g_cert;
+  g_be.tls.sni = "localhost";
+  struct px_pool *p = pool_new();
+  struct px_request_head h;
+  req_init(&h, "PUT", "/echo");
+  h.content_length = 5;
+  struct res r = {0};
+  struct px_exchange *x = NULL;
+  assert_int_equal(px_exchange_start(p, &h, 1, &g_cbs, &r, &x), 0);
+  assert_int_equal(px_exchange_send_body(x, (const uint8_t *)"hello", 5), 0);
+  assert_int_equal(px_exchange_end_body(x, NULL), 0);
+  run_all(1);
+  assert_int_equal(r.err, 0);
+  assert_string_equal(r.body, "5");
+  struct res r2 = {0};
+  start(p, "GET", "/hello", 0, &r2);
+  run_all(1);
+  assert_int_equal(r2.err, 0);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.connects, 1); /* the TLS connection was kept alive */
+  px_pool_free(p);
+  h2srv_stop();
+  h1srv_stop();
+}
+
+static void test_px_upstream_dns_name(void **state) {
+  h1srv_start();
+  char hosts[] = "/tmp/px_upstream_hostsXXXXXX";
+  int fd = mkstemp(hosts);
+  assert_true(fd >= 0);
+  const char line[] = "127.0.0.1 backend.test\n";
+  assert_int_equal(write(fd, line, sizeof line - 1), (ssize_t)(sizeof line - 1));
+  close(fd);
+  struct evdns_base *dns = evdns_base_new(g_base, 0);
+  assert_int_equal(evdns_base_load_hosts(dns, hosts), 0);
+  unlink(hosts);
+  backend_init(CFG_PROTO_HTTP1, 1, &g_h1.port);
+  g_addrs[0].host = "backend.test";
+  struct px_pool *p = NULL;
+  char err[256];
+  assert_int_equal(px_pool_new(&p, g_base, &g_be, NULL, err, sizeof err), CUT_ERR_INVALID);
+  assert_non_null(strstr(err, "resolver"));
+  struct px_pool_opts o = {.dns = dns};
+  assert_int_equal(px_pool_new(&p, g_base, &g_be, &o, err, sizeof err), 0);
+  struct res r = {0};
+  start(p, "GET", "/hello", 0, &r);
+  run_all(1);
+  assert_int_equal(r.err, 0);
+  assert_string_equal(px_exchange_host(NULL), "");
+  px_pool_free(p);
+  evdns_base_free(dns, 0);
+  h1srv_stop();
+}
+
+/* Backends as the config loader builds them (defaults filled in, TLS verified). */
+static void test_px_upstream_from_config(void **state) {
+  h1srv_start();
+  h2srv_start(1);
+  char yaml[1024];
+  int n = snprintf(yaml, sizeof yaml,
+                   "listeners:\n  - name: main\n    listen: 127.0.0.1:8080\n"
+                   "backends:\n"
+                   "  plain:\n    hosts: [\"127.0.0.1:%d\"]\n"
+                   "  secure:\n    hosts: [\"127.0.0.1:%d\"]\n    protocol: h2\n"
+                   "    tls:\n      ca: %s\n      sni: localhost\n"
+                   "routes:\n  - name: r\n    backend: plain\n",
+                   g_h1.port, g_h2.port, g_cert);
+  struct cfg *c = NULL;
+  char *errs = NULL;
+  int rv = cfg_load_buffer("upstream-test.yaml", yaml, (size_t)n, &c, &errs);
+  if (rv)
+    fprintf(stderr, "%s\n", errs ? errs : "?");
+  assert_int_equal(rv, 0);
+  free(errs);
+  for (size_t i = 0; i < c->nbackends; i++) {
+    struct px_pool *p = NULL;
+    char err[256];
+    assert_int_equal(px_pool_new(&p, g_base, &c->backends[i], NULL, err, sizeof err), 0);
+    struct res r = {0};
+    start(p, "GET", "/hello", 0, &r);
+    run_all(1);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.status, 200);
+    px_pool_free(p);
+  }
+  cfg_unref(c);
+  h2srv_stop();
+  h1srv_stop();
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_success, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_keepalive_reuse, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_chunked, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_trailers_and_100, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_close_delimited, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_head_no_body, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_reset_mid_response, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_bad_response, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_connect_refused_post_no_retry, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_connect_refused_get_retried, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_first_byte_timeout, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_stalled_body_timeout, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_no_host_when_ejected, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_wait_queue, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_response_backpressure, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_request_body_streaming, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_least_request, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_cancel, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h2c_multiplexing, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h2c_max_streams, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h2_tls_verify, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_from_config, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h2c_cancel_keeps_connection, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_tls_and_content_length, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_dns_name, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h2c_response_backpressure, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h2c_request_body_and_trailers, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h2c_goaway_retry, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h2c_paused_outlives_connection, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h2c_goaway_post_not_retried, setup,
+                                      teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
