@@ -1,6 +1,7 @@
 /* an_json: arena, parser, mutators and jansson conversion of the comparer's JSON trees. */
 #include "analyzer/an_json.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -401,7 +402,10 @@ json_t *an_json_to_jansson(const struct an_jv *v) {
   case AN_J_FALSE: return json_false();
   case AN_J_TRUE: return json_true();
   case AN_J_INT: return json_integer((json_int_t)v->u.i);
-  case AN_J_REAL: return json_real(v->u.d);
+  case AN_J_REAL:
+    /* JSON has no infinities (1e400 parses to one): show them as text. */
+    if (!isfinite(v->u.d)) return json_string(isnan(v->u.d) ? "NaN" : v->u.d > 0 ? "Infinity" : "-Infinity");
+    return json_real(v->u.d);
   case AN_J_STRING: {
     json_t *s = json_stringn(v->u.s, v->n);
     return s != NULL ? s : json_string("<not UTF-8>");
