@@ -128,7 +128,8 @@ static int compare_one_header(struct an_diff *d, const struct an_side *a, const 
     if (va == NULL || vb == NULL || !json_equal(va, vb)) {
       char path[300], lower[256];
       size_t i;
-      for (i = 0; name[i] && i + 1 < sizeof lower; i++) lower[i] = (char)tolower((unsigned char)name[i]);
+      for (i = 0; name[i] && i + 1 < sizeof lower; i++)
+        lower[i] = (unsigned char)name[i] < 0x80 ? (char)tolower((unsigned char)name[i]) : '?';
       lower[i] = '\0';
       snprintf(path, sizeof path, "header.%s", lower);
       enum an_diff_kind k = va == NULL ? AN_DIFF_ADDED : vb == NULL ? AN_DIFF_MISSING : AN_DIFF_CHANGED;

@@ -103,6 +103,9 @@ static int pb_push(struct pbuf *b, const char *key, size_t idx) {
       b->s[b->len++] = '\'';
     }
     memcpy(b->s + b->len, key, klen);
+    if (!an_json_utf8_valid(key, klen)) /* paths must be JSON text too */
+      for (size_t i = 0; i < klen; i++)
+        if ((unsigned char)b->s[b->len + i] >= 0x80) b->s[b->len + i] = '?';
     b->len += klen;
     if (!plain) {
       b->s[b->len++] = '\'';

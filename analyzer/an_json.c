@@ -396,6 +396,41 @@ struct an_jv *an_json_parse(struct an_arena *a, const char *text, size_t len) {
 
 /* ---- conversion and equality ---- */
 
+int an_json_utf8_valid(const char *s, size_t len) {
+  const unsigned char *p = (const unsigned char *)s, *end = p + len;
+  while (p < end) {
+    unsigned c = *p;
+    size_t n;
+    unsigned cp;
+    if (c < 0x80) {
+      p++;
+      continue;
+    }
+    if (c >= 0xC2 && c <= 0xDF) { n = 1; cp = c & 0x1F; }
+    else if (c >= 0xE0 && c <= 0xEF) { n = 2; cp = c & 0x0F; }
+    else if (c >= 0xF0 && c <= 0xF4) { n = 3; cp = c & 0x07; }
+    else return 0;
+    if ((size_t)(end - p) <= n) return 0;
+    for (size_t i = 1; i <= n; i++) {
+      if ((p[i] & 0xC0) != 0x80) return 0;
+      cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+      return 0;
+    p += n + 1;
+  }
+  return 1;
+}
+
+/* A copy of a key that jansson accepts: bytes of invalid UTF-8 become '?'. */
+static char *clean_key(const char *k, size_t len) {
+  char *c = malloc(len + 1);
+  if (c == NULL) return NULL;
+  for (size_t i = 0; i < len; i++) c[i] = (unsigned char)k[i] < 0x80 && k[i] != '\0' ? k[i] : '?';
+  c[len] = '\0';
+  return c;
+}
+
 json_t *an_json_to_jansson(const struct an_jv *v) {
   switch (v->type) {
   case AN_J_NULL: return json_null();
@@ -406,10 +441,8 @@ json_t *an_json_to_jansson(const struct an_jv *v) {
     /* JSON has no infinities (1e400 parses to one): show them as text. */
     if (!isfinite(v->u.d)) return json_string(isnan(v->u.d) ? "NaN" : v->u.d > 0 ? "Infinity" : "-Infinity");
     return json_real(v->u.d);
-  case AN_J_STRING: {
-    json_t *s = json_stringn(v->u.s, v->n);
-    return s != NULL ? s : json_string("<not UTF-8>");
-  }
+  case AN_J_STRING:
+    return an_json_utf8_valid(v->u.s, v->n) ? json_stringn(v->u.s, v->n) : json_string("<not UTF-8>");
   case AN_J_ARRAY: {
     json_t *arr = json_array();
     for (size_t i = 0; arr != NULL && i < v->n; i++) {
@@ -426,8 +459,19 @@ json_t *an_json_to_jansson(const struct an_jv *v) {
     for (size_t i = 0; o != NULL && i < v->n; i++) {
       const struct an_jmember *m = &v->u.members[i];
       json_t *x = an_json_to_jansson(m->v);
-      if (x == NULL || json_object_setn_new(o, m->key, m->keylen, x) != 0) {
-        json_decref(x);
+      if (x == NULL) {
+        json_decref(o);
+        return NULL;
+      }
+      int rc;
+      if (an_json_utf8_valid(m->key, m->keylen)) {
+        rc = json_object_setn_new(o, m->key, m->keylen, x); /* takes x, also on failure */
+      } else {
+        char *k = clean_key(m->key, m->keylen);
+        rc = k ? json_object_setn_new(o, k, m->keylen, x) : (json_decref(x), -1);
+        free(k);
+      }
+      if (rc != 0) {
         json_decref(o);
         return NULL;
       }

@@ -84,6 +84,9 @@ double an_json_number(const struct an_jv *v);
  * Strings that are not UTF-8 become "<not UTF-8>". */
 json_t *an_json_to_jansson(const struct an_jv *v);
 
+/* Nonzero when s[0..len) is valid UTF-8 (JSON text must be). */
+int an_json_utf8_valid(const char *s, size_t len);
+
 /* Structural equality (numbers by value, object member order ignored). */
 int an_json_equal(const struct an_jv *a, const struct an_jv *b);
 
