@@ -18,6 +18,7 @@ static const struct subcommand subcommands[] = {
     {"replay", replay_cmd, "re-send recorded traffic to a target at a controlled rate"},
     {"analyze", an_cmd, "normalize, diff and report on recorded pairs"},
     {"spill", rec_spill_cmd, "publish spilled records to Kafka (cutover spill drain DIR)"},
+    {"demo-backend", px_demo_cmd, "run a small JSON backend for demos, tests and benchmarks"},
 };
 
 static void usage(FILE *out) {

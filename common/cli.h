@@ -17,5 +17,6 @@ int px_cmd(int argc, char **argv);         /* proxy/px_cmd.c: proxy -c FILE */
 int replay_cmd(int argc, char **argv);     /* replay/replay_cmd.c: replay ... */
 int rec_spill_cmd(int argc, char **argv);  /* replay/rec_spill_cmd.c: spill drain DIR */
 int an_cmd(int argc, char **argv);         /* analyzer/an_cmd.c: analyze ... */
+int px_demo_cmd(int argc, char **argv);    /* proxy/px_demo.c: demo-backend --name N --listen A */
 
 #endif

@@ -1,7 +1,115 @@
 #!/usr/bin/env bash
-# The README's run command: until the proxy exists, validate and print the example config.
+# The README's demo: two demo backends (legacy on :9001 over HTTP/1.1, modern on :9002 over h2c)
+# behind `cutover proxy -c config/example.yaml` (h2c/HTTP/1.1 on :8080, TLS h2 on :8443,
+# admin on :9901). Prints how to use it; Ctrl-C (or the proxy exiting) stops everything.
+# Usage: scripts/demo.sh [BIN]     (BIN defaults to build/cutover)
+#   env: LEGACY_LINEAGE, MODERN_LINEAGE   x-lineage of each backend's responses
 set -euo pipefail
-bin=${1:-build/cutover}
 cd "$(dirname "$0")/.."
-"$bin" config check config/example.yaml
-"$bin" config print config/example.yaml
+bin=${1:-build/cutover}
+[ -x "$bin" ] || { echo "demo: $bin is not an executable; build first (scripts/build.sh)" >&2; exit 1; }
+shown=$bin  # as the user gave it, for the printed commands
+case "$bin" in /*) ;; *) bin="$PWD/$bin" ;; esac
+config=config/example.yaml
+run=run
+legacy_lineage=${LEGACY_LINEAGE:-catalog=v812;streams=9f3a0c}
+modern_lineage=${MODERN_LINEAGE:-catalog=v812;streams=9f3a0c}
+
+say() { printf '%s\n' "$*" >&2; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pids=()
+stop_all() {
+  local pid
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  pids=()
+}
+trap 'stop_all' EXIT
+trap 'say ""; say "demo: stopping"; exit 0' INT TERM
+
+# Waits until 127.0.0.1:$2 accepts connections while process $1 runs (5 s at most).
+wait_port() {
+  local pid=$1 port=$2 name=$3
+  for _ in $(seq 100); do
+    port_open "$port" && return 0
+    kill -0 "$pid" 2>/dev/null || { say "demo: $name exited before listening on 127.0.0.1:$port"; return 1; }
+    sleep 0.05
+  done
+  say "demo: $name does not listen on 127.0.0.1:$port after 5 s"
+  return 1
+}
+
+for port in 9001 9002 8080 8443 9901; do
+  if port_open "$port"; then
+    say "demo: 127.0.0.1:$port is already in use (another demo running?); stop it first"
+    exit 1
+  fi
+done
+
+# run/: the TLS certificate (made once) and the admin API's bearer token.
+mkdir -p "$run"
+scripts/gen-cert.sh "$run"
+if [ ! -s "$run/admin.token" ]; then
+  (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$run/admin.token")
+fi
+
+"$bin" demo-backend --name legacy --listen 127.0.0.1:9001 --protocol http1 \
+  --lineage "$legacy_lineage" &
+pids+=($!)
+wait_port "$!" 9001 "demo backend legacy"
+"$bin" demo-backend --name modern --listen 127.0.0.1:9002 --protocol h2c \
+  --lineage "$modern_lineage" &
+pids+=($!)
+wait_port "$!" 9002 "demo backend modern"
+
+"$bin" proxy -c "$config" &
+proxy=$!
+pids+=("$proxy")
+if ! wait_port "$proxy" 8080 "cutover proxy"; then
+  status=0
+  wait "$proxy" || status=$?
+  say ""
+  say "demo: cutover proxy did not start (exit status $status); see its message above."
+  say "demo: the demo backends were up on 127.0.0.1:9001 (legacy) and 127.0.0.1:9002 (modern);"
+  say "demo: stopping them."
+  exit 1
+fi
+
+topic=$(sed -n 's/^[[:space:]]*topic:[[:space:]]*"\{0,1\}\([^"#[:space:]]*\).*/\1/p' "$config" 2>/dev/null \
+  | head -n1 || true)
+topic=${topic:-cutover.pairs}
+cat >&2 <<EOF
+
+cutover demo is running (Ctrl-C stops everything):
+  legacy backend  http://127.0.0.1:9001   HTTP/1.1
+  modern backend  http://127.0.0.1:9002   h2c
+  proxy           http://127.0.0.1:8080   h2c and HTTP/1.1
+                  https://127.0.0.1:8443  TLS (h2, http/1.1), CA certificate in $run/ca.pem
+  admin           http://127.0.0.1:9901   bearer token in $run/admin.token
+
+Send a request (the JSON answer names the backend that served it):
+  curl --http2-prior-knowledge -H 'x-device-id: dev-1' http://127.0.0.1:8080/api/checkout
+  curl --http1.1 -H 'x-device-id: dev-1' http://127.0.0.1:8080/api/checkout
+  curl --http2 --cacert $run/ca.pem -H 'x-device-id: dev-1' https://127.0.0.1:8443/api/checkout
+
+Turn the dial (send a quarter of the devices to modern), then look again:
+  $shown dial set checkout-v2 25 -c $config
+  for i in \$(seq 20); do curl -s --http2-prior-knowledge -H "x-device-id: dev-\$i" \\
+    http://127.0.0.1:8080/api/checkout; done
+
+Read the recorded request/response pairs (the proxy printed the Kafka bootstrap
+address above when it started):
+  kcat -C -b BOOTSTRAP -t $topic -e -f 'key %k  %S bytes  partition %p\n'
+
+EOF
+
+status=0
+wait "$proxy" || status=$?
+# A signal to this script interrupts `wait`; the INT/TERM trap then exits and stops everything.
+say "demo: cutover proxy exited (status $status); stopping the demo backends"
+exit "$status"

@@ -1,0 +1,316 @@
+"""Benchmark cutover against the direct backend, nghttpx, nginx and haproxy with h2load.
+
+Run through bench/run.sh BUILD_DIR (see docs/bench.md). Every target is
+configured alike: one worker, an h2c frontend (and a TLS h2 frontend), one
+HTTP/1.1 keep-alive backend: a single-threaded `cutover demo-backend`
+answering a small JSON document. Each process is started on free loopback
+ports from a config generated in a temp dir, and stopped by its PID.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_DIR = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(SOURCE_DIR, "tests", "e2e"))
+import cutover_e2e as e2e  # noqa: E402  (the shared process/port/h2load helpers)
+
+PATH = "/api/checkout"
+PROXIES = ("cutover", "nghttpx", "nginx", "haproxy")
+
+
+class Row:
+    """One line of the results table."""
+
+    def __init__(self, name, proto, result=None, note=""):
+        self.name, self.proto, self.result, self.note = name, proto, result, note
+
+
+def fmt_us(us):
+    if us is None:
+        return "-"
+    if us >= 1e6:
+        return "%.2fs" % (us / 1e6)
+    if us >= 1000:
+        return "%.2fms" % (us / 1000)
+    return "%.0fus" % us
+
+
+def tool_version(argv):
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "not installed"
+    text = (p.stdout + p.stderr).strip().splitlines()
+    return text[0] if text else "?"
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.bin = os.path.abspath(os.path.join(args.build_dir, "cutover"))
+        self.dir = tempfile.mkdtemp(prefix="cutover-bench-")
+        self.procs = []
+        self.rows = []
+        self.direct_rps = None
+        self.load_before = os.getloadavg()[0]
+
+    # processes -----------------------------------------------------------------
+
+    def start(self, name, argv, ports, cwd=None):
+        proc = e2e.start_process(argv, name=name, log_dir=self.dir, wait_port=ports,
+                                 timeout=10.0, cwd=cwd)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc):
+        e2e.stop_process(proc, 5.0)
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self):
+        for proc in reversed(self.procs):
+            e2e.stop_process(proc, 5.0)
+        self.procs = []
+
+    # measuring -----------------------------------------------------------------
+
+    def h2load(self, url, h1=False, c=None, m=None):
+        a = self.args
+        c, m = c or a.c, m or a.m
+        warm = max(1000, a.n // 10)
+        e2e.run_h2load(url, n=warm, c=c, m=m, t=a.t, h1=h1, log_dir=self.dir, timeout=a.timeout)
+        return e2e.run_h2load(url, n=a.n, c=c, m=m, t=a.t, h1=h1, log_dir=self.dir,
+                              timeout=a.timeout)
+
+    def measure(self, name, proto, url, h1=False, c=None, m=None):
+        try:
+            r = self.h2load(url, h1=h1, c=c, m=m)
+        except (e2e.HarnessError, subprocess.TimeoutExpired) as exc:
+            self.add(Row(name, proto, note="h2load failed: %s" % str(exc).splitlines()[0]))
+            return None
+        note = ""
+        if r.failed or r.errored or r.timeout or r.s2xx != r.total:
+            note = "%d failed, %d errored, %d timeout, %d non-2xx" % (
+                r.failed, r.errored, r.timeout, r.total - r.s2xx)
+        self.add(Row(name, proto, r, note))
+        return r
+
+    def add(self, row):
+        self.rows.append(row)
+        print(self.format_row(row, plain=True), flush=True)
+
+    # targets -------------------------------------------------------------------
+
+    def run(self):
+        a = self.args
+        certs = os.path.join(self.dir, "certs")
+        subprocess.run([os.path.join(SOURCE_DIR, "scripts", "gen-cert.sh"), certs], check=True,
+                       capture_output=True)
+        self.cert = os.path.join(certs, "cert.pem")
+        self.key = os.path.join(certs, "key.pem")
+        self.pem = os.path.join(certs, "cert-and-key.pem")
+        with open(self.pem, "w") as out:
+            for p in (self.cert, self.key):
+                with open(p) as f:
+                    out.write(f.read())
+
+        backend_port = e2e.free_port()
+        try:
+            self.start("backend", [self.bin, "demo-backend", "--name", "direct", "--listen",
+                                   "127.0.0.1:%d" % backend_port, "--protocol", "http1",
+                                   "--threads", "1"], [backend_port])
+        except e2e.HarnessError as exc:
+            print("bench: the demo backend did not start: %s" % exc, file=sys.stderr)
+            return 1
+        self.backend_port = backend_port
+        if "direct" in a.targets:
+            r = self.measure("direct backend", "h1", "http://127.0.0.1:%d%s" % (backend_port, PATH),
+                             h1=True)
+            self.direct_rps = r.req_per_s if r else None
+            # The same backend without pipelining, at the concurrency a proxy's
+            # backend pool can reach: what the proxies can at most get from it.
+            conns = min(a.c * a.m, a.backend_conns)
+            self.measure("direct, -m 1", "h1", "http://127.0.0.1:%d%s" % (backend_port, PATH),
+                         h1=True, c=conns, m=1)
+        for name in PROXIES:
+            if name in a.targets:
+                self.run_proxy(name)
+        self.stop_all()
+        return 0
+
+    def values(self, port, tls_port):
+        return {"port": port, "tls_port": tls_port, "backend_port": self.backend_port,
+                "backend_conns": self.args.backend_conns, "cert": self.cert, "key": self.key,
+                "pem": self.pem, "dir": self.dir}
+
+    def render(self, template, values, out_name):
+        with open(os.path.join(HERE, template)) as f:
+            text = e2e.render_template(f.read(), values)
+        path = os.path.join(self.dir, out_name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def run_proxy(self, name):
+        exe = {"cutover": self.bin, "nghttpx": "nghttpx", "nginx": "nginx",
+               "haproxy": "haproxy"}[name]
+        if name != "cutover" and not shutil.which(exe):
+            self.add(Row(name, "h2c", note="skipped: %s is not installed "
+                         "(scripts/deps.sh bench)" % exe))
+            return
+        port, tls_port = e2e.free_port(), e2e.free_port()
+        v = self.values(port, tls_port)
+        if name == "cutover":
+            cfg = self.render("cutover.yaml.in", v, "cutover.yaml")
+            argv = [self.bin, "proxy", "-c", cfg]
+        elif name == "nghttpx":
+            cfg = self.render("nghttpx.conf.in", v, "nghttpx.conf")
+            argv = ["nghttpx", "--conf=" + cfg]
+        elif name == "nginx":
+            cfg = self.render("nginx.conf.in", v, "nginx.conf")
+            argv = ["nginx", "-p", self.dir, "-e", os.path.join(self.dir, "nginx-error.log"),
+                    "-c", cfg]
+        else:
+            cfg = self.render("haproxy.cfg.in", v, "haproxy.cfg")
+            argv = ["haproxy", "-db", "-f", cfg]
+        try:
+            proc = self.start(name, argv, [port, tls_port], cwd=self.dir)
+        except e2e.HarnessError as exc:
+            lines = [l for l in str(exc).splitlines()[1:] if l.strip()]
+            why = lines[-1].strip() if lines else str(exc).splitlines()[0]
+            self.add(Row(name, "h2c", note="skipped: did not start: %s" % why[:100]))
+            return
+        self.measure(name, "h2c", "http://127.0.0.1:%d%s" % (port, PATH))
+        if self.args.tls:
+            self.measure(name, "h2+TLS", "https://127.0.0.1:%d%s" % (tls_port, PATH))
+        self.stop(proc)
+
+    # reporting -----------------------------------------------------------------
+
+    def cells(self, row):
+        r = row.result
+        if r is None:
+            return [row.name, row.proto, "-", "-", "-", "-", "-", "-", row.note]
+        ratio = "%.2f x" % (r.req_per_s / self.direct_rps) if self.direct_rps else "-"
+        return [row.name, row.proto, "%.0f" % r.req_per_s, fmt_us(r.mean_us), fmt_us(r.p50_us),
+                fmt_us(r.p99_us), fmt_us(r.max_us), ratio, row.note]
+
+    HEAD = ["target", "protocol", "req/s", "mean", "p50", "p99", "max", "vs direct", "note"]
+
+    def format_row(self, row, plain=False):
+        c = self.cells(row)
+        return "%-15s %-7s %10s %9s %9s %9s %9s %9s  %s" % tuple(c)
+
+    def table_text(self):
+        lines = ["%-15s %-7s %10s %9s %9s %9s %9s %9s  %s" % tuple(self.HEAD)]
+        lines += [self.format_row(r) for r in self.rows]
+        return "\n".join(lines)
+
+    def table_markdown(self):
+        lines = ["| " + " | ".join(self.HEAD) + " |",
+                 "|" + "|".join(["---"] * 2 + ["---:"] * 6 + ["---"]) + "|"]
+        for r in self.rows:
+            lines.append("| " + " | ".join(self.cells(r)) + " |")
+        return "\n".join(lines)
+
+    def write_markdown(self, path):
+        a = self.args
+        cpu = "?"
+        try:
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    if line.startswith("model name"):
+                        cpu = line.split(":", 1)[1].strip()
+                        break
+        except OSError:
+            pass
+        versions = [
+            tool_version([self.bin, "version"]),
+            tool_version(["h2load", "--version"]),
+            tool_version(["nghttpx", "--version"]),
+            tool_version(["nginx", "-v"]),
+            tool_version(["haproxy", "-v"]),
+        ]
+        text = [
+            "# Benchmark results",
+            "",
+            "Generated by `bench/run.sh` on %s UTC." % datetime.datetime.utcnow().strftime(
+                "%Y-%m-%d %H:%M"),
+            "",
+            "- load: `h2load -n %d -c %d -m %d -t %d` per target (after a warm-up run), "
+            "path `%s`" % (a.n, a.c, a.m, a.t, PATH),
+            "- machine: %s, %d CPUs, %s %s; load average %.2f before the run, %.2f after"
+            % (cpu, os.cpu_count() or 0, platform.system(), platform.release(), self.load_before,
+               os.getloadavg()[0]),
+            "- backend: `cutover demo-backend`, HTTP/1.1, one thread; the `direct backend` row is "
+            "`h2load --h1` against it (pipelined, -m %d: the ratio baseline), `direct, -m 1` the "
+            "same without pipelining over %d connections" % (a.m, min(a.c * a.m, a.backend_conns)),
+            "- every proxy: one worker, up to %d keep-alive connections to the backend"
+            % a.backend_conns,
+            "- latencies: mean and max as h2load reports them, p50/p99 from its `--log-file`",
+            "- versions: " + "; ".join(versions),
+            "",
+            self.table_markdown(),
+            "",
+            "How to read this table: docs/bench.md.",
+            "",
+        ]
+        with open(path, "w") as f:
+            f.write("\n".join(text))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("build_dir")
+    quick = os.environ.get("BENCH_QUICK") == "1"
+    ap.add_argument("-n", type=int, default=int(os.environ.get("BENCH_N",
+                                                                20000 if quick else 200000)))
+    ap.add_argument("-c", type=int, default=int(os.environ.get("BENCH_C", 32)))
+    ap.add_argument("-m", type=int, default=int(os.environ.get("BENCH_M", 10)))
+    ap.add_argument("-t", type=int, default=int(os.environ.get("BENCH_T", 1)))
+    ap.add_argument("--targets", default=os.environ.get(
+        "BENCH_TARGETS", "direct cutover nghttpx nginx haproxy"))
+    ap.add_argument("--no-tls", dest="tls", action="store_false",
+                    default=os.environ.get("BENCH_TLS", "1") != "0")
+    ap.add_argument("--backend-conns", type=int, default=int(os.environ.get("BENCH_BACKEND_CONNS", 0)),
+                    help="backend connections per proxy (default c * m: one per stream in flight)")
+    ap.add_argument("--out", default=os.environ.get("BENCH_OUT",
+                                                    os.path.join(HERE, "results.md")))
+    ap.add_argument("--timeout", type=int, default=600, help="seconds per h2load run")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir with configs and logs")
+    args = ap.parse_args()
+    args.targets = args.targets.replace(",", " ").split()
+    if args.backend_conns <= 0:
+        args.backend_conns = args.c * args.m
+    if not e2e.have_tool("h2load"):
+        print("bench: h2load is not installed (scripts/deps.sh bench)", file=sys.stderr)
+        return 1
+    b = Bench(args)
+    e2e.CUTOVER_BIN = b.bin
+    print("bench: h2load -n %d -c %d -m %d -t %d; configs and logs in %s"
+          % (args.n, args.c, args.m, args.t, b.dir), flush=True)
+    print("%-15s %-7s %10s %9s %9s %9s %9s %9s  %s" % tuple(Bench.HEAD), flush=True)
+    try:
+        rc = b.run()
+        if rc == 0:
+            print("\n" + b.table_text())
+            b.write_markdown(args.out)
+            print("\nbench: wrote %s" % args.out)
+    finally:
+        b.stop_all()
+        if args.keep:
+            print("bench: kept %s" % b.dir)
+        else:
+            shutil.rmtree(b.dir, ignore_errors=True)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
