@@ -1,4 +1,5 @@
-/* bench_analyze: pairs per second through an_compare (+ an_summary_add_pair) on one core. */
+/* bench_analyze: pairs per second through an_compare (+ an_summary_add_pair) on one core.
+ * Run from the build tree: bench/bench_analyze [PAIRS_A [PAIRS_B]]. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
