@@ -17,6 +17,7 @@
 #include "common/cut_err.h"
 
 #define EXIT_BELOW_MIN 3
+#define JOIN_HARD_CAP 1000000 /* records waiting, with a time --join-window */
 
 static const char usage[] =
     "usage: cutover analyze --out DIR [--rules FILE] [--join-window N|DURATION]\n"
@@ -63,7 +64,8 @@ static int parse_window(const char *s, size_t *count, int64_t *us) {
              : strcmp(end, "m") == 0 ? 60e6 : strcmp(end, "h") == 0 ? 3600e6 : -1;
   if (mul < 0 || v <= 0) return -1;
   *us = (int64_t)(v * mul);
-  *count = 0;
+  /* A time window still has a count bound, so a burst cannot exhaust memory. */
+  *count = JOIN_HARD_CAP;
   return 0;
 }
 

@@ -78,7 +78,10 @@ void an_result_clear(struct an_result *r);
 #define AN_COMPARE_KEEP_NORMALIZED 0x1u /* keep norm_primary/norm_shadow */
 
 /*
- * Compares the primary and shadow sides of `pv` under `rules` (borrowed):
+ * Compares the primary and shadow sides of `pv` under `rules` (borrowed).
+ * Pure: no I/O, no global state. Rules are read-only here and may be shared
+ * by threads; each thread uses its own an_result.
+ *
  *  1. lineage: a dependency present on both sides with different checksums
  *     makes the outcome AN_LINEAGE_DISCARDED (names in r->lineage), no diff;
  *  2. fast path: equal statuses, byte-identical bodies, equal compared
