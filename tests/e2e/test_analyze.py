@@ -163,6 +163,28 @@ class AnalyzeTest(unittest.TestCase):
             ids = {json.loads(line)["correlation_id"] for line in f}
         self.assertEqual(ids, self.exp["planted"])
 
+    def test_join_windows(self):
+        # One hour covers the whole corpus: the same result as the default count window.
+        out = os.path.join(self.tmp, "hour")
+        run("--rules", self.rules, "--input", *self.files, "--out", out, "--join-window", "1h",
+            "--quiet", check=0)
+        self.assertEqual(load(os.path.join(out, "summary.json")), self.summary)
+        # 1 ms: the one-sided search records (2 s apart) never meet their partner.
+        out = os.path.join(self.tmp, "ms")
+        run("--rules", self.rules, "--input", *self.files, "--out", out, "--join-window", "1ms",
+            "--quiet", check=0)
+        s = load(os.path.join(out, "summary.json"))
+        self.assertEqual(s["routes"]["search"]["joined"], 0)
+        self.assertEqual(s["unjoined"], {"primary": 63, "shadow": 62})
+        self.assertEqual(s["records"], self.exp["records"])
+        # A count window of 2 gives up the records whose partner comes 4 records later.
+        out = os.path.join(self.tmp, "count")
+        run("--rules", self.rules, "--input", *self.files, "--out", out, "--join-window", "2",
+            "--quiet", check=0)
+        s = load(os.path.join(out, "summary.json"))
+        self.assertLess(s["routes"]["search"]["joined"], 60)
+        self.assertEqual(s["routes"]["search"]["joined"] + s["unjoined"]["primary"], 63)
+
     def test_malformed_rules(self):
         bad = os.path.join(self.tmp, "bad.yaml")
         with open(bad, "w") as f:
