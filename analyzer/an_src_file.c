@@ -10,9 +10,15 @@
 
 int an_src_file(const char *path, an_src_record_fn fn, void *user_data, char *err, size_t errlen) {
   avro_file_reader_t reader;
+  /* Check the magic first: avro-c leaks what it allocated when opening a
+   * file that is not a container fails. */
   FILE *probe = fopen(path, "rb");
   if (probe == NULL) return cut_errf(err, errlen, CUT_ERR_IO, "%s: %s", path, strerror(errno));
+  unsigned char magic[4] = {0};
+  size_t got = fread(magic, 1, sizeof magic, probe);
   fclose(probe);
+  if (got != sizeof magic || memcmp(magic, "Obj\x01", 4) != 0)
+    return cut_errf(err, errlen, CUT_ERR_AVRO, "%s: not an Avro container file", path);
   if (avro_file_reader(path, &reader) != 0)
     return cut_errf(err, errlen, CUT_ERR_AVRO, "%s: not an Avro container file: %s", path,
                     avro_strerror());

@@ -204,6 +204,11 @@ class AnalyzeTest(unittest.TestCase):
         p = run("--input", os.path.join(self.tmp, "missing.avro"), "--out",
                 os.path.join(self.tmp, "u"), check=1)
         self.assertIn("missing.avro", p.stderr)
+        garbage = os.path.join(self.tmp, "garbage.avro")
+        with open(garbage, "wb") as f:
+            f.write(b"not avro at all")
+        p = run("--input", garbage, "--out", os.path.join(self.tmp, "u"), check=1)
+        self.assertIn("not an Avro container file", p.stderr)
 
     def test_html_report_in_chromium(self):
         chromium = shutil.which("chromium")
