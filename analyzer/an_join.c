@@ -12,7 +12,18 @@ struct entry {
   struct entry *prev, *next;       /* arrival order */
 };
 
+/* The ids of recently completed pairs: a ring (oldest forgotten first)
+ * indexed by a chained hash. */
+struct seen {
+  char *id;
+  struct seen *hnext;
+};
+
 struct an_join {
+  struct seen **ring;  /* cap entries, oldest at ring_head */
+  struct seen **sbuckets;
+  size_t ring_cap, ring_head, ring_n, nsbuckets;
+  an_join_duplicate_fn on_duplicate;
   struct entry **buckets;
   size_t nbuckets, count, max_pending;
   int64_t window_us, newest_us;
@@ -32,16 +43,26 @@ static uint64_t hash_str(const char *s) {
 }
 
 int an_join_new(struct an_join **out, size_t max_pending, int64_t window_us, an_join_pair_fn on_pair,
-                an_join_unjoined_fn on_unjoined, void *user_data) {
+                an_join_unjoined_fn on_unjoined, an_join_duplicate_fn on_duplicate,
+                void *user_data) {
   if (max_pending == 0 && window_us <= 0) return CUT_ERR_INVALID;
   struct an_join *j = calloc(1, sizeof *j);
   if (j == NULL) return CUT_ERR_NOMEM;
   j->nbuckets = 1024;
   j->buckets = calloc(j->nbuckets, sizeof *j->buckets);
-  if (j->buckets == NULL) {
+  j->ring_cap = max_pending > 100000 ? max_pending : 100000;
+  j->nsbuckets = 1;
+  while (j->nsbuckets < j->ring_cap) j->nsbuckets <<= 1;
+  j->ring = calloc(j->ring_cap, sizeof *j->ring);
+  j->sbuckets = calloc(j->nsbuckets, sizeof *j->sbuckets);
+  if (j->buckets == NULL || j->ring == NULL || j->sbuckets == NULL) {
+    free(j->buckets);
+    free(j->ring);
+    free(j->sbuckets);
     free(j);
     return CUT_ERR_NOMEM;
   }
+  j->on_duplicate = on_duplicate;
   j->max_pending = max_pending;
   j->window_us = window_us;
   j->newest_us = INT64_MIN;
@@ -61,6 +82,13 @@ void an_join_free(struct an_join *j) {
     free(e);
     e = n;
   }
+  for (size_t i = 0; i < j->ring_n; i++) {
+    struct seen *sn = j->ring[(j->ring_head + i) % j->ring_cap];
+    free(sn->id);
+    free(sn);
+  }
+  free(j->ring);
+  free(j->sbuckets);
   free(j->buckets);
   free(j);
 }
@@ -92,6 +120,43 @@ static void unlink_entry(struct an_join *j, struct entry *e) {
   j->count--;
 }
 
+static int seen_has(const struct an_join *j, const char *id) {
+  for (struct seen *sn = j->sbuckets[hash_str(id) & (j->nsbuckets - 1)]; sn; sn = sn->hnext)
+    if (strcmp(sn->id, id) == 0) return 1;
+  return 0;
+}
+
+/* Remembers a completed id, forgetting the oldest when the ring is full. */
+static int seen_add(struct an_join *j, const char *id) {
+  if (j->ring_n == j->ring_cap) {
+    struct seen *old = j->ring[j->ring_head];
+    struct seen **pp = &j->sbuckets[hash_str(old->id) & (j->nsbuckets - 1)];
+    while (*pp != old) pp = &(*pp)->hnext;
+    *pp = old->hnext;
+    free(old->id);
+    free(old);
+    j->ring_head = (j->ring_head + 1) % j->ring_cap;
+    j->ring_n--;
+  }
+  struct seen *sn = malloc(sizeof *sn);
+  if (sn == NULL || (sn->id = strdup(id)) == NULL) {
+    free(sn);
+    return CUT_ERR_NOMEM;
+  }
+  size_t b = hash_str(id) & (j->nsbuckets - 1);
+  sn->hnext = j->sbuckets[b];
+  j->sbuckets[b] = sn;
+  j->ring[(j->ring_head + j->ring_n) % j->ring_cap] = sn;
+  j->ring_n++;
+  return 0;
+}
+
+static int duplicate(struct an_join *j, struct an_record *rec) {
+  int rc = j->on_duplicate ? j->on_duplicate(rec, j->ud) : 0;
+  an_record_free(rec);
+  return rc;
+}
+
 static enum an_side_id side_of(const struct an_record *r) {
   return r->kind == AN_KIND_SHADOW ? AN_SHADOW : AN_PRIMARY;
 }
@@ -118,30 +183,26 @@ static int evict(struct an_join *j) {
 int an_join_add(struct an_join *j, struct an_record *rec) {
   int rc;
   if (rec->time_us > j->newest_us) j->newest_us = rec->time_us;
+  if (seen_has(j, rec->correlation_id)) return duplicate(j, rec);
   if (rec->kind == AN_KIND_PAIR) {
     if (rec->shadow.present)
       rc = j->on_pair(rec, j->ud);
     else
       rc = j->on_unjoined(rec, AN_PRIMARY, j->ud);
+    if (rc == 0) rc = seen_add(j, rec->correlation_id);
     an_record_free(rec);
     return rc != 0 ? rc : evict(j);
   }
   size_t bi = hash_str(rec->correlation_id) & (j->nbuckets - 1);
   for (struct entry *e = j->buckets[bi]; e != NULL; e = e->hnext) {
     if (strcmp(e->rec->correlation_id, rec->correlation_id) != 0) continue;
-    if (e->rec->kind == rec->kind) {
-      /* The same side twice: the older one will never be joined now. */
-      if ((rc = give_up(j, e)) != 0) {
-        an_record_free(rec);
-        return rc;
-      }
-      break;
-    }
+    if (e->rec->kind == rec->kind) return duplicate(j, rec); /* the same side again */
     unlink_entry(j, e);
     struct an_record *primary = rec->kind == AN_KIND_PRIMARY ? rec : e->rec;
     struct an_record *shadow = rec->kind == AN_KIND_PRIMARY ? e->rec : rec;
     an_record_take_shadow(primary, shadow);
     rc = j->on_pair(primary, j->ud);
+    if (rc == 0) rc = seen_add(j, primary->correlation_id);
     an_record_free(e->rec);
     an_record_free(rec);
     free(e);

@@ -56,6 +56,11 @@ static int on_unjoined(struct an_record *rec, enum an_side_id side, void *user_d
   return an_summary_add_unjoined(r->summary, rec->route, side);
 }
 
+static int on_duplicate(struct an_record *rec, void *user_data) {
+  struct an_run *r = user_data;
+  return an_summary_add_duplicate(r->summary, rec->route);
+}
+
 void an_run_free(struct an_run *r) {
   if (r == NULL) return;
   if (r->candidates != NULL) fclose(r->candidates);
@@ -78,7 +83,8 @@ int an_run_new(struct an_run **out, const struct an_run_opts *o, char *err, size
   rc = CUT_ERR_NOMEM;
   if ((r->dir = strdup(o->out_dir)) == NULL) goto fail;
   if (an_summary_new(&r->summary) != 0) goto fail;
-  if ((rc = an_join_new(&r->join, o->join_count, o->join_window_us, on_pair, on_unjoined, r)) != 0)
+  if ((rc = an_join_new(&r->join, o->join_count, o->join_window_us, on_pair, on_unjoined,
+                        on_duplicate, r)) != 0)
     goto fail;
   if (asprintf(&r->cand_path, "%s/%s", o->out_dir, CANDIDATES) < 0) {
     r->cand_path = NULL;

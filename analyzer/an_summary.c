@@ -96,6 +96,11 @@ int an_summary_add_unjoined(struct an_summary *s, const char *route, enum an_sid
   return b == NULL ? CUT_ERR_NOMEM : inc(child(b, "unjoined"), side_name(side), 1);
 }
 
+int an_summary_add_duplicate(struct an_summary *s, const char *route) {
+  json_t *b = route_block(s, route);
+  return b == NULL ? CUT_ERR_NOMEM : inc(b, "duplicates", 1);
+}
+
 /* Inserts id into a sorted list of at most AN_EXAMPLES smallest ids. */
 static int add_example(json_t *list, const char *id) {
   size_t n = json_array_size(list), pos = n;
@@ -351,6 +356,7 @@ json_t *an_summary_report(struct an_summary *s) {
                           0, "shadow", 0, "matches", 0, "mismatches", 0, "lineage_discarded", 0,
                           "lineage", "pass_fail", "primary", "pass", 0, "fail", 0, "shadow", "pass",
                           0, "fail", 0, "status_matrix");
+  if (tot != NULL) json_object_set_new(tot, "duplicates", json_integer(0));
   json_int_t with_repeat_total = 0;
   if (!out || !routes_out || !fields_all || !noise_all || !timeline || !noise || !tot) goto nomem;
 
@@ -409,7 +415,7 @@ json_t *an_summary_report(struct an_summary *s) {
     sort_items(rnoise);
     json_t *rb = json_pack(
         "{s:{s:I,s:I}, s:I, s:{s:I,s:I}, s:I, s:I, s:I, s:o, s:O?, s:{s:{s:I,s:I},s:{s:I,s:I}}, "
-        "s:O?, s:I, s:o, s:o}",
+        "s:O?, s:I, s:o, s:o, s:I}",
         "records", "primary", get_int(json_object_get(b, "records"), "primary"), "shadow",
         get_int(json_object_get(b, "records"), "shadow"), "joined", get_int(b, "joined"),
         "unjoined", "primary", get_int(json_object_get(b, "unjoined"), "primary"), "shadow",
@@ -421,7 +427,7 @@ json_t *an_summary_report(struct an_summary *s) {
         "shadow", "pass", get_int(json_object_get(json_object_get(b, "pass_fail"), "shadow"), "pass"),
         "fail", get_int(json_object_get(json_object_get(b, "pass_fail"), "shadow"), "fail"),
         "status_matrix", json_object_get(b, "status"), "pairs_with_repeat", wr, "fields", rfields,
-        "noise", rnoise);
+        "noise", rnoise, "duplicates", get_int(b, "duplicates"));
     if (rb == NULL) goto nomem;
     if (json_object_get(rb, "lineage") == NULL || json_is_null(json_object_get(rb, "lineage")))
       json_object_set_new(rb, "lineage", json_object());

@@ -36,6 +36,9 @@ int an_summary_add_record(struct an_summary *s, const char *route, enum an_side_
 /* Counts one record of `side` that found no partner within the join window. */
 int an_summary_add_unjoined(struct an_summary *s, const char *route, enum an_side_id side);
 
+/* Counts one record dropped as a duplicate (same id seen again). */
+int an_summary_add_duplicate(struct an_summary *s, const char *route);
+
 /* Counts one joined pair and what an_compare found for it (both borrowed).
  * Returns 0 or CUT_ERR_NOMEM. */
 int an_summary_add_pair(struct an_summary *s, const struct an_pair_view *pv,

@@ -123,6 +123,8 @@ def build(source_dir, outdir):
                          lineage=s_lin, date="d3")
         rec = record(cid, t, "PAIR", "catalog", "/api/catalog/%d" % i, p, [s], r)
         (part_a if i < 50 else part_b).append(rec)
+        if i in (60, 61):  # delivered twice (at-least-once recording)
+            part_b.append(rec)
 
     # search: separate PRIMARY and SHADOW records joined by correlation id; the
     # shadow already has the new shape (one-sided transform on the primary).
@@ -156,6 +158,7 @@ def build(source_dir, outdir):
         if len(pending_shadows) > 3:  # shadows arrive a few records late
             part_b.append(pending_shadows.pop(0))
     part_b.extend(pending_shadows)
+    part_b.append(pending_shadows[-1])  # a shadow record delivered twice
     for k in range(3):
         part_b.append(record("srch-lonely-p%d" % k, BASE_US + 200000000, "PRIMARY", "search",
                              "/api/search/x", primary=response(200, {"q": "x"})))
@@ -193,7 +196,8 @@ def build(source_dir, outdir):
     total = {k: sum(v[k] for v in exp.values()) for k in ("joined", "matches", "mismatches", "lineage")}
     expected = {
         "routes": exp, "total": total, "pass_fail_fail": fail, "planted": planted,
-        "records": {"primary": 100 + 63 + 20, "shadow": 100 + 62 + 20},
+        "records": {"primary": 100 + 2 + 63 + 20, "shadow": 100 + 2 + 62 + 1 + 20},
+        "duplicates": 3,
         "unjoined": {"primary": 3, "shadow": 2},
     }
     return paths, expected

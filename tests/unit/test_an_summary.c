@@ -136,7 +136,7 @@ static void test_an_summary_merge_exact(void **state) {
 /* ---- join ---- */
 
 struct seen {
-  int pairs, unjoined[2];
+  int pairs, unjoined[2], dups;
   char last[32];
 };
 
@@ -152,6 +152,13 @@ static int on_unjoined(struct an_record *rec, enum an_side_id side, void *ud) {
   struct seen *s = ud;
   (void)rec;
   s->unjoined[side]++;
+  return 0;
+}
+
+static int on_dup(struct an_record *rec, void *ud) {
+  struct seen *s = ud;
+  (void)rec;
+  s->dups++;
   return 0;
 }
 
@@ -171,7 +178,7 @@ static void test_an_join_windows(void **state) {
   struct seen s = {0};
   struct an_join *j = NULL;
   /* count window of 2 */
-  assert_int_equal(an_join_new(&j, 2, 0, on_pair, on_unjoined, &s), 0);
+  assert_int_equal(an_join_new(&j, 2, 0, on_pair, on_unjoined, on_dup, &s), 0);
   assert_int_equal(an_join_add(j, rec(AN_KIND_PRIMARY, "a", 1)), 0);
   assert_int_equal(an_join_add(j, rec(AN_KIND_PRIMARY, "b", 2)), 0);
   assert_int_equal(an_join_add(j, rec(AN_KIND_SHADOW, "a", 3)), 0);
@@ -188,6 +195,13 @@ static void test_an_join_windows(void **state) {
   lonely->shadow.present = 0;
   assert_int_equal(an_join_add(j, lonely), 0);
   assert_int_equal(an_join_pending(j), 2);
+  /* duplicates: a joined id again (PAIR or one side), a waiting side again */
+  assert_int_equal(an_join_add(j, rec(AN_KIND_PAIR, "e", 9)), 0);
+  assert_int_equal(an_join_add(j, rec(AN_KIND_SHADOW, "a", 9)), 0);
+  assert_int_equal(an_join_add(j, rec(AN_KIND_PRIMARY, "d", 9)), 0);
+  assert_int_equal(s.dups, 3);
+  assert_int_equal(s.pairs, 2);
+  assert_int_equal(an_join_pending(j), 2);
   assert_int_equal(an_join_flush(j), 0);
   assert_int_equal(s.unjoined[AN_PRIMARY], 4); /* b, c, f, d */
   assert_int_equal(s.unjoined[AN_SHADOW], 1);  /* b's shadow */
@@ -195,7 +209,7 @@ static void test_an_join_windows(void **state) {
 
   /* time window of 10 us; many pending records force the table to grow */
   memset(&s, 0, sizeof s);
-  assert_int_equal(an_join_new(&j, 0, 10, on_pair, on_unjoined, &s), 0);
+  assert_int_equal(an_join_new(&j, 0, 10, on_pair, on_unjoined, on_dup, &s), 0);
   for (int i = 0; i < 3000; i++) {
     char id[16];
     snprintf(id, sizeof id, "p%d", i);
@@ -207,7 +221,7 @@ static void test_an_join_windows(void **state) {
   assert_int_equal(s.unjoined[AN_PRIMARY], 2999);
   assert_int_equal(an_join_pending(j), 1);
   an_join_free(j); /* frees the waiting record without callbacks */
-  assert_int_equal(an_join_new(&j, 0, 0, on_pair, on_unjoined, &s), CUT_ERR_INVALID);
+  assert_int_equal(an_join_new(&j, 0, 0, on_pair, on_unjoined, on_dup, &s), CUT_ERR_INVALID);
 }
 
 /* The embedded mismatch schema is the shipped .avsc without its docs. */
