@@ -232,9 +232,21 @@ static void card(FILE *f, const char *label, const char *value, const char *cls)
   fprintf(f, "</b></div>");
 }
 
-static void mismatch_item(FILE *f, json_t *m) {
+/* Is `field` listed in the route's noise list of the summary? */
+static int is_noise_field(json_t *summary, const char *route, const char *field) {
+  json_t *list = json_object_get(json_object_get(json_object_get(summary, "routes"), route), "noise");
+  size_t i;
+  json_t *x;
+  json_array_foreach(list, i, x) {
+    const char *fl = json_string_value(json_object_get(x, "field"));
+    if (fl != NULL && field != NULL && strcmp(fl, field) == 0) return 1;
+  }
+  return 0;
+}
+
+static void mismatch_item(FILE *f, json_t *summary, json_t *m, int open) {
   json_t *p = json_object_get(m, "primary"), *s = json_object_get(m, "shadow");
-  fprintf(f, "<details class=mismatch><summary><code>");
+  fprintf(f, "<details class=mismatch%s><summary><code>", open ? " open" : "");
   esc(f, json_string_value(json_object_get(m, "correlation_id")));
   fprintf(f, "</code> &middot; ");
   esc(f, json_string_value(json_object_get(m, "route")));
@@ -259,7 +271,12 @@ static void mismatch_item(FILE *f, json_t *m) {
     const char *kind = json_string_value(json_object_get(x, "kind"));
     fprintf(f, "<tr><td><code>");
     esc(f, json_string_value(json_object_get(x, "path")));
-    fprintf(f, "</code></td><td class=\"k-%s\">%s</td><td><code>", kind ? kind : "", kind ? kind : "");
+    fprintf(f, "</code></td><td class=\"k-%s\">%s%s</td><td><code>", kind ? kind : "",
+            kind ? kind : "",
+            is_noise_field(summary, json_string_value(json_object_get(m, "route")),
+                           json_string_value(json_object_get(x, "field")))
+                ? " <span class=none>(noise)</span>"
+                : "");
     esc_json(f, json_object_get(x, "primary"), 200);
     fprintf(f, "</code></td><td><code>");
     esc_json(f, json_object_get(x, "shadow"), 200);
@@ -312,6 +329,8 @@ int an_report_html(FILE *f, json_t *s, json_t *mismatches, size_t total_mismatch
   snprintf(buf, sizeof buf, "%lld / %lld", (long long)I2(s, "unjoined", "primary"),
            (long long)I2(s, "unjoined", "shadow"));
   card(f, "unjoined primary / shadow", buf, "");
+  snprintf(buf, sizeof buf, "%lld", (long long)I(s, "duplicates"));
+  card(f, "duplicates", buf, "");
   snprintf(buf, sizeof buf, "%lld / %lld", (long long)I2(json_object_get(s, "pass_fail"), "primary", "fail"),
            (long long)I2(json_object_get(s, "pass_fail"), "shadow", "fail"));
   card(f, "failed primary / shadow", buf, "");
@@ -386,7 +405,7 @@ int an_report_html(FILE *f, json_t *s, json_t *mismatches, size_t total_mismatch
              "<div id=mismatch-list>",
           json_array_size(mismatches), total_mismatches);
   if (json_array_size(mismatches) == 0) fprintf(f, "<p class=none>no mismatches</p>");
-  json_array_foreach(mismatches, i, x) mismatch_item(f, x);
+  json_array_foreach(mismatches, i, x) mismatch_item(f, s, x, i == 0); /* the first one open */
   fprintf(f, "</div></section></main><script>"
              "document.getElementById('filter').addEventListener('input',function(e){"
              "var q=e.target.value.toLowerCase();"

@@ -232,7 +232,8 @@ class AnalyzeTest(unittest.TestCase):
         for chart in ("chart-route-rate", "chart-fields", "chart-status", "chart-timeline",
                       "mismatch-list"):
             self.assertIn('id="%s"' % chart, dom)
-        self.assertEqual(dom.count('<details class="mismatch">'), self.summary["mismatches"])
+        self.assertEqual(dom.count('<details class="mismatch"'), self.summary["mismatches"])
+        self.assertIn("<td><code>$.name</code></td>", dom)  # the open diff table
         self.assertIn("cat-003", dom)
         self.assertNotIn("http://", dom.replace("http://www.w3.org/2000/svg", "")
                          .replace("http://img/", ""))
