@@ -474,8 +474,9 @@ static int errs_out(struct cfg_yaml_errs *errs, int rc, char *err, size_t errlen
   return rc;
 }
 
-int an_rules_load_string(struct an_rules **out, const char *text, size_t len, const char *name,
-                         char *err, size_t errlen) {
+/* Parses with `parse` (text or file), then loads the rules from the tree. */
+static int load(struct an_rules **out, const char *text, size_t len, const char *name,
+                int from_file, char *err, size_t errlen) {
   struct cfg_yaml_errs *errs = NULL;
   struct cfg_yaml_doc *doc = NULL;
   struct an_rules *r = NULL;
@@ -485,7 +486,7 @@ int an_rules_load_string(struct an_rules **out, const char *text, size_t len, co
     an_rules_free(r);
     return rc;
   }
-  rc = cfg_yaml_parse(&doc, text, len, 0, errs);
+  rc = from_file ? cfg_yaml_parse_file(&doc, name, 0, errs) : cfg_yaml_parse(&doc, text, len, 0, errs);
   if (rc == 0) {
     struct loader L = {errs};
     rc = load_root(&L, cfg_yaml_root(doc), r);
@@ -503,32 +504,11 @@ int an_rules_load_string(struct an_rules **out, const char *text, size_t len, co
   return 0;
 }
 
+int an_rules_load_string(struct an_rules **out, const char *text, size_t len, const char *name,
+                         char *err, size_t errlen) {
+  return load(out, text, len, name, 0, err, errlen);
+}
+
 int an_rules_load_file(struct an_rules **out, const char *path, char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) return cut_errf(err, errlen, CUT_ERR_IO, "%s: %s", path, strerror(errno));
-  char *buf = NULL;
-  size_t len = 0, cap = 0, got;
-  do {
-    if (len + 4096 > cap) {
-      cap = (len + 4096) * 2;
-      char *b = realloc(buf, cap);
-      if (b == NULL) {
-        free(buf);
-        fclose(f);
-        return CUT_ERR_NOMEM;
-      }
-      buf = b;
-    }
-    got = fread(buf + len, 1, cap - len, f);
-    len += got;
-  } while (got > 0);
-  int ioerr = ferror(f);
-  fclose(f);
-  if (ioerr) {
-    free(buf);
-    return cut_errf(err, errlen, CUT_ERR_IO, "%s: read error", path);
-  }
-  int rc = an_rules_load_string(out, buf, len, path, err, errlen);
-  free(buf);
-  return rc;
+  return load(out, NULL, 0, path, 1, err, errlen);
 }
