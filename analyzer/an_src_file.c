@@ -1,5 +1,8 @@
 /* an_src_file: read Pair records from Avro container files with avro-c's generic values. */
+#include <dirent.h>
 #include <errno.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -8,7 +11,57 @@
 #include "analyzer/an_src.h"
 #include "common/cut_err.h"
 
+static int read_one(const char *path, an_src_record_fn fn, void *user_data, char *err,
+                    size_t errlen);
+
+static int cmp_names(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A directory (a spill or file-sink directory): its *.avro files in name
+ * order, which is the order they were written in. */
+static int read_dir(const char *path, an_src_record_fn fn, void *user_data, char *err,
+                    size_t errlen) {
+  DIR *d = opendir(path);
+  if (d == NULL) return cut_errf(err, errlen, CUT_ERR_IO, "%s: %s", path, strerror(errno));
+  char **names = NULL;
+  size_t n = 0, cap = 0;
+  int rc = 0;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    size_t l = strlen(de->d_name);
+    if (l < 6 || strcmp(de->d_name + l - 5, ".avro") != 0 || de->d_name[0] == '.') continue;
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      char **v = realloc(names, cap * sizeof *v);
+      if (v == NULL) {
+        rc = CUT_ERR_NOMEM;
+        break;
+      }
+      names = v;
+    }
+    if (asprintf(&names[n], "%s/%s", path, de->d_name) < 0) {
+      rc = CUT_ERR_NOMEM;
+      break;
+    }
+    n++;
+  }
+  closedir(d);
+  if (rc == 0) qsort(names, n, sizeof *names, cmp_names);
+  for (size_t i = 0; i < n && rc == 0; i++) rc = read_one(names[i], fn, user_data, err, errlen);
+  for (size_t i = 0; i < n; i++) free(names[i]);
+  free(names);
+  return rc;
+}
+
 int an_src_file(const char *path, an_src_record_fn fn, void *user_data, char *err, size_t errlen) {
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return read_dir(path, fn, user_data, err, errlen);
+  return read_one(path, fn, user_data, err, errlen);
+}
+
+static int read_one(const char *path, an_src_record_fn fn, void *user_data, char *err,
+                    size_t errlen) {
   avro_file_reader_t reader;
   /* Check the magic first: avro-c leaks what it allocated when opening a
    * file that is not a container fails. */

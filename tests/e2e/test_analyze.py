@@ -143,6 +143,17 @@ class AnalyzeTest(unittest.TestCase):
         self.assertIn("catalog", self.result.stdout)
         self.assertIn("TOTAL", self.result.stdout)
 
+    def test_directory_input(self):
+        d = os.path.join(self.tmp, "dir-in")
+        os.makedirs(d, exist_ok=True)
+        for path in self.files:
+            shutil.copy(path, d)
+        with open(os.path.join(d, "ignored.txt"), "w") as f:
+            f.write("not a record file")
+        out = os.path.join(self.tmp, "dir-out")
+        run("--rules", self.rules, "--input", d, "--out", out, "--quiet", check=0)
+        self.assertEqual(load(os.path.join(out, "summary.json")), self.summary)
+
     def test_min_match_rate_exit_status(self):
         out = os.path.join(self.tmp, "gate")
         p = run("--rules", self.rules, "--input", *self.files, "--out", out,
