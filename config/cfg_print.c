@@ -30,7 +30,8 @@ static int plain_ok(const char *s) {
     if (!isalnum(c) && !strchr("_./@+:%-", c))
       return 0;
   }
-  return 1;
+  /* a ':' that ends a plain scalar reads as a mapping indicator ("k:909:") */
+  return s[strlen(s) - 1] != ':';
 }
 
 /* Writes s as a YAML scalar that loads back to exactly s (including under
@@ -179,11 +180,17 @@ static void print_backend(FILE *f, const struct cfg_backend *b) {
           b->on_unhealthy == CFG_UNHEALTHY_FAIL ? "fail" : "fail_open");
 }
 
+/* The head that dials, experiments and allocations share: name, key, salt, percentage. */
+static void print_bucketing(FILE *f, const char *name, const struct cfg_key *k, const char *salt,
+                            const char *pct_key, uint32_t ppm) {
+  fprintf(f, "  %s:\n    key: ", name);
+  key(f, k);
+  fputs("\n    salt: ", f), scalar(f, salt);
+  fprintf(f, "\n    %s: ", pct_key), percent(f, ppm);
+}
+
 static void print_dial(FILE *f, const struct cfg_dial *d) {
-  fprintf(f, "  %s:\n    key: ", d->name);
-  key(f, &d->key);
-  fputs("\n    salt: ", f), scalar(f, d->salt);
-  fputs("\n    percent: ", f), percent(f, d->ppm);
+  print_bucketing(f, d->name, &d->key, d->salt, "percent", d->ppm);
   fputs("\n    to: ", f), scalar(f, d->to);
   fputs("\n    per_datacenter: {", f);
   for (size_t i = 0; i < d->nper_dc; i++) {
@@ -227,10 +234,7 @@ static void print_time(FILE *f, int64_t t) {
 }
 
 static void print_experiment(FILE *f, const struct cfg_experiment *x) {
-  fprintf(f, "  %s:\n    key: ", x->name);
-  key(f, &x->key);
-  fputs("\n    salt: ", f), scalar(f, x->salt);
-  fputs("\n    pool: ", f), percent(f, x->pool_ppm);
+  print_bucketing(f, x->name, &x->key, x->salt, "pool", x->pool_ppm);
   fputs("\n    canary: ", f), scalar(f, x->canary);
   fputs("\n    baseline: ", f), scalar(f, x->baseline);
   fputs("\n    start: ", f), print_time(f, x->start);
@@ -245,10 +249,7 @@ static void print_experiment(FILE *f, const struct cfg_experiment *x) {
 }
 
 static void print_allocation(FILE *f, const struct cfg_allocation *a) {
-  fprintf(f, "  %s:\n    key: ", a->name);
-  key(f, &a->key);
-  fputs("\n    salt: ", f), scalar(f, a->salt);
-  fputs("\n    percent: ", f), percent(f, a->ppm);
+  print_bucketing(f, a->name, &a->key, a->salt, "percent", a->ppm);
   fputs("\n    regions: ", f), strlist(f, &a->regions);
   fputs("\n    platforms: ", f), strlist(f, &a->platforms);
   fputs("\n    app_version: ", f), scalar(f, a->app_version_text);

@@ -1,5 +1,6 @@
 /* cfg_schema: the config schema: defaults, types, ranges and cross-references. */
 #include <ctype.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,22 +153,45 @@ static ynode *as_seq(struct cfg_ld *ld, ynode *n, const char *path) {
   return cfg_yaml_expect_seq(ld->e, n, path) == 0 ? n : NULL;
 }
 
-static int addr_from(struct cfg_ld *ld, ynode *n, const char *path, struct cfg_addr *out) {
+/* A units parser (config/units.h) behind one signature, for parsed(). */
+typedef int (*units_parser)(const char *s, void *out, char *err, size_t errlen);
+
+static int addr_parser(const char *s, void *out, char *err, size_t errlen) {
+  return cfg_parse_addr(s, out, err, errlen);
+}
+
+static int key_parser(const char *s, void *out, char *err, size_t errlen) {
+  return cfg_parse_key(s, out, err, errlen);
+}
+
+static int time_parser(const char *s, void *out, char *err, size_t errlen) {
+  return cfg_parse_time(s, out, err, errlen);
+}
+
+/*
+ * Reads scalar `n` and runs `parse` over it into *out, reporting the
+ * parser's sentence at the node. Returns 0, 1 when absent, or a negative
+ * code (reported; out-of-memory sets ld->nomem instead).
+ */
+static int parsed(struct cfg_ld *ld, ynode *n, const char *path, units_parser parse, void *out) {
   const char *s;
   int rc = cfg_yaml_read_str(ld->e, n, path, &s);
   if (rc)
     return rc;
   char err[256];
-  struct cfg_addr a;
-  rc = cfg_parse_addr(s, &a, err, sizeof err);
-  if (rc == CUT_ERR_NOMEM) {
+  rc = parse(s, out, err, sizeof err);
+  if (rc == CUT_ERR_NOMEM)
     ld->nomem = 1;
-    return rc;
-  }
-  if (rc) {
+  else if (rc)
     cfg_yaml_errs_add(ld->e, n->line, n->col, path, "%s", err);
+  return rc;
+}
+
+static int addr_from(struct cfg_ld *ld, ynode *n, const char *path, struct cfg_addr *out) {
+  struct cfg_addr a;
+  int rc = parsed(ld, n, path, addr_parser, &a);
+  if (rc)
     return rc;
-  }
   out->host = sdup(ld, a.host);
   out->port = a.port;
   out->is_ipv6 = a.is_ipv6;
@@ -176,21 +200,10 @@ static int addr_from(struct cfg_ld *ld, ynode *n, const char *path, struct cfg_a
 }
 
 static int key_from(struct cfg_ld *ld, ynode *n, const char *path, struct cfg_key *out) {
-  const char *s;
-  int rc = cfg_yaml_read_str(ld->e, n, path, &s);
+  struct cfg_key k;
+  int rc = parsed(ld, n, path, key_parser, &k);
   if (rc)
     return rc;
-  char err[256];
-  struct cfg_key k;
-  rc = cfg_parse_key(s, &k, err, sizeof err);
-  if (rc == CUT_ERR_NOMEM) {
-    ld->nomem = 1;
-    return rc;
-  }
-  if (rc) {
-    cfg_yaml_errs_add(ld->e, n->line, n->col, path, "%s", err);
-    return rc;
-  }
   out->kind = k.kind;
   out->name = sdup(ld, k.name);
   out->spec = sdup(ld, k.spec);
@@ -348,6 +361,93 @@ static struct names names_of(struct cfg_ld *ld, size_t n, const char *(*get)(str
     r.n = n;
   }
   return r;
+}
+
+/* Named objects are maps of name -> definition; returns the map or NULL. */
+static ynode *named_map(struct cfg_ld *ld, ynode *root, const char *key) {
+  return as_map(ld, cfg_yaml_get(root, key), key);
+}
+
+/*
+ * Opens the definition of an object: 0 when `m` is a map. Otherwise reports
+ * it (a wrong type as such; a null one as "expected <shape>", which tells the
+ * reader what to write) and returns -1.
+ */
+static int open_map(struct cfg_ld *ld, ynode *m, const char *path, const char *shape) {
+  if (cfg_yaml_expect_map(ld->e, m, path) == 0 && !absent(m))
+    return 0;
+  if (absent(m))
+    cfg_yaml_errs_add(ld->e, m->line, m->col, path, "expected %s", shape);
+  return -1;
+}
+
+/*
+ * The bucketing fields that dials, experiments, allocations and mirrors
+ * share, read in one place so they stay alike: `key` (required or not),
+ * `salt` (when `salt` is not NULL; the caller has set its default, the
+ * object's name) and the percentage under `pct_key` (required or not).
+ * Values that are absent and not required keep the caller's defaults.
+ */
+static void read_bucketing(struct cfg_ld *ld, ynode *m, const char *path, int key_required,
+                           struct cfg_key *key, char **salt, const char *pct_key,
+                           int pct_required, uint32_t *ppm) {
+  char p[CFG_YAML_PATH_MAX];
+  ynode *kn = cfg_yaml_get(m, "key");
+  if (key_required && absent(kn))
+    missing(ld, m, path, "key");
+  else
+    key_from(ld, kn, PATH(p, path, "key"), key);
+  if (salt)
+    get_str(ld, m, path, "salt", salt);
+  if (pct_required && absent(cfg_yaml_get(m, pct_key)))
+    missing(ld, m, path, pct_key);
+  else
+    get_percent(ld, m, path, pct_key, ppm);
+}
+
+/*
+ * The sections of named objects (`backends:`, `dials:`, `experiments:`,
+ * `allocations:`): a map of name -> definition. `place` stores the array and
+ * its length in the config; `read` fills one object whose name and position
+ * are already set.
+ */
+typedef void (*read_obj_fn)(struct cfg_ld *ld, ynode *m, const char *path, void *obj,
+                            const struct names *backends);
+
+struct named_section {
+  const char *key;       /* the top-level key, also the path prefix */
+  const char *what;      /* for "at least one %s is required"; NULL: may be empty */
+  size_t size;           /* sizeof one object */
+  size_t name_off;       /* offsetof its `char *name` */
+  size_t where_off;      /* offsetof its `struct cfg_pos where` */
+  void (*place)(struct cfg *c, void *array, size_t n);
+  read_obj_fn read;
+};
+
+static void read_named(struct cfg_ld *ld, ynode *root, const struct named_section *s,
+                       const struct names *backends) {
+  ynode *m = named_map(ld, root, s->key);
+  if (!m || (s->what && m->npairs == 0)) {
+    if (s->what && (absent(cfg_yaml_get(root, s->key)) || m))
+      cfg_yaml_errs_add(ld->e, m ? m->line : root ? root->line : 1,
+                        m ? m->col : root ? root->col : 1, s->key,
+                        "at least one %s is required", s->what);
+    return;
+  }
+  char *array = alloc_array(ld, m->npairs, s->size);
+  if (!array)
+    return;
+  s->place(ld->c, array, m->npairs);
+  for (size_t i = 0; i < m->npairs; i++) {
+    char path[CFG_YAML_PATH_MAX];
+    ynode *k = m->pairs[i].key;
+    char *obj = array + i * s->size;
+    PATH(path, s->key, k->str);
+    *(char **)(obj + s->name_off) = sdup(ld, k->str);
+    *(struct cfg_pos *)(obj + s->where_off) = pos_of(ld, k);
+    check_name(ld, k, path, k->str);
+    s->read(ld, m->pairs[i].value, path, obj, backends);
+  }
 }
 
 static const char *backend_name(struct cfg *c, size_t i) { return c->backends[i].name; }
@@ -546,7 +646,9 @@ static void read_outlier(struct cfg_ld *ld, ynode *bm, const char *bpath, struct
   }
 }
 
-static void read_backend(struct cfg_ld *ld, ynode *m, const char *path, struct cfg_backend *b) {
+static void read_backend(struct cfg_ld *ld, ynode *m, const char *path, void *obj,
+                         const struct names *backends) {
+  struct cfg_backend *b = obj;
   static const char *const keys[] = {
       "connect_timeout", "health",        "host_header",     "hosts",        "idle_timeout",
       "lb",              "max_connections", "max_streams",   "on_unhealthy", "outlier",
@@ -565,11 +667,8 @@ static void read_backend(struct cfg_ld *ld, ynode *m, const char *path, struct c
   b->tls.verify = 1;
   read_health(ld, m, path, &b->health);
   read_outlier(ld, m, path, &b->outlier);
-  if (cfg_yaml_expect_map(ld->e, m, path) != 0) {
-    if (absent(m))
-      cfg_yaml_errs_add(ld->e, m->line, m->col, path, "expected a map with at least \"hosts\"");
+  if (open_map(ld, m, path, "a map with at least \"hosts\"") != 0)
     return;
-  }
   cfg_yaml_check_keys(ld->e, m, path, keys, NKEYS(keys));
   ynode *hn = cfg_yaml_get(m, "hosts");
   ynode *hosts = as_seq(ld, hn, PATH(p, path, "hosts"));
@@ -624,62 +723,20 @@ static void read_backend(struct cfg_ld *ld, ynode *m, const char *path, struct c
   }
 }
 
-/* Named objects are maps of name -> definition; returns the map or NULL. */
-static ynode *named_map(struct cfg_ld *ld, ynode *root, const char *key) {
-  return as_map(ld, cfg_yaml_get(root, key), key);
-}
-
-static void read_backends(struct cfg_ld *ld, ynode *root) {
-  struct cfg *c = ld->c;
-  ynode *m = named_map(ld, root, "backends");
-  if (!m || m->npairs == 0) {
-    ynode *n = cfg_yaml_get(root, "backends");
-    if (absent(n) || m)
-      cfg_yaml_errs_add(ld->e, m ? m->line : root ? root->line : 1,
-                        m ? m->col : root ? root->col : 1, "backends",
-                        "at least one backend is required");
-    return;
-  }
-  c->backends = alloc_array(ld, m->npairs, sizeof *c->backends);
-  if (!c->backends)
-    return;
-  c->nbackends = m->npairs;
-  for (size_t i = 0; i < m->npairs; i++) {
-    char path[CFG_YAML_PATH_MAX];
-    ynode *k = m->pairs[i].key;
-    struct cfg_backend *b = &c->backends[i];
-    PATH(path, "backends", k->str);
-    b->name = sdup(ld, k->str);
-    b->where = pos_of(ld, k);
-    check_name(ld, k, path, k->str);
-    read_backend(ld, m->pairs[i].value, path, b);
-  }
-}
 
 /* ---- dials ------------------------------------------------------------- */
 
-static void read_dial(struct cfg_ld *ld, ynode *m, const char *path, struct cfg_dial *d,
+static void read_dial(struct cfg_ld *ld, ynode *m, const char *path, void *obj,
                       const struct names *backends) {
+  struct cfg_dial *d = obj;
   static const char *const keys[] = {"key", "per_datacenter", "percent", "salt", "steps", "to"};
   char p[CFG_YAML_PATH_MAX], ip[CFG_YAML_PATH_MAX];
   d->salt = sdup(ld, d->name);
   d->to_index = SIZE_MAX;
-  if (cfg_yaml_expect_map(ld->e, m, path) != 0 || absent(m)) {
-    if (absent(m))
-      cfg_yaml_errs_add(ld->e, m->line, m->col, path, "expected a map with key, percent and to");
+  if (open_map(ld, m, path, "a map with key, percent and to") != 0)
     return;
-  }
   cfg_yaml_check_keys(ld->e, m, path, keys, NKEYS(keys));
-  ynode *kn = cfg_yaml_get(m, "key");
-  if (absent(kn))
-    missing(ld, m, path, "key");
-  else
-    key_from(ld, kn, PATH(p, path, "key"), &d->key);
-  get_str(ld, m, path, "salt", &d->salt);
-  if (absent(cfg_yaml_get(m, "percent")))
-    missing(ld, m, path, "percent");
-  else
-    get_percent(ld, m, path, "percent", &d->ppm);
+  read_bucketing(ld, m, path, 1, &d->key, &d->salt, "percent", 1, &d->ppm);
   get_ref(ld, m, path, "to", 1, "backend", backends, &d->to, &d->to_index);
 
   ynode *pdc = as_map(ld, cfg_yaml_get(m, "per_datacenter"), PATH(p, path, "per_datacenter"));
@@ -730,42 +787,18 @@ static void read_dial(struct cfg_ld *ld, ynode *m, const char *path, struct cfg_
   }
 }
 
-static void read_dials(struct cfg_ld *ld, ynode *root, const struct names *backends) {
-  struct cfg *c = ld->c;
-  ynode *m = named_map(ld, root, "dials");
-  if (!m)
-    return;
-  c->dials = alloc_array(ld, m->npairs, sizeof *c->dials);
-  if (!c->dials)
-    return;
-  c->ndials = m->npairs;
-  for (size_t i = 0; i < m->npairs; i++) {
-    char path[CFG_YAML_PATH_MAX];
-    ynode *k = m->pairs[i].key;
-    struct cfg_dial *d = &c->dials[i];
-    PATH(path, "dials", k->str);
-    d->name = sdup(ld, k->str);
-    d->where = pos_of(ld, k);
-    check_name(ld, k, path, k->str);
-    read_dial(ld, m->pairs[i].value, path, d, backends);
-  }
-}
 
 /* ---- experiments ------------------------------------------------------- */
 
 static void read_time(struct cfg_ld *ld, ynode *m, const char *path, const char *key,
                       int64_t *out) {
-  char p[CFG_YAML_PATH_MAX], err[200];
-  const char *s;
-  ynode *n = cfg_yaml_get(m, key);
-  if (cfg_yaml_read_str(ld->e, n, PATH(p, path, key), &s) != 0)
-    return;
-  if (cfg_parse_time(s, out, err, sizeof err) != 0)
-    cfg_yaml_errs_add(ld->e, n->line, n->col, p, "%s", err);
+  char p[CFG_YAML_PATH_MAX];
+  parsed(ld, cfg_yaml_get(m, key), PATH(p, path, key), time_parser, out);
 }
 
-static void read_experiment(struct cfg_ld *ld, ynode *m, const char *path,
-                            struct cfg_experiment *x, const struct names *backends) {
+static void read_experiment(struct cfg_ld *ld, ynode *m, const char *path, void *obj,
+                            const struct names *backends) {
+  struct cfg_experiment *x = obj;
   static const char *const keys[] = {"baseline", "canary", "end",  "key",
                                      "kpi",      "pool",   "salt", "start", "state"};
   static const char *const kkeys[] = {"consecutive_windows", "max_error_rate_delta",
@@ -779,23 +812,10 @@ static void read_experiment(struct cfg_ld *ld, ynode *m, const char *path,
   x->kpi.window_ms = 60000;
   x->kpi.min_requests = 100;
   x->kpi.consecutive_windows = 3;
-  if (cfg_yaml_expect_map(ld->e, m, path) != 0 || absent(m)) {
-    if (absent(m))
-      cfg_yaml_errs_add(ld->e, m->line, m->col, path,
-                        "expected a map with key, pool, canary and baseline");
+  if (open_map(ld, m, path, "a map with key, pool, canary and baseline") != 0)
     return;
-  }
   cfg_yaml_check_keys(ld->e, m, path, keys, NKEYS(keys));
-  ynode *kn = cfg_yaml_get(m, "key");
-  if (absent(kn))
-    missing(ld, m, path, "key");
-  else
-    key_from(ld, kn, PATH(p, path, "key"), &x->key);
-  get_str(ld, m, path, "salt", &x->salt);
-  if (absent(cfg_yaml_get(m, "pool")))
-    missing(ld, m, path, "pool");
-  else
-    get_percent(ld, m, path, "pool", &x->pool_ppm);
+  read_bucketing(ld, m, path, 1, &x->key, &x->salt, "pool", 1, &x->pool_ppm);
   get_ref(ld, m, path, "canary", 1, "backend", backends, &x->canary, &x->canary_index);
   get_ref(ld, m, path, "baseline", 1, "backend", backends, &x->baseline, &x->baseline_index);
   if (x->canary_index != SIZE_MAX && x->canary_index == x->baseline_index) {
@@ -825,50 +845,22 @@ static void read_experiment(struct cfg_ld *ld, ynode *m, const char *path,
   }
 }
 
-static void read_experiments(struct cfg_ld *ld, ynode *root, const struct names *backends) {
-  struct cfg *c = ld->c;
-  ynode *m = named_map(ld, root, "experiments");
-  if (!m)
-    return;
-  c->experiments = alloc_array(ld, m->npairs, sizeof *c->experiments);
-  if (!c->experiments)
-    return;
-  c->nexperiments = m->npairs;
-  for (size_t i = 0; i < m->npairs; i++) {
-    char path[CFG_YAML_PATH_MAX];
-    ynode *k = m->pairs[i].key;
-    struct cfg_experiment *x = &c->experiments[i];
-    PATH(path, "experiments", k->str);
-    x->name = sdup(ld, k->str);
-    x->where = pos_of(ld, k);
-    check_name(ld, k, path, k->str);
-    read_experiment(ld, m->pairs[i].value, path, x, backends);
-  }
-}
 
 /* ---- allocations ------------------------------------------------------- */
 
-static void read_allocation(struct cfg_ld *ld, ynode *m, const char *path,
-                            struct cfg_allocation *al, const struct names *backends) {
+static void read_allocation(struct cfg_ld *ld, ynode *m, const char *path, void *obj,
+                            const struct names *backends) {
+  struct cfg_allocation *al = obj;
   static const char *const keys[] = {"app_version", "cells", "key",    "percent",
                                      "platforms",   "regions", "salt"};
   static const char *const ckeys[] = {"backend", "name", "weight"};
   char p[CFG_YAML_PATH_MAX], cp[CFG_YAML_PATH_MAX], fp[CFG_YAML_PATH_MAX];
   al->salt = sdup(ld, al->name);
   al->ppm = CFG_PPM_MAX;
-  if (cfg_yaml_expect_map(ld->e, m, path) != 0 || absent(m)) {
-    if (absent(m))
-      cfg_yaml_errs_add(ld->e, m->line, m->col, path, "expected a map with key and cells");
+  if (open_map(ld, m, path, "a map with key and cells") != 0)
     return;
-  }
   cfg_yaml_check_keys(ld->e, m, path, keys, NKEYS(keys));
-  ynode *kn = cfg_yaml_get(m, "key");
-  if (absent(kn))
-    missing(ld, m, path, "key");
-  else
-    key_from(ld, kn, PATH(p, path, "key"), &al->key);
-  get_str(ld, m, path, "salt", &al->salt);
-  get_percent(ld, m, path, "percent", &al->ppm);
+  read_bucketing(ld, m, path, 1, &al->key, &al->salt, "percent", 0, &al->ppm);
   get_strlist(ld, m, path, "regions", NULL, 0, &al->regions);
   get_strlist(ld, m, path, "platforms", NULL, 0, &al->platforms);
   if (get_str(ld, m, path, "app_version", &al->app_version_text) == 0) {
@@ -911,11 +903,8 @@ static void read_allocation(struct cfg_ld *ld, ynode *m, const char *path,
     ynode *c = cells->items[i];
     cfg_yaml_path_index(cp, sizeof cp, p, i);
     cell->backend_index = SIZE_MAX;
-    if (cfg_yaml_expect_map(ld->e, c, cp) != 0 || absent(c)) {
-      if (absent(c))
-        cfg_yaml_errs_add(ld->e, c->line, c->col, cp, "expected a map with name, weight, backend");
+    if (open_map(ld, c, cp, "a map with name, weight, backend") != 0)
       continue;
-    }
     cfg_yaml_check_keys(ld->e, c, cp, ckeys, NKEYS(ckeys));
     if (need_str(ld, c, cp, "name", &cell->name) == 0) {
       check_name(ld, cfg_yaml_get(c, "name"), PATH(fp, cp, "name"), cell->name);
@@ -934,26 +923,6 @@ static void read_allocation(struct cfg_ld *ld, ynode *m, const char *path,
   }
 }
 
-static void read_allocations(struct cfg_ld *ld, ynode *root, const struct names *backends) {
-  struct cfg *c = ld->c;
-  ynode *m = named_map(ld, root, "allocations");
-  if (!m)
-    return;
-  c->allocations = alloc_array(ld, m->npairs, sizeof *c->allocations);
-  if (!c->allocations)
-    return;
-  c->nallocations = m->npairs;
-  for (size_t i = 0; i < m->npairs; i++) {
-    char path[CFG_YAML_PATH_MAX];
-    ynode *k = m->pairs[i].key;
-    struct cfg_allocation *a = &c->allocations[i];
-    PATH(path, "allocations", k->str);
-    a->name = sdup(ld, k->str);
-    a->where = pos_of(ld, k);
-    check_name(ld, k, path, k->str);
-    read_allocation(ld, m->pairs[i].value, path, a, backends);
-  }
-}
 
 static void read_attributes(struct cfg_ld *ld, ynode *root) {
   static const char *const keys[] = {"app_version", "platform", "region"};
@@ -990,16 +959,11 @@ static void read_mirror(struct cfg_ld *ld, ynode *n, const char *path, struct cf
     mi->backend_index = resolve(ld, n, path, "backend", backends, mi->backend);
     return;
   }
-  if (cfg_yaml_expect_map(ld->e, n, path) != 0 || absent(n)) {
-    if (absent(n))
-      cfg_yaml_errs_add(ld->e, n->line, n->col, path, "expected a backend name or a map");
+  if (open_map(ld, n, path, "a backend name or a map") != 0)
     return;
-  }
   cfg_yaml_check_keys(ld->e, n, path, keys, NKEYS(keys));
   get_ref(ld, n, path, "backend", 1, "backend", backends, &mi->backend, &mi->backend_index);
-  get_percent(ld, n, path, "percent", &mi->ppm);
-  char p[CFG_YAML_PATH_MAX];
-  key_from(ld, cfg_yaml_get(n, "key"), PATH(p, path, "key"), &mi->key);
+  read_bucketing(ld, n, path, 0, &mi->key, NULL, "percent", 0, &mi->ppm);
   get_strlist(ld, n, path, "methods", check_method, 0, &mi->methods);
   get_str(ld, n, path, "host", &mi->host);
 }
@@ -1062,11 +1026,8 @@ static void read_route(struct cfg_ld *ld, ynode *m, const char *path, struct cfg
   char p[CFG_YAML_PATH_MAX], ip[CFG_YAML_PATH_MAX];
   r->backend_index = r->dial_index = r->experiment_index = r->allocation_index = SIZE_MAX;
   r->compare = CFG_COMPARE_OFF;
-  if (cfg_yaml_expect_map(ld->e, m, path) != 0 || absent(m)) {
-    if (absent(m))
-      cfg_yaml_errs_add(ld->e, m->line, m->col, path, "expected a map with name and backend");
+  if (open_map(ld, m, path, "a map with name and backend") != 0)
     return;
-  }
   cfg_yaml_check_keys(ld->e, m, path, keys, NKEYS(keys));
   if (need_str(ld, m, path, "name", &r->name) == 0)
     check_name(ld, cfg_yaml_get(m, "name"), PATH(p, path, "name"), r->name);
@@ -1077,22 +1038,8 @@ static void read_route(struct cfg_ld *ld, ynode *m, const char *path, struct cfg
           &r->experiment_index);
   get_ref(ld, m, path, "allocation", 0, "allocation", &nm[3], &r->allocation,
           &r->allocation_index);
-  /* One decision source per route: each picks the primary backend, and two
-   * of them would disagree with no rule saying which wins. */
-  static const char *const deciders[] = {"dial", "experiment", "allocation"};
-  const char *first = NULL;
-  for (size_t i = 0; i < NKEYS(deciders); i++) {
-    const struct cfg_yaml_pair *pr = cfg_yaml_get_pair(m, deciders[i]);
-    if (!pr || absent(pr->value))
-      continue;
-    if (first)
-      cfg_yaml_errs_add(ld->e, pr->key->line, pr->key->col, PATH(p, path, deciders[i]),
-                        "a route takes at most one of dial, experiment and allocation (it "
-                        "already has %s)",
-                        first);
-    else
-      first = deciders[i];
-  }
+  /* A route may name one experiment, one allocation and one dial together:
+   * dial_decide tries them in that order (docs/dials.md). */
   ynode *mn = cfg_yaml_get(m, "mirror");
   ynode *mirrors = as_seq(ld, mn, PATH(p, path, "mirror"));
   if (mirrors) {
@@ -1361,6 +1308,34 @@ static void read_state(struct cfg_ld *ld, ynode *root) {
     s->audit_log = join_path(ld, s->dir, "dials.audit.log");
 }
 
+static void place_backends(struct cfg *c, void *v, size_t n) {
+  c->backends = v;
+  c->nbackends = n;
+}
+static void place_dials(struct cfg *c, void *v, size_t n) {
+  c->dials = v;
+  c->ndials = n;
+}
+static void place_experiments(struct cfg *c, void *v, size_t n) {
+  c->experiments = v;
+  c->nexperiments = n;
+}
+static void place_allocations(struct cfg *c, void *v, size_t n) {
+  c->allocations = v;
+  c->nallocations = n;
+}
+
+#define NAMED(key, what, type, place, read)                                                  \
+  {key, what, sizeof(type), offsetof(type, name), offsetof(type, where), place, read}
+static const struct named_section backends_section =
+    NAMED("backends", "backend", struct cfg_backend, place_backends, read_backend);
+static const struct named_section dials_section =
+    NAMED("dials", NULL, struct cfg_dial, place_dials, read_dial);
+static const struct named_section experiments_section =
+    NAMED("experiments", NULL, struct cfg_experiment, place_experiments, read_experiment);
+static const struct named_section allocations_section =
+    NAMED("allocations", NULL, struct cfg_allocation, place_allocations, read_allocation);
+
 /* ---- the whole file ---------------------------------------------------- */
 
 void cfg_schema_build(struct cfg_ld *ld, const struct cfg_yaml_node *root) {
@@ -1385,14 +1360,14 @@ void cfg_schema_build(struct cfg_ld *ld, const struct cfg_yaml_node *root) {
       *q = (char)tolower((unsigned char)*q);
   read_admin(ld, root);
   read_listeners(ld, root);
-  read_backends(ld, root);
+  read_named(ld, root, &backends_section, NULL);
   if (ld->nomem)
     return;
   struct names nm[4];
   nm[0] = names_of(ld, c->nbackends, backend_name);
-  read_dials(ld, root, &nm[0]);
-  read_experiments(ld, root, &nm[0]);
-  read_allocations(ld, root, &nm[0]);
+  read_named(ld, root, &dials_section, &nm[0]);
+  read_named(ld, root, &experiments_section, &nm[0]);
+  read_named(ld, root, &allocations_section, &nm[0]);
   read_attributes(ld, root);
   if (ld->nomem)
     return;

@@ -1,6 +1,5 @@
 /* config: loading a YAML file into an immutable, reference-counted snapshot, and
  * the holder that publishes the current snapshot to worker threads. */
-#include <errno.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <sched.h>
@@ -9,15 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "common/cut_err.h"
 #include "config/cfg_int.h"
 #include "config/config.h"
 #include "config/yaml_doc.h"
-
-/* Config files are small; anything bigger is a mistake (or an attack on the loader). */
-#define CFG_MAX_FILE_BYTES CFG_YAML_MAX_FILE
 
 static char *errs_or_nomem(struct cfg_yaml_errs *e, int rc) {
   char *t = cfg_yaml_errs_text(e);
@@ -93,44 +88,19 @@ int cfg_load(const char *path, struct cfg **out, char **errs) {
     *errs = NULL;
   if (!path || !out)
     return CUT_ERR_INVALID;
-  FILE *f = fopen(path, "rb");
-  char msg[600];
-  if (!f) {
-    snprintf(msg, sizeof msg, "%s: cannot open: %s\n", path, strerror(errno));
-    goto io_fail;
+  char *buf, err[300];
+  size_t len;
+  int rc = cfg_yaml_read_file(path, &buf, &len, err, sizeof err);
+  if (rc == CUT_ERR_IO && errs) {
+    size_t n = strlen(path) + strlen(err) + 4;
+    if ((*errs = malloc(n)) != NULL)
+      snprintf(*errs, n, "%s: %s\n", path, err);
   }
-  struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-    snprintf(msg, sizeof msg, "%s: not a regular file\n", path);
-    fclose(f);
-    goto io_fail;
-  }
-  if ((uint64_t)st.st_size > CFG_MAX_FILE_BYTES) {
-    snprintf(msg, sizeof msg, "%s: file is larger than %u bytes\n", path, CFG_MAX_FILE_BYTES);
-    fclose(f);
-    goto io_fail;
-  }
-  size_t len = (size_t)st.st_size;
-  char *buf = malloc(len + 1);
-  if (!buf) {
-    fclose(f);
-    return CUT_ERR_NOMEM;
-  }
-  size_t got = fread(buf, 1, len, f);
-  int ferr = ferror(f);
-  fclose(f);
-  if (ferr || got != len) {
-    free(buf);
-    snprintf(msg, sizeof msg, "%s: read error\n", path);
-    goto io_fail;
-  }
-  int rc = cfg_load_buffer(path, buf, len, out, errs);
+  if (rc)
+    return rc;
+  rc = cfg_load_buffer(path, buf, len, out, errs);
   free(buf);
   return rc;
-io_fail:
-  if (errs)
-    *errs = strdup(msg);
-  return CUT_ERR_IO;
 }
 
 struct cfg *cfg_ref(struct cfg *c) {

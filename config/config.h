@@ -373,8 +373,14 @@ int cfg_print(const struct cfg *c, FILE *out);
 struct cfg_holder;
 /* Takes ownership of initial on success only. Returns 0, CUT_ERR_INVALID or CUT_ERR_NOMEM. */
 int cfg_holder_new(struct cfg_holder **out, struct cfg *initial);
+/* Drops the holder's reference to the current snapshot and frees the holder.
+ * No get or swap may be running. NULL is ok. */
 void cfg_holder_free(struct cfg_holder *h);
+/* The current snapshot with one more reference; caller drops it with cfg_unref. */
 struct cfg *cfg_holder_get(struct cfg_holder *h);
+/* Publishes `next`, taking ownership of it, and drops the holder's reference
+ * to the previous snapshot. Waits only for readers already inside
+ * cfg_holder_get; never blocks them. NULL `next` is ignored (kept as before). */
 void cfg_holder_swap(struct cfg_holder *h, struct cfg *next);
 
 #endif

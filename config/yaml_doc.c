@@ -528,36 +528,49 @@ int cfg_yaml_parse(struct cfg_yaml_doc **out, const char *data, size_t len, int 
   return 0;
 }
 
-int cfg_yaml_parse_file(struct cfg_yaml_doc **out, const char *path, int flags,
-                        struct cfg_yaml_errs *errs) {
+int cfg_yaml_read_file(const char *path, char **data, size_t *len, char *err, size_t errlen) {
   FILE *f = fopen(path, "rb");
-  if (!f) {
-    cfg_yaml_errs_add(errs, 0, 0, NULL, "cannot open: %s", strerror(errno));
-    return CUT_ERR_IO;
-  }
+  if (!f)
+    return cut_errf(err, errlen, CUT_ERR_IO, "cannot open: %s", strerror(errno));
   struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) ||
-      (uint64_t)st.st_size > CFG_YAML_MAX_FILE) {
-    cfg_yaml_errs_add(errs, 0, 0, NULL, "not a regular file of at most %u bytes",
-                      CFG_YAML_MAX_FILE);
+  int rc = 0;
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode))
+    rc = cut_errf(err, errlen, CUT_ERR_IO, "not a regular file");
+  else if ((uint64_t)st.st_size > CFG_YAML_MAX_FILE)
+    rc = cut_errf(err, errlen, CUT_ERR_IO, "file is larger than %u bytes", CFG_YAML_MAX_FILE);
+  if (rc) {
     fclose(f);
-    return CUT_ERR_IO;
+    return rc;
   }
-  size_t len = (size_t)st.st_size;
-  char *buf = malloc(len + 1);
+  size_t n = (size_t)st.st_size;
+  char *buf = malloc(n + 1);
   if (!buf) {
     fclose(f);
     return CUT_ERR_NOMEM;
   }
-  size_t got = fread(buf, 1, len, f);
-  int bad = ferror(f) || got != len;
+  size_t got = fread(buf, 1, n, f);
+  int bad = ferror(f) || got != n;
   fclose(f);
   if (bad) {
     free(buf);
-    cfg_yaml_errs_add(errs, 0, 0, NULL, "read error");
-    return CUT_ERR_IO;
+    return cut_errf(err, errlen, CUT_ERR_IO, "read error");
   }
-  int rc = cfg_yaml_parse(out, buf, len, flags, errs);
+  buf[n] = '\0';
+  *data = buf;
+  *len = n;
+  return 0;
+}
+
+int cfg_yaml_parse_file(struct cfg_yaml_doc **out, const char *path, int flags,
+                        struct cfg_yaml_errs *errs) {
+  char *buf, err[300];
+  size_t len;
+  int rc = cfg_yaml_read_file(path, &buf, &len, err, sizeof err);
+  if (rc == CUT_ERR_IO)
+    cfg_yaml_errs_add(errs, 0, 0, NULL, "%s", err);
+  if (rc)
+    return rc;
+  rc = cfg_yaml_parse(out, buf, len, flags, errs);
   free(buf);
   return rc;
 }

@@ -36,6 +36,7 @@ struct cfg_yaml_errs;
 
 /* Creates a collector for messages about `file` (copied). Returns 0 or CUT_ERR_NOMEM. */
 int cfg_yaml_errs_new(struct cfg_yaml_errs **out, const char *file);
+/* Frees the collector and its lines. NULL is ok. */
 void cfg_yaml_errs_free(struct cfg_yaml_errs *e);
 
 /*
@@ -113,14 +114,26 @@ enum { CFG_YAML_SUBST_ENV = 1 << 0 };
  */
 int cfg_yaml_parse(struct cfg_yaml_doc **out, const char *data, size_t len, int flags,
                    struct cfg_yaml_errs *errs);
+/* Frees the document and every node (borrowed pointers into it die). NULL is ok. */
 void cfg_yaml_doc_free(struct cfg_yaml_doc *d);
 
-/*
- * Reads the file `path` (at most CFG_YAML_MAX_FILE bytes) and parses it like
- * cfg_yaml_parse. A file that cannot be read is reported to `errs` as
- * "FILE: cannot open: reason" and returns CUT_ERR_IO.
- */
+/* Config files are small; anything bigger is a mistake (or an attack on the loader). */
 #define CFG_YAML_MAX_FILE (16u << 20)
+
+/*
+ * Reads the whole regular file `path` (at most CFG_YAML_MAX_FILE bytes) into
+ * *data, NUL-terminated (caller frees with free()), and its length into *len.
+ * Returns 0, CUT_ERR_NOMEM, or CUT_ERR_IO with a reason in err: "cannot open:
+ * REASON", "not a regular file", "file is larger than N bytes", "read error".
+ */
+int cfg_yaml_read_file(const char *path, char **data, size_t *len, char *err, size_t errlen);
+
+/*
+ * Reads the file `path` with cfg_yaml_read_file and parses it like
+ * cfg_yaml_parse. A file that cannot be read is reported to `errs` as
+ * "FILE: cannot open: reason" (or the other reasons above) and returns
+ * CUT_ERR_IO.
+ */
 int cfg_yaml_parse_file(struct cfg_yaml_doc **out, const char *path, int flags,
                         struct cfg_yaml_errs *errs);
 

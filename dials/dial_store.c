@@ -12,6 +12,7 @@
 
 #include "common/cut_err.h"
 #include "common/log.h"
+#include "config/units.h"
 #include "dials/dial_store_int.h"
 
 /*
@@ -150,18 +151,9 @@ static int dcs_copy(struct dc_list *dst, const struct dc_list *src) {
   return 0;
 }
 
+/* The config's own format, so logs, audit records and `config print` agree. */
 void dial_format_percent(uint32_t ppm, char *buf, size_t buflen) {
-  if (!buf || !buflen) return;
-  unsigned whole = ppm / 10000u, frac = ppm % 10000u;
-  if (!frac) {
-    snprintf(buf, buflen, "%u%%", whole);
-    return;
-  }
-  char f[8];
-  snprintf(f, sizeof f, "%04u", frac);
-  size_t n = strlen(f);
-  while (n && f[n - 1] == '0') f[--n] = '\0';
-  snprintf(buf, buflen, "%u.%s%%", whole, f);
+  cfg_format_percent(ppm, buf, buflen);
 }
 
 static int64_t now_s(void) { return (int64_t)time(NULL); }
@@ -518,7 +510,7 @@ fail:
   return CUT_ERR_NOMEM;
 }
 
-static void cfg_dcs_of(const struct cfg_dial *d, struct dc_list *out, int *nomem) {
+static void config_dcs_of(const struct cfg_dial *d, struct dc_list *out, int *nomem) {
   for (size_t k = 0; k < d->nper_dc; k++)
     if (d->per_dc[k].datacenter && dcs_set(out, d->per_dc[k].datacenter, d->per_dc[k].ppm))
       *nomem = 1;
@@ -543,7 +535,7 @@ static int merge_config(struct dial_store *s, const struct cfg *cfg, int *nomem)
       changed = 1;
     }
     struct dc_list now = {0};
-    cfg_dcs_of(d, &now, nomem);
+    config_dcs_of(d, &now, nomem);
     for (size_t k = 0; k < now.n; k++) {
       struct dc_val *was = dcs_find(&e->cfg_dcs, now.v[k].dc);
       if (!was || was->ppm != now.v[k].ppm) {
@@ -611,17 +603,126 @@ static int set_datacenter(struct dial_store *s, const struct cfg *cfg) {
   return 0;
 }
 
+/*
+ * What merge_config may change, saved so that a reload that cannot be
+ * persisted changes nothing: otherwise the next successful write would
+ * persist the half-applied reload (and its config values) while readers
+ * still saw the old values.
+ */
+struct undo {
+  char *datacenter;
+  size_t ndials, nexps;
+  struct dial_entry *dials; /* copies of the writer-side fields */
+  struct exp_entry *exps;
+};
+
+static void undo_free(struct undo *u) {
+  for (size_t i = 0; u->dials && i < u->ndials; i++) {
+    dcs_clear(&u->dials[i].dcs);
+    dcs_clear(&u->dials[i].cfg_dcs);
+    free(u->dials[i].steps);
+  }
+  free(u->dials);
+  free(u->exps);
+  free(u->datacenter);
+  memset(u, 0, sizeof *u);
+}
+
+static int undo_save(struct undo *u, const struct dial_store *s) {
+  memset(u, 0, sizeof *u);
+  if (s->datacenter && !(u->datacenter = strdup(s->datacenter))) return CUT_ERR_NOMEM;
+  u->dials = calloc(s->ndials ? s->ndials : 1, sizeof *u->dials);
+  u->exps = calloc(s->nexps ? s->nexps : 1, sizeof *u->exps);
+  if (!u->dials || !u->exps) goto nomem;
+  for (size_t i = 0; i < s->ndials; i++, u->ndials++) {
+    const struct dial_entry *e = s->dials[i];
+    struct dial_entry *c = &u->dials[i];
+    c->in_config = e->in_config;
+    c->ppm = e->ppm;
+    c->cfg_ppm = e->cfg_ppm;
+    c->nsteps = e->nsteps;
+    if (dcs_copy(&c->dcs, &e->dcs) || dcs_copy(&c->cfg_dcs, &e->cfg_dcs)) goto nomem;
+    if (e->nsteps) {
+      if (!(c->steps = malloc(e->nsteps * sizeof *c->steps))) goto nomem;
+      memcpy(c->steps, e->steps, e->nsteps * sizeof *c->steps);
+    }
+  }
+  for (size_t i = 0; i < s->nexps; i++, u->nexps++) {
+    const struct exp_entry *e = s->exps[i];
+    struct exp_entry *c = &u->exps[i];
+    c->in_config = e->in_config;
+    c->state = e->state;
+    c->cfg_start = e->cfg_start;
+    c->cfg_end = e->cfg_end;
+    c->cfg_autostart = e->cfg_autostart;
+  }
+  return 0;
+nomem:
+  u->ndials++; /* the entry being copied holds partial copies too */
+  undo_free(u);
+  return CUT_ERR_NOMEM;
+}
+
+/* Puts the saved fields back (moving the copies into the entries); entries
+ * added since undo_save are dropped from the state again. */
+static void undo_apply(struct undo *u, struct dial_store *s) {
+  free(s->datacenter);
+  s->datacenter = u->datacenter;
+  u->datacenter = NULL;
+  for (size_t i = 0; i < s->ndials; i++) {
+    struct dial_entry *e = s->dials[i];
+    if (i >= u->ndials) {
+      e->in_config = 0;
+      continue;
+    }
+    struct dial_entry *c = &u->dials[i];
+    e->in_config = c->in_config;
+    e->ppm = c->ppm;
+    e->cfg_ppm = c->cfg_ppm;
+    dcs_clear(&e->dcs);
+    dcs_clear(&e->cfg_dcs);
+    free(e->steps);
+    e->dcs = c->dcs;
+    e->cfg_dcs = c->cfg_dcs;
+    e->steps = c->steps;
+    e->nsteps = c->nsteps;
+    memset(c, 0, sizeof *c);
+  }
+  for (size_t i = 0; i < s->nexps; i++) {
+    struct exp_entry *e = s->exps[i];
+    if (i >= u->nexps) {
+      e->in_config = 0;
+      continue;
+    }
+    const struct exp_entry *c = &u->exps[i];
+    e->in_config = c->in_config;
+    e->state = c->state;
+    e->cfg_start = c->cfg_start;
+    e->cfg_end = c->cfg_end;
+    e->cfg_autostart = c->cfg_autostart;
+  }
+  undo_free(u);
+}
+
 int dial_store_apply_config(struct dial_store *s, const struct cfg *cfg, char *err,
                             size_t errlen) {
   if (!s || !cfg) return CUT_ERR_INVALID;
   pthread_mutex_lock(&s->mu);
   int nomem = 0;
-  int rc = set_datacenter(s, cfg);
+  struct undo u;
+  int rc = undo_save(&u, s);
+  if (!rc) rc = set_datacenter(s, cfg);
   if (!rc) {
     merge_config(s, cfg, &nomem);
     /* Always persist: besides values, the document records the last config
      * values that later reloads compare against. */
     rc = nomem ? CUT_ERR_NOMEM : persist(s, err, errlen);
+    if (rc)
+      undo_apply(&u, s);
+    else
+      undo_free(&u);
+  } else {
+    undo_free(&u);
   }
   if (!rc) rc = build_view(s, cfg);
   if (!rc) {

@@ -87,8 +87,11 @@ void dial_store_free(struct dial_store *s);
  * previous config (then the new config value applies); the same per data
  * center. Experiments keep their state; new ones start pending (running with
  * `state: running`). Objects gone from the config are forgotten (no longer
- * persisted). Persists the result when it differs. Decisions on the
- * old snapshot keep working. Returns 0 or an error from the backend.
+ * persisted). Persists the result, with the config values later reloads
+ * compare against, before readers see it. Decisions on the old snapshot
+ * keep working. Returns 0, CUT_ERR_NOMEM or an error from the backend; when
+ * the result cannot be persisted, the store is left exactly as it was (so
+ * the same reload can be retried).
  */
 int dial_store_apply_config(struct dial_store *s, const struct cfg *cfg, char *err,
                             size_t errlen);
@@ -153,6 +156,8 @@ struct dial_store_counts {
   uint64_t malformed_version;
   uint64_t allocated;
 };
+/* Returns 0, CUT_ERR_NOT_FOUND (no such object) or CUT_ERR_INVALID (a NULL
+ * argument); with CUT_ERR_NOT_FOUND, *out is all zeros. */
 int dial_store_counts(const struct dial_store *s, const char *kind, const char *name,
                       struct dial_store_counts *out);
 

@@ -564,8 +564,6 @@ static void test_config_error_rules(void **state) {
                 "10%)\n"
                 "t.yaml:10:44: experiments.x.end: must be after start\n"
                 "t.yaml:12:49: allocations.y.cells[0].weight: 0 is out of range (1-1000000)\n"
-                "t.yaml:14:37: routes[0].allocation: a route takes at most one of dial, "
-                "experiment and allocation (it already has dial)\n"
                 "t.yaml:14:61: routes[0].compare: live comparison needs a mirror to compare "
                 "with\n");
 }
@@ -713,6 +711,78 @@ static void test_config_print_roundtrip(void **state) {
   cfg_unref(c);
 }
 
+/* ${VAR:-default} at its edges: empty values and defaults, defaults holding ':'
+ * or ":-", several references in one scalar, no second round of substitution. */
+static void test_config_yaml_subst_edges(void **state) {
+  (void)state;
+  setenv("CUT_T_SET", "hello", 1);
+  setenv("CUT_T_EMPTY", "", 1);
+  setenv("CUT_T_NEST", "${CUT_T_SET}", 1);
+  unsetenv("CUT_T_UNSET");
+  struct cfg_yaml_doc *d = NULL;
+  char *errs;
+  const char *text = "a: ${CUT_T_EMPTY}\n"
+                     "b: ${CUT_T_UNSET:-}\n"
+                     "c: ${CUT_T_UNSET:-a:-b}\n"
+                     "d: ${CUT_T_UNSET:-host:80}\n"
+                     "e: ${CUT_T_SET:-x}\n"
+                     "f: ${CUT_T_UNSET:-x}${CUT_T_SET}$\n"
+                     "g: \"${CUT_T_SET}\"\n"
+                     "h: ${CUT_T_NEST}\n"
+                     "i: ${CUT_T_UNSET:-~}\n";
+  assert_int_equal(parse_text(text, CFG_YAML_SUBST_ENV, &d, &errs), 0);
+  assert_string_equal(errs, "");
+  free(errs);
+  const struct cfg_yaml_node *r = cfg_yaml_root(d);
+  assert_string_equal(cfg_yaml_get(r, "a")->str, "");
+  assert_false(cfg_yaml_get(r, "a")->is_null); /* an empty value, not a missing one */
+  assert_string_equal(cfg_yaml_get(r, "b")->str, "");
+  assert_string_equal(cfg_yaml_get(r, "c")->str, "a:-b");
+  assert_string_equal(cfg_yaml_get(r, "d")->str, "host:80");
+  assert_string_equal(cfg_yaml_get(r, "e")->str, "hello");
+  assert_string_equal(cfg_yaml_get(r, "f")->str, "xhello$");
+  assert_string_equal(cfg_yaml_get(r, "g")->str, "hello");
+  assert_string_equal(cfg_yaml_get(r, "h")->str, "${CUT_T_SET}");
+  assert_string_equal(cfg_yaml_get(r, "i")->str, "~");
+  assert_false(cfg_yaml_get(r, "i")->is_null);
+  cfg_yaml_doc_free(d);
+
+  assert_int_equal(parse_text("a: ${CUT_T_SET:x}\nb: ${}\nc: x\n  ${CUT_T_UNSET}\n",
+                              CFG_YAML_SUBST_ENV, &d, &errs),
+                   0);
+  cfg_yaml_doc_free(d);
+  assert_string_equal(errs,
+                      "t.yaml:1:4: bad variable reference \"${CUT_T_SET:x}\" (use ${NAME} or "
+                      "${NAME:-default})\n"
+                      "t.yaml:2:4: bad variable reference \"${}\" (use ${NAME} or "
+                      "${NAME:-default})\n"
+                      "t.yaml:3:4: environment variable CUT_T_UNSET is not set (give a default "
+                      "with ${CUT_T_UNSET:-VALUE})\n");
+  free(errs);
+
+  /* through the schema: a substituted percentage is parsed like a written one */
+  setenv("CUT_T_PCT", "12.5%", 1);
+  struct cfg *c = load_ok(MINIMAL "dials: { d: { key: random, percent: \"${CUT_T_PCT}\", to: b } "
+                                  "}\n");
+  assert_int_equal(c->dials[0].ppm, 125000);
+  cfg_unref(c);
+  unsetenv("CUT_T_PCT");
+}
+
+/* A plain scalar that ends with ':' would read back as a map key: print quotes it. */
+static void test_config_print_trailing_colon(void **state) {
+  (void)state;
+  struct cfg *c = load_ok(MINIMAL "datacenter: \"dc:\"\n");
+  assert_string_equal(c->datacenter, "dc:");
+  char *out = print_to_string(c);
+  assert_non_null(strstr(out, "datacenter: \"dc:\"\n"));
+  struct cfg *again = load_ok(out);
+  assert_string_equal(again->datacenter, "dc:");
+  cfg_unref(again);
+  free(out);
+  cfg_unref(c);
+}
+
 static void test_config_load_io(void **state) {
   (void)state;
   struct cfg *c = NULL;
@@ -855,6 +925,8 @@ int main(void) {
       cmocka_unit_test(test_config_subst),          cmocka_unit_test(test_config_print_roundtrip),
       cmocka_unit_test(test_config_load_io),        cmocka_unit_test(test_config_cmd),        cmocka_unit_test(test_config_refcount),
       cmocka_unit_test(test_config_holder),
+      cmocka_unit_test(test_config_yaml_subst_edges),
+      cmocka_unit_test(test_config_print_trailing_colon),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -198,6 +198,41 @@ static void test_dial_eval_loaded_config(void **state) {
   cfg_unref(cfg);
 }
 
+/* The order on one route: a canary's pool first, everyone else follows the dial. */
+static void test_dial_eval_stacked_route(void **state) {
+  (void)state;
+  static const char stacked[] =
+      "listeners: [ { name: plain, listen: \"127.0.0.1:8080\" } ]\n"
+      "backends:\n"
+      "  legacy: { hosts: [\"127.0.0.1:9001\"] }\n"
+      "  modern: { hosts: [\"127.0.0.1:9002\"] }\n"
+      "  canary: { hosts: [\"127.0.0.1:9003\"] }\n"
+      "dials:\n"
+      "  checkout-v2: { key: \"header:x-device-id\", percent: 5%, to: modern }\n"
+      "experiments:\n"
+      "  search-canary: { key: \"cookie:device_id\", pool: 2%, canary: canary,\n"
+      "                   baseline: legacy, state: running }\n"
+      "routes:\n"
+      "  - { name: both, backend: legacy, experiment: search-canary, dial: checkout-v2 }\n";
+  struct cfg *cfg = NULL;
+  char *errs = NULL;
+  int rc = cfg_load_buffer("stacked.yaml", stacked, sizeof stacked - 1, &cfg, &errs);
+  if (rc) fail_msg("config: %s", errs ? errs : "?");
+  free(errs);
+  assert_int_equal(cfg->routes[0].experiment_index, 0);
+  assert_int_equal(cfg->routes[0].dial_index, 0);
+  /* in the pool (dev-259: bucket 9270): the experiment decides */
+  assert_string_equal(eval_line(cfg, "/", "cookie", "device_id=dev-259", "x-device-id", "dev-33"),
+                      "experiment=search-canary;arm=canary;bucket=9270;reason=in-pool");
+  /* outside the pool (device-1: 333838): the dial decides (dev-33: 18012 < 5%) */
+  assert_string_equal(eval_line(cfg, "/", "cookie", "device_id=device-1", "x-device-id", "dev-33"),
+                      "dial=checkout-v2;arm=new;bucket=18012;reason=in-dial");
+  assert_string_equal(eval_line(cfg, "/", "cookie", "device_id=device-1", "x-device-id",
+                                "device-1"),
+                      "dial=checkout-v2;arm=old;bucket=125012;reason=out-of-dial");
+  cfg_unref(cfg);
+}
+
 static void test_dial_eval_cli_eval(void **state) {
   (void)state;
   char path[] = "/tmp/cutover-dialeval-XXXXXX";
@@ -232,6 +267,7 @@ int main(void) {
       cmocka_unit_test(test_dial_eval_report),
       cmocka_unit_test(test_dial_eval_cli_bucket),
       cmocka_unit_test(test_dial_eval_loaded_config),
+      cmocka_unit_test(test_dial_eval_stacked_route),
       cmocka_unit_test(test_dial_eval_cli_eval),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -349,6 +349,108 @@ static void test_dial_store_save_failure(void **state) {
   dial_store_free(s);
 }
 
+/* A reload that cannot be persisted changes nothing: not the live values,
+ * not the remembered config values that later reloads and writes carry. */
+static void test_dial_store_reload_save_failure(void **state) {
+  struct env *e = *state;
+  struct flaky fl = {0, 0};
+  struct dial_store *s = NULL;
+  char err[256];
+  assert_int_equal(dial_store_open(&s, &e->f.cfg, (struct dial_store_backend){&flaky_ops, &fl},
+                                   err, sizeof err), 0);
+  struct fixture f2;
+  fx_init(&f2);
+  f2.dials[0].ppm = 10000;                 /* the config's own value changes */
+  f2.per_dc[0].ppm = 30000;                /* and its eu-west value */
+  f2.exps[0].autostart = 0;
+  f2.cfg.datacenter = "eu-west";
+  fl.fail = 1;
+  assert_int_equal(dial_store_apply_config(s, &f2.cfg, err, sizeof err), CUT_ERR_IO);
+  assert_int_equal(pct(s, "checkout-v2", NULL), 50000);
+  assert_int_equal(pct(s, "checkout-v2", "eu-west"), 20000);
+  assert_int_equal(dial_effective_ppm(&e->f.cfg, s, 0), 50000);
+  /* the next write persists the old state, not the half-applied reload */
+  fl.fail = 0;
+  char *before = dial_store_json(s);
+  assert_non_null(before);
+  assert_int_equal(dial_store_set_percent(s, "search", NULL, 1, "t", NULL, err, sizeof err), 0);
+  assert_int_equal(pct(s, "checkout-v2", NULL), 50000);
+  char *after = dial_store_json(s);
+  assert_non_null(strstr(after, "\"config_ppm\":50000"));
+  assert_null(strstr(after, ":10000,"));
+  assert_null(strstr(after, ":10000}"));
+  free(before);
+  free(after);
+  /* retried with a working backend, the reload applies as usual */
+  assert_int_equal(dial_store_apply_config(s, &f2.cfg, err, sizeof err), 0);
+  assert_int_equal(pct(s, "checkout-v2", NULL), 10000);
+  assert_int_equal(pct(s, "checkout-v2", "eu-west"), 30000);
+  assert_int_equal(dial_effective_ppm(&f2.cfg, s, 0), 30000);
+  dial_store_free(s);
+}
+
+/*
+ * A backend that watches the order of a write: when save() runs, readers
+ * must still see the old value (nothing is acknowledged or visible before it
+ * is durable); when audit() runs, the new value must be saved and visible.
+ */
+struct watcher {
+  const struct cfg *cfg;
+  struct dial_store *s;       /* NULL while the store opens */
+  uint32_t seen_in_save;      /* what a reader saw during the last save */
+  int saved_new;              /* the last saved document held the new value */
+  uint32_t seen_in_audit;
+  int saves_before_audit;
+  int saves;
+};
+static int watch_load(void *c, char **json, char *err, size_t errlen) {
+  (void)c, (void)err, (void)errlen;
+  *json = NULL;
+  return 0;
+}
+static int watch_save(void *c, const char *json, size_t len, char *err, size_t errlen) {
+  struct watcher *w = c;
+  (void)len, (void)err, (void)errlen;
+  w->saves++;
+  if (w->s) {
+    w->seen_in_save = dial_effective_ppm(w->cfg, w->s, 0);
+    w->saved_new = strstr(json, "\"ppm\": 777777") != NULL;
+  }
+  return 0;
+}
+static int watch_audit(void *c, const char *line, size_t len, char *err, size_t errlen) {
+  struct watcher *w = c;
+  (void)line, (void)len, (void)err, (void)errlen;
+  if (w->s) {
+    w->seen_in_audit = dial_effective_ppm(w->cfg, w->s, 0);
+    w->saves_before_audit = w->saves;
+  }
+  return 0;
+}
+static void watch_close(void *c) { (void)c; }
+static const struct dial_store_backend_ops watch_ops = {"watch", watch_load, watch_save,
+                                                        watch_audit, watch_close};
+
+static void test_dial_store_persist_before_publish(void **state) {
+  struct env *e = *state;
+  struct watcher w = {.cfg = &e->f.cfg};
+  struct dial_store *s = NULL;
+  char err[256];
+  assert_int_equal(dial_store_open(&s, &e->f.cfg, (struct dial_store_backend){&watch_ops, &w},
+                                   err, sizeof err), 0);
+  w.s = s;
+  int saves = w.saves;
+  assert_int_equal(dial_store_set_percent(s, "checkout-v2", NULL, 777777, "t", NULL, err,
+                                          sizeof err), 0);
+  assert_int_equal(w.saves, saves + 1);
+  assert_true(w.saved_new);               /* the document written holds the change */
+  assert_int_equal(w.seen_in_save, 50000); /* ... while readers still saw the old value */
+  assert_int_equal(w.saves_before_audit, saves + 1); /* audited after it was saved */
+  assert_int_equal(w.seen_in_audit, 777777);         /* ... and published */
+  assert_int_equal(dial_effective_ppm(&e->f.cfg, s, 0), 777777);
+  dial_store_free(s);
+}
+
 static void test_dial_store_counts(void **state) {
   struct env *e = *state;
   struct dial_store *s = NULL;
@@ -394,6 +496,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_dial_store_experiments, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dial_store_interrupted_write, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dial_store_save_failure, setup, teardown),
+cmocka_unit_test_setup_teardown(test_dial_store_reload_save_failure, setup, teardown),
+cmocka_unit_test_setup_teardown(test_dial_store_persist_before_publish, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dial_store_counts, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

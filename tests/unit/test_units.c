@@ -217,12 +217,80 @@ static void test_units_time(void **state) {
   assert_int_equal(cfg_parse_time("2026-11-21T10:00:00", &t, err, sizeof err), CUT_ERR_INVALID);
 }
 
+/* Percent syntax at its edges: what the issue allows (0-100, at most 4 decimals,
+ * optional '%') and the near misses a hand-edited file produces. */
+static void test_units_percent_edges(void **state) {
+  (void)state;
+  static const struct {
+    const char *in;
+    uint32_t ppm;
+  } ok[] = {{"100.00%", 1000000}, {"0.1000%", 1000}, {"12.50", 125000}, {"00005%", 50000},
+            {"0.0%", 0},          {"99.9999%", 999999}, {"0.0001", 1}};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    uint32_t p = 7;
+    char err[128] = "";
+    assert_int_equal(cfg_parse_percent(ok[i].in, &p, err, sizeof err), 0);
+    assert_int_equal(p, ok[i].ppm);
+  }
+  static const char *const bad[] = {"5.", ".5%", " 5%", "5 %", "5% ", "+5%", "5e1",
+                                    "1e-4%", "0x10", "%", "5,5%", "100%%", "\xc2\xa0" "5%"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    uint32_t p = 7;
+    char err[128] = "";
+    assert_int_equal(cfg_parse_percent(bad[i], &p, err, sizeof err), CUT_ERR_INVALID);
+    assert_int_equal(p, 7); /* untouched on error */
+    assert_non_null(strstr(err, "is not a percentage"));
+  }
+  uint32_t p = 7;
+  char err[128];
+  assert_int_equal(cfg_parse_percent("", &p, err, sizeof err), CUT_ERR_INVALID);
+  assert_int_equal(cfg_parse_percent(NULL, &p, err, sizeof err), CUT_ERR_INVALID);
+  assert_int_equal(cfg_parse_percent("100.00001", &p, err, sizeof err), CUT_ERR_INVALID);
+  assert_int_equal(cfg_parse_percent("100.0000001%", &p, err, sizeof err), CUT_ERR_INVALID);
+  assert_int_equal(cfg_parse_percent("1000", &p, err, sizeof err), CUT_ERR_RANGE);
+  assert_int_equal(p, 7);
+}
+
+/* IPv6 in brackets, and the mistakes around them. */
+static void test_units_addr_ipv6(void **state) {
+  (void)state;
+  struct cfg_addr a;
+  char err[128];
+  assert_int_equal(cfg_parse_addr("[2001:db8::1]:443", &a, err, sizeof err), 0);
+  assert_string_equal(a.host, "2001:db8::1");
+  assert_int_equal(a.port, 443);
+  assert_true(a.is_ipv6);
+  free(a.host);
+  assert_int_equal(cfg_parse_addr("[::ffff:127.0.0.1]:80", &a, err, sizeof err), 0);
+  assert_string_equal(a.host, "::ffff:127.0.0.1");
+  assert_true(a.is_ipv6);
+  free(a.host);
+  assert_int_equal(cfg_parse_addr("[::]:65535", &a, err, sizeof err), 0);
+  assert_int_equal(a.port, 65535);
+  free(a.host);
+
+  assert_int_equal(cfg_parse_addr("[::1]:", &a, err, sizeof err), CUT_ERR_INVALID);
+  assert_string_equal(err, "\"[::1]:\" has no port");
+  assert_int_equal(cfg_parse_addr("[::1", &a, err, sizeof err), CUT_ERR_INVALID);
+  assert_int_equal(cfg_parse_addr("[]:80", &a, err, sizeof err), CUT_ERR_INVALID);
+  assert_int_equal(cfg_parse_addr("[::1]:65536", &a, err, sizeof err), CUT_ERR_RANGE);
+  assert_int_equal(cfg_parse_addr("[::1]:80:81", &a, err, sizeof err), CUT_ERR_INVALID);
+  assert_int_equal(cfg_parse_addr("[127.0.0.1]:80", &a, err, sizeof err), CUT_ERR_INVALID);
+  assert_string_equal(err, "\"[127.0.0.1]:80\": \"127.0.0.1\" is not an IPv6 address");
+  assert_int_equal(cfg_parse_addr("2001:db8::1:443", &a, err, sizeof err), CUT_ERR_INVALID);
+  assert_string_equal(err,
+                      "\"2001:db8::1:443\": write IPv6 addresses in brackets, e.g. [::1]:8080");
+  assert_int_equal(cfg_parse_addr("[::1]:99999999999999999999", &a, err, sizeof err),
+                   CUT_ERR_INVALID);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_units_duration),   cmocka_unit_test(test_units_size),
       cmocka_unit_test(test_units_percent),    cmocka_unit_test(test_units_format_percent),
       cmocka_unit_test(test_units_addr),       cmocka_unit_test(test_units_key),
       cmocka_unit_test(test_units_version),    cmocka_unit_test(test_units_time),
+      cmocka_unit_test(test_units_percent_edges), cmocka_unit_test(test_units_addr_ipv6),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
