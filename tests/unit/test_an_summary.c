@@ -8,9 +8,13 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <unistd.h>
+
+#include <avro.h>
 
 #include "analyzer/an_join.h"
 #include "analyzer/an_out.h"
+#include "analyzer/an_rules.h"
 #include "analyzer/an_summary.h"
 #include "common/cut_err.h"
 
@@ -252,12 +256,82 @@ static void test_an_out_schema_in_sync(void **state) {
   json_decref(emb);
 }
 
+/* A binary body survives JSON lines (base64) into the Avro file byte for byte. */
+static void test_an_out_binary_roundtrip(void **state) {
+  (void)state;
+  static const unsigned char bin[] = {0x00, 0xff, 0xfe, 0x41, 0x80, 0x0a};
+  static const struct an_kv ct[] = {{"content-type", "image/png"}};
+  struct an_pair_view pv = {.correlation_id = "bin-1", .route = "img", .time_us = 5};
+  pv.primary = (struct an_side){1, 200, NULL, ct, 1, bin, sizeof bin, NULL, 0};
+  pv.shadow = (struct an_side){1, 200, NULL, ct, 1, bin, 3, NULL, 0};
+  struct an_rules *rules = NULL;
+  struct an_summary *s = NULL;
+  struct an_result res;
+  an_result_init(&res);
+  assert_int_equal(an_rules_new(&rules), 0);
+  assert_int_equal(an_summary_new(&s), 0);
+  assert_int_equal(an_compare(rules, &pv, AN_COMPARE_KEEP_NORMALIZED, &res), 0);
+  assert_int_equal(res.outcome, AN_MISMATCH);
+  assert_int_equal(an_summary_add_pair(s, &pv, &res), 0);
+  json_t *line = an_out_mismatch_json(&pv, &res);
+  assert_non_null(line);
+  assert_non_null(json_object_get(json_object_get(line, "primary"), "body_base64"));
+
+  char dir[] = "/tmp/an-out-XXXXXX", cand[600], avro_path[600];
+  assert_non_null(mkdtemp(dir));
+  snprintf(cand, sizeof cand, "%s/cand.jsonl", dir);
+  FILE *f = fopen(cand, "w");
+  assert_int_equal(an_out_write_line(f, line), 0);
+  fclose(f);
+  json_t *rep = an_summary_report(s), *kept = NULL;
+  const char *inputs[] = {cand};
+  char err[256];
+  assert_int_equal(an_out_split(s, inputs, 1, dir, 10, &kept, err, sizeof err), 1);
+  assert_int_equal(json_array_size(kept), 1);
+
+  snprintf(avro_path, sizeof avro_path, "%s/mismatches.avro", dir);
+  avro_file_reader_t r;
+  assert_int_equal(avro_file_reader(avro_path, &r), 0);
+  avro_schema_t schema = avro_file_reader_get_writer_schema(r);
+  avro_value_iface_t *iface = avro_generic_class_from_schema(schema);
+  avro_value_t v, fld;
+  assert_int_equal(avro_generic_value_new(iface, &v), 0);
+  assert_int_equal(avro_file_reader_read_value(r, &v), 0);
+  const void *buf;
+  size_t size;
+  assert_int_equal(avro_value_get_by_name(&v, "primary_body", &fld, NULL), 0);
+  assert_int_equal(avro_value_get_bytes(&fld, &buf, &size), 0);
+  assert_int_equal(size, sizeof bin);
+  assert_memory_equal(buf, bin, sizeof bin);
+  assert_int_equal(avro_value_get_by_name(&v, "shadow_body", &fld, NULL), 0);
+  assert_int_equal(avro_value_get_bytes(&fld, &buf, &size), 0);
+  assert_int_equal(size, 3);
+  avro_value_decref(&v);
+  avro_value_iface_decref(iface);
+  avro_schema_decref(schema);
+  avro_file_reader_close(r);
+
+  const char *names[] = {"cand.jsonl", "mismatches.jsonl", "mismatches.avro", "noise.jsonl"};
+  for (size_t i = 0; i < 4; i++) {
+    snprintf(cand, sizeof cand, "%s/%s", dir, names[i]);
+    unlink(cand);
+  }
+  rmdir(dir);
+  json_decref(kept);
+  json_decref(rep);
+  json_decref(line);
+  an_result_clear(&res);
+  an_summary_free(s);
+  an_rules_free(rules);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_an_summary_noise_rule),
       cmocka_unit_test(test_an_summary_merge_exact),
       cmocka_unit_test(test_an_join_windows),
       cmocka_unit_test(test_an_out_schema_in_sync),
+      cmocka_unit_test(test_an_out_binary_roundtrip),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
