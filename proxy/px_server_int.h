@@ -1,0 +1,210 @@
+/* px_server_int: the types shared by the server, connections, frontends and requests.
+ * Private to proxy/ (and to tests that drive a frontend in memory). */
+#ifndef CUT_PX_SERVER_INT_H
+#define CUT_PX_SERVER_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dials/dial.h"
+#include "proxy/px_forward.h"
+#include "proxy/px_msg.h"
+#include "proxy/px_server.h"
+#include "proxy/px_upstream.h"
+#include "replay/rec_mirror.h"
+
+struct sockaddr;
+struct bufferevent;
+struct event;
+struct event_base;
+struct evdns_base;
+struct evconnlistener;
+typedef struct ssl_ctx_st SSL_CTX;
+
+/* Output to one client is kept below these (write watermarks). */
+#define PX_OUT_HIGH (128 * 1024) /* stop producing for the client above this */
+#define PX_OUT_LOW (32 * 1024)   /* resume when the output drained below this */
+#define PX_STREAM_HIGH (64 * 1024) /* response bytes buffered per HTTP/2 stream */
+
+struct px_req;
+struct px_client;
+
+/* What a request asks of its frontend (HTTP/1.1 or HTTP/2) to answer the client. */
+struct px_front_ops {
+  /* The response head; `end` = no body follows. Returns 0 or <0 (the request is then aborted). */
+  int (*respond)(struct px_req *r, const struct px_response_head *h, int end);
+  /* Response body bytes (borrowed). Returns 0, or PX_PAUSE when over the
+   * watermark: the frontend calls px_req_resume_response() once it drained. */
+  int (*body)(struct px_req *r, const uint8_t *p, size_t n);
+  /* Ends the response; trailers may be NULL (borrowed). */
+  void (*end)(struct px_req *r, const struct px_headers *trailers);
+  /* The response cannot complete (upstream failed mid-body): reset / close. */
+  void (*abort)(struct px_req *r);
+  /* `n` request body bytes were taken by the upstream (HTTP/2: consume them). */
+  void (*consumed)(struct px_req *r, size_t n);
+  /* The upstream drained after px_req_body() said CUT_ERR_FULL: read the client again. */
+  void (*request_resume)(struct px_req *r);
+};
+
+/*
+ * One proxied request. Embedded in the frontend's stream object; the
+ * frontend fills `head` (and `h2`), calls px_req_begin(), feeds the body, and
+ * calls px_req_finish() exactly once when it is done with the request.
+ */
+struct px_req {
+  struct px_client *conn;
+  const struct px_front_ops *front;
+  const struct cfg *cfg;            /* the snapshot this request runs on */
+  struct px_request_head head;
+  struct px_exchange *x;            /* NULL when none is active */
+  const struct cfg_route *route;
+  struct px_headers *resp_trailers; /* upstream trailers, until on_done */
+  struct dial_decision dec;
+  struct rec_mirror *mirror;        /* mirroring / recording of this request; NULL when none */
+  uint64_t t_up_ns;                 /* when the primary exchange started */
+  char decision[192];               /* formatted labels */
+  char reqid[72];
+  char upstream[72];
+  const char *error;                /* static cause word when the proxy answered itself */
+  uint64_t t_start_ns;
+  uint64_t bytes_in, bytes_out;
+  int status;
+  unsigned begun : 1, responded : 1, ended : 1, resp_paused : 1, body_full : 1,
+      req_ended : 1, finished : 1, xdone : 1;
+};
+
+struct px_listener_rt {
+  char addr[80];                    /* bound "host:port" */
+  int tls;
+  SSL_CTX *ssl;                     /* shared by every worker (owned by the server) */
+};
+
+struct px_worker {
+  struct px_server *srv;
+  size_t idx;
+  const struct cfg *cfg;
+  struct event_base *base;
+  struct evdns_base *dns;
+  struct evconnlistener **ls;       /* one per listener */
+  struct px_pool **pools;           /* one per cfg backend */
+  struct px_outlier **outliers;     /* one per cfg backend: passive ejection as this worker sees it */
+  unsigned char *group_down;        /* one per cfg backend: no usable host at the last tick */
+  struct event *ctl_ev;             /* activated from other threads: check stop_req */
+  struct event *drain_ev;           /* drain deadline */
+  struct event *tick_ev;            /* once a second: refresh the cached time */
+  _Atomic int stop_req;
+  _Atomic uint64_t stop_drain_ms;
+  int draining;
+  struct px_client *conns;            /* every open client connection */
+  size_t nconns;
+  struct px_rng rng;
+  struct rec_codec *codec;          /* this worker's pair encoder; NULL without a sink */
+  struct rec_opts ropts;            /* body cap, redaction, lineage (from cfg->recording) */
+  struct rec_mirror_ops mops;       /* the upstream ops, as rec_mirror wants them */
+  struct rec_mirror_env menv;       /* shadows in flight on this worker */
+  char now_iso[32];                 /* cached RFC 3339 UTC time (seconds) */
+  pthread_t thread;
+  int thread_started;
+  _Atomic uint64_t n_conns, n_active, n_reqs, n_5xx;
+};
+
+enum px_proto { PX_PROTO_DETECT = 0, PX_PROTO_H1, PX_PROTO_H2 };
+
+struct px_client {
+  struct px_worker *w;
+  struct px_client *prev, *next;
+  struct bufferevent *bev;
+  struct event *flush_ev;           /* deferred send + deferred teardown */
+  const struct px_listener_rt *l;
+  int tls;
+  enum px_proto proto;
+  char peer[64];                    /* client IP as text */
+  void *front;                      /* struct h1_front or struct h2_front */
+  unsigned flush_pending : 1, closing : 1, dead : 1, read_eof : 1, had_request : 1;
+};
+
+struct px_server {
+  struct cfg *cfg;
+  struct px_upstream_ops ops;
+  struct px_decider decider;
+  struct px_alog *alog;
+  struct px_metrics *metrics;               /* may be NULL */
+  const struct px_limit_counters *limits;   /* may be NULL */
+  struct px_health_board *health;           /* may be NULL */
+  struct rec_sink *rec_sink;        /* borrowed */
+  struct rec_mirror_stats *mirror_stats;
+  struct rec_mirror_stats own_mirror_stats;
+  struct px_listener_rt *listeners;
+  size_t nlisteners;
+  struct px_worker *workers;
+  struct worker_ext *ext;           /* per worker: control pipe, listening sockets (px_server.c) */
+  size_t nworkers;
+  int started;
+  int joined;
+  _Atomic size_t running;           /* worker threads not yet ended */
+};
+
+/* px_client.c */
+/* Wraps an accepted socket (takes ownership of fd, also on failure). */
+int px_client_accept(struct px_worker *w, const struct px_listener_rt *l, int fd,
+                   const struct sockaddr *sa, int salen);
+/* Wraps an existing bufferevent (tests: one end of a bufferevent pair; takes ownership). */
+int px_client_attach(struct px_worker *w, struct bufferevent *bev, int tls, const char *peer,
+                   struct px_client **out);
+void px_client_schedule_flush(struct px_client *c);
+/* Marks the connection for teardown (deferred to the flush event; no callbacks run after). */
+void px_client_kill(struct px_client *c);
+/* Closes once everything queued for the client was written. */
+void px_client_close_after_write(struct px_client *c);
+/* Starts a graceful shutdown of the connection (GOAWAY / close when idle). */
+void px_client_drain(struct px_client *c);
+/* A request began: from now on the idle timeout applies instead of the header timeout. */
+void px_client_first_request(struct px_client *c);
+/* Frees at once (worker teardown). */
+void px_client_free(struct px_client *c);
+
+/* px_front_h2.c */
+int px_front_h2_attach(struct px_client *c);
+void px_front_h2_on_read(struct px_client *c);
+void px_front_h2_on_write(struct px_client *c);
+void px_front_h2_flush(struct px_client *c);
+void px_front_h2_drain(struct px_client *c);
+int px_front_h2_busy(const struct px_client *c);
+/* Once a second: flow-control stall detection (px_limits). */
+void px_front_h2_tick(struct px_client *c, uint64_t now_ms);
+void px_front_h2_cancel(struct px_client *c); /* cancel exchanges, keep memory */
+void px_front_h2_free(struct px_client *c);
+
+/* px_front_h1.c */
+int px_front_h1_attach(struct px_client *c);
+void px_front_h1_on_read(struct px_client *c);
+void px_front_h1_on_write(struct px_client *c);
+void px_front_h1_flush(struct px_client *c);
+void px_front_h1_drain(struct px_client *c);
+int px_front_h1_busy(const struct px_client *c);
+void px_front_h1_cancel(struct px_client *c);
+void px_front_h1_free(struct px_client *c);
+
+/* px_req.c */
+void px_req_init(struct px_req *r, struct px_client *c, const struct px_front_ops *front);
+/* The head is complete: route, decide, forward (or answer with an error). */
+void px_req_begin(struct px_req *r, int has_body);
+/* Request body bytes. Returns 0 or CUT_ERR_FULL (stop reading until front->request_resume). */
+int px_req_body(struct px_req *r, const uint8_t *p, size_t n);
+/* End of the request body; trailers may be NULL (borrowed). */
+void px_req_end_body(struct px_req *r, const struct px_headers *trailers);
+/* The frontend drained what PX_PAUSE held back. */
+void px_req_resume_response(struct px_req *r);
+/* Answers with `status` and a one-line text body naming `cause`. */
+void px_req_respond_error(struct px_req *r, int status, const char *cause);
+/* The frontend is done with the request: cancel what is pending, log, release. */
+void px_req_finish(struct px_req *r);
+
+/* px_worker helpers (px_server.c) */
+uint64_t px_now_ns(void);
+struct px_pool *px_worker_pool(struct px_worker *w, size_t backend_index);
+void px_worker_conn_gone(struct px_worker *w);
+
+#endif

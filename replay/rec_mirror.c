@@ -1,0 +1,400 @@
+/* rec_mirror: shadow exchanges beside the primary, and the pair they make up. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "common/cut_err.h"
+#include "common/log.h"
+#include "replay/rec_avro.h"
+#include "replay/rec_mirror.h"
+#include "replay/rec_px.h"
+
+#define DEFAULT_MAX_INFLIGHT 1024
+#define DEFAULT_OVERFLOW (4u << 20)
+#define DEFAULT_OVERFLOW_TOTAL (64u << 20)
+
+struct shadow {
+  struct rec_mirror *m;
+  struct px_exchange *x;       /* NULL once done or cancelled */
+  struct rec_response *resp;   /* in the pair; NULL when not recording */
+  uint64_t t0_us;
+  size_t over;                 /* bytes sent since send_body said FULL */
+  int full;
+  int done;
+  struct event *timer;         /* shadow_timeout_ms; NULL when none */
+};
+
+struct rec_mirror {
+  struct rec_mirror_env *env;
+  struct rec_mirror *prev, *next; /* env->live */
+  struct rec_pair *pair;          /* NULL when not recording */
+  struct rec_response *primary;
+  char *primary_backend;
+  struct shadow **shadows;
+  size_t nshadows;
+  int refs;                       /* the primary side + shadows in flight */
+  int primary_done;
+};
+
+static uint64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static size_t max_inflight(const struct rec_mirror_env *e) {
+  return e->max_inflight ? e->max_inflight : DEFAULT_MAX_INFLIGHT;
+}
+
+/* ---- sampling ---- */
+
+static int method_listed(const struct cfg_strlist *l, const char *method) {
+  static const char *const defaults[] = {"GET", "HEAD", "OPTIONS"};
+  if (!l || l->n == 0) {
+    for (size_t i = 0; i < 3; i++)
+      if (!strcmp(defaults[i], method))
+        return 1;
+    return 0;
+  }
+  for (size_t i = 0; i < l->n; i++)
+    if (!strcmp(l->v[i], method))
+      return 1;
+  return 0;
+}
+
+int rec_mirror_wanted(const struct cfg_mirror *m, const char *method,
+                      const struct dial_request *req, uint64_t rnd) {
+  if (!method || !method_listed(&m->methods, method))
+    return 0;
+  if (m->ppm >= CFG_PPM_MAX)
+    return 1;
+  if (m->ppm == 0)
+    return 0;
+  struct dial_slice key;
+  char buf[256];
+  if (m->key.kind != CFG_KEY_RANDOM && req &&
+      dial_request_key_buf(req, &m->key, buf, sizeof buf, &key) == 1) {
+    const char *salt = m->backend ? m->backend : "";
+    return dial_in(dial_bucket(salt, strlen(salt), key.p, key.len), m->ppm);
+  }
+  return (uint32_t)(rnd % CFG_PPM_MAX) < m->ppm;
+}
+
+/* ---- lifecycle ---- */
+
+static void unlink_live(struct rec_mirror *m) {
+  if (m->prev)
+    m->prev->next = m->next;
+  else if (m->env->live == m)
+    m->env->live = m->next;
+  if (m->next)
+    m->next->prev = m->prev;
+  m->prev = m->next = NULL;
+}
+
+static void finish(struct rec_mirror *m) {
+  struct rec_mirror_env *e = m->env;
+  unlink_live(m);
+  if (m->pair && e->sink) {
+    if (!m->primary_done && m->primary)
+      rec_response_finish(m->pair, m->primary, 0, "cancelled");
+    if (rec_sink_submit_pair(e->sink, e->codec, m->pair) == 0)
+      atomic_fetch_add_explicit(&e->stats->recorded, 1, memory_order_relaxed);
+  }
+  for (size_t i = 0; i < m->nshadows; i++)
+    free(m->shadows[i]);
+  free(m->shadows);
+  rec_pair_free(m->pair);
+  free(m->primary_backend);
+  free(m);
+}
+
+static void unref(struct rec_mirror *m) {
+  if (--m->refs == 0)
+    finish(m);
+}
+
+int rec_mirror_new(struct rec_mirror **out, struct rec_mirror_env *env, const char *id,
+                   int64_t time_us, const char *route, const struct px_request_head *head,
+                   const struct dial_decision *dec, const char *primary_backend, int record) {
+  struct rec_mirror *m = calloc(1, sizeof *m);
+  if (!m)
+    return CUT_ERR_NOMEM;
+  m->env = env;
+  m->refs = 1;
+  m->primary_backend = strdup(primary_backend ? primary_backend : "");
+  if (!m->primary_backend)
+    goto nomem;
+  if (record && env->sink) {
+    if (rec_pair_new(&m->pair, env->opts, id ? id : "", time_us, route) ||
+        rec_pair_request_head(m->pair, head) || (dec && rec_pair_decision(m->pair, dec)) ||
+        rec_pair_add_response(m->pair, REC_SIDE_PRIMARY, m->primary_backend, &m->primary))
+      goto nomem;
+  }
+  m->next = env->live;
+  if (env->live)
+    env->live->prev = m;
+  env->live = m;
+  *out = m;
+  return 0;
+nomem:
+  rec_pair_free(m->pair);
+  free(m->primary_backend);
+  free(m);
+  return CUT_ERR_NOMEM;
+}
+
+void rec_mirror_release(struct rec_mirror *m) {
+  if (m)
+    unref(m);
+}
+
+/* ---- shadow callbacks ---- */
+
+static int on_shadow_response_cb(struct px_exchange *x, const struct px_response_head *head,
+                                 void *user_data) {
+  struct shadow *s = user_data;
+  if (s->resp)
+    rec_response_head(s->m->pair, s->resp, head, s->m->env->ops->host(x));
+  return 0;
+}
+
+static int on_shadow_body_cb(struct px_exchange *x, const uint8_t *data, size_t len,
+                             void *user_data) {
+  struct shadow *s = user_data;
+  (void)x;
+  if (s->resp)
+    rec_response_body(s->m->pair, s->resp, data, len); /* keeps the cap, hashes everything */
+  return 0;
+}
+
+static void over_reset(struct shadow *s) {
+  s->m->env->over_total -= s->over;
+  s->over = 0;
+  s->full = 0;
+}
+
+static void shadow_end(struct shadow *s, const char *error) {
+  struct rec_mirror *m = s->m;
+  over_reset(s);
+  s->x = NULL;
+  s->done = 1;
+  if (s->timer) {
+    event_free(s->timer);
+    s->timer = NULL;
+  }
+  m->env->inflight--;
+  if (error)
+    atomic_fetch_add_explicit(&m->env->stats->failed, 1, memory_order_relaxed);
+  if (s->resp)
+    rec_response_finish(m->pair, s->resp, (int64_t)(now_us() - s->t0_us), error);
+  unref(m);
+}
+
+static void on_shadow_done_cb(struct px_exchange *x, int err, enum px_fail fail, const char *cause,
+                              int got_response, void *user_data) {
+  struct shadow *s = user_data;
+  (void)x;
+  (void)cause;
+  (void)got_response;
+  shadow_end(s, err < 0 ? (rec_px_fail_name(fail) ? rec_px_fail_name(fail) : "error") : NULL);
+}
+
+static void on_shadow_drain_cb(struct px_exchange *x, void *user_data) {
+  struct shadow *s = user_data;
+  (void)x;
+  over_reset(s);
+}
+
+static void shadow_cancel(struct shadow *s, const char *why);
+
+static void on_shadow_timeout_cb(evutil_socket_t fd, short what, void *user_data) {
+  (void)fd;
+  (void)what;
+  shadow_cancel(user_data, "timeout");
+}
+
+static const struct px_exchange_cbs shadow_cbs = {
+    .on_response = on_shadow_response_cb,
+    .on_body = on_shadow_body_cb,
+    .on_done = on_shadow_done_cb,
+    .on_request_drain = on_shadow_drain_cb,
+};
+
+static void shadow_cancel(struct shadow *s, const char *why) {
+  if (!s->x)
+    return;
+  s->m->env->ops->cancel(s->x); /* no callback follows a cancel */
+  shadow_end(s, why);
+}
+
+int rec_mirror_add_shadow(struct rec_mirror *m, struct px_pool *pool, const struct cfg_mirror *mc,
+                          const struct px_request_head *head, int has_body) {
+  struct rec_mirror_env *e = m->env;
+  struct shadow *s = calloc(1, sizeof *s);
+  struct shadow **ns = s ? realloc(m->shadows, (m->nshadows + 1) * sizeof *ns) : NULL;
+  if (!ns) {
+    free(s);
+    atomic_fetch_add_explicit(&e->stats->skipped, 1, memory_order_relaxed);
+    return 0;
+  }
+  m->shadows = ns;
+  m->shadows[m->nshadows++] = s;
+  s->m = m;
+  if (m->pair &&
+      rec_pair_add_response(m->pair, REC_SIDE_SHADOW, mc->backend ? mc->backend : "", &s->resp))
+    s->resp = NULL;
+  if (e->inflight >= max_inflight(e) || !pool) {
+    atomic_fetch_add_explicit(&e->stats->skipped, 1, memory_order_relaxed);
+    if (s->resp)
+      rec_response_finish(m->pair, s->resp, 0, "skipped");
+    return 0;
+  }
+  /* The shadow's head: the forwarded request, Host rewritten when asked, marked. */
+  struct px_request_head sh;
+  memset(&sh, 0, sizeof sh);
+  int rc = px_request_head_copy(&sh, head);
+  if (!rc && mc->host) {
+    char *a = strdup(mc->host);
+    if (!a) {
+      rc = CUT_ERR_NOMEM;
+    } else {
+      free(sh.authority);
+      sh.authority = a;
+      px_headers_del(&sh.headers, "host");
+      rc = px_headers_add(&sh.headers, "host", 4, a, strlen(a));
+    }
+  }
+  if (!rc) {
+    px_headers_del(&sh.headers, "x-cutover-shadow");
+    rc = px_headers_add(&sh.headers, "x-cutover-shadow", 16, "1", 1);
+  }
+  if (!rc) {
+    s->t0_us = now_us();
+    m->refs++;
+    e->inflight++;
+    struct px_exchange *x = NULL;
+    rc = e->ops->start(pool, &sh, has_body, &shadow_cbs, s, &x);
+    if (rc < 0) {
+      /* no callback was made */
+      e->inflight--;
+      m->refs--;
+    } else if (!s->done) {
+      s->x = x; /* on_done may already have run inside start (synchronous failure) */
+      if (e->base && e->shadow_timeout_ms) {
+        s->timer = evtimer_new(e->base, on_shadow_timeout_cb, s);
+        struct timeval tv = {(time_t)(e->shadow_timeout_ms / 1000),
+                             (suseconds_t)(e->shadow_timeout_ms % 1000) * 1000};
+        if (s->timer)
+          evtimer_add(s->timer, &tv);
+      }
+    }
+  }
+  px_request_head_clear(&sh);
+  if (rc < 0) {
+    atomic_fetch_add_explicit(&e->stats->failed, 1, memory_order_relaxed);
+    if (s->resp)
+      rec_response_finish(m->pair, s->resp, 0, "start");
+    return 0;
+  }
+  atomic_fetch_add_explicit(&e->stats->sent, 1, memory_order_relaxed);
+  return 1;
+}
+
+void rec_mirror_request_body(struct rec_mirror *m, const uint8_t *data, size_t len) {
+  struct rec_mirror_env *e = m->env;
+  size_t cap = e->overflow_bytes ? e->overflow_bytes : DEFAULT_OVERFLOW;
+  size_t total = e->overflow_total ? e->overflow_total : DEFAULT_OVERFLOW_TOTAL;
+  if (m->pair)
+    rec_pair_request_body(m->pair, data, len);
+  for (size_t i = 0; i < m->nshadows; i++) {
+    struct shadow *s = m->shadows[i];
+    if (!s->x)
+      continue;
+    if (s->full && (s->over + len > cap || e->over_total + len > total)) {
+      /* The shadow cannot keep up: give it up rather than buffer the body. */
+      shadow_cancel(s, "overflow");
+      continue;
+    }
+    int rc = e->ops->send_body(s->x, data, len);
+    if (rc < 0 && rc != CUT_ERR_FULL) {
+      shadow_cancel(s, "reset");
+      continue;
+    }
+    if (rc == CUT_ERR_FULL)
+      s->full = 1;
+    if (s->full) { /* queued past the watermark until on_request_drain */
+      s->over += len;
+      e->over_total += len;
+    }
+  }
+}
+
+void rec_mirror_device_key(struct rec_mirror *m, const char *key, size_t len) {
+  if (m->pair && key)
+    rec_pair_set_device_key(m->pair, key, len);
+}
+
+void rec_mirror_request_end(struct rec_mirror *m, const struct px_headers *trailers) {
+  for (size_t i = 0; i < m->nshadows; i++) {
+    struct shadow *s = m->shadows[i];
+    if (s->x && m->env->ops->end_body(s->x, trailers) < 0)
+      shadow_cancel(s, "reset");
+  }
+}
+
+/* ---- primary side ---- */
+
+void rec_mirror_primary_head(struct rec_mirror *m, const struct px_response_head *h,
+                             const char *host) {
+  if (m->primary)
+    rec_response_head(m->pair, m->primary, h, host);
+}
+
+void rec_mirror_primary_body(struct rec_mirror *m, const uint8_t *data, size_t len) {
+  if (m->primary)
+    rec_response_body(m->pair, m->primary, data, len);
+}
+
+void rec_mirror_primary_done(struct rec_mirror *m, int64_t latency_us, const char *error) {
+  if (m->primary_done)
+    return;
+  m->primary_done = 1;
+  if (m->primary)
+    rec_response_finish(m->pair, m->primary, latency_us, error);
+}
+
+void rec_mirror_env_shutdown(struct rec_mirror_env *env) {
+  while (env->live) {
+    struct rec_mirror *m = env->live;
+    /* Hold the mirror while its shadows are cancelled one by one. */
+    m->refs++;
+    for (size_t i = 0; i < m->nshadows; i++)
+      shadow_cancel(m->shadows[i], "cancelled");
+    unlink_live(m); /* the primary side still holds its reference */
+    m->refs--;
+    if (m->refs == 0)
+      finish(m);
+  }
+}
+
+/* ---- metrics ---- */
+
+size_t rec_mirror_stats_prometheus(const struct rec_mirror_stats *s, char *buf, size_t len) {
+  int n = snprintf(
+      buf, len,
+      "# HELP cutover_shadow_requests_total Shadow requests, by result.\n"
+      "# TYPE cutover_shadow_requests_total counter\n"
+      "cutover_shadow_requests_total{result=\"sent\"} %llu\n"
+      "cutover_shadow_requests_total{result=\"skipped\"} %llu\n"
+      "cutover_shadow_requests_total{result=\"failed\"} %llu\n"
+      "# HELP cutover_pairs_recorded_total Pairs handed to the recording sink.\n"
+      "# TYPE cutover_pairs_recorded_total counter\n"
+      "cutover_pairs_recorded_total %llu\n",
+      (unsigned long long)atomic_load(&s->sent), (unsigned long long)atomic_load(&s->skipped),
+      (unsigned long long)atomic_load(&s->failed), (unsigned long long)atomic_load(&s->recorded));
+  return n > 0 ? (size_t)n : 0;
+}

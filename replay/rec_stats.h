@@ -1,0 +1,62 @@
+/* rec_stats: the recording counters (atomics), shared by the sinks, the spill and the drain. */
+#ifndef CUT_REC_STATS_H
+#define CUT_REC_STATS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Every record handed to a sink ends up in exactly one of: delivered (Kafka
+ * acknowledged it, or the file sink wrote it), spilled (written to a spill
+ * file), dropped (with a reason), or still in flight (queue depths).
+ * Updated with relaxed atomics from any thread; read with rec_stats_read().
+ */
+enum rec_drop_reason {
+  REC_DROP_SPILL_FULL = 0,   /* the spill directory reached spill_max_bytes */
+  REC_DROP_QUEUE_FULL,       /* the spill (or file sink) writer's handoff queue was full */
+  REC_DROP_IO,               /* a spill or file-sink write failed (disk error) */
+  REC_DROP_ENCODE,           /* the pair could not be encoded */
+  REC_DROP_NO_SPILL,         /* Kafka refused the record and no spill is configured */
+  REC_DROP_TOO_LARGE,        /* larger than Kafka accepts (message.max.bytes); spilling it would block the drain */
+  REC_DROP_N
+};
+
+/* Metric label of a drop reason: "spill_full", "queue_full", "io", "encode", "no_spill", "too_large". */
+const char *rec_drop_reason_name(enum rec_drop_reason r);
+
+struct rec_stats {
+  _Atomic uint64_t produced;       /* handed to Kafka (or to the file sink's writer) */
+  _Atomic uint64_t delivered;      /* acknowledged by Kafka / written by the file sink */
+  _Atomic uint64_t failed;         /* Kafka delivery reports with an error (then spilled or dropped) */
+  _Atomic uint64_t spilled;        /* written to spill files */
+  _Atomic uint64_t drained;        /* published from spill files by a drain */
+  _Atomic uint64_t dropped[REC_DROP_N];
+  _Atomic int64_t queue_depth;     /* records in Kafka's producer queue (produced, no report yet) */
+  _Atomic int64_t spill_queue_depth; /* records waiting for the spill/file writer thread */
+};
+
+/* A plain copy of the counters, for metrics and tests. */
+struct rec_stats_view {
+  uint64_t produced, delivered, failed, spilled, drained;
+  uint64_t dropped[REC_DROP_N];
+  uint64_t dropped_total;
+  int64_t queue_depth, spill_queue_depth;
+};
+
+void rec_stats_read(const struct rec_stats *s, struct rec_stats_view *out);
+
+/*
+ * Writes the counters in Prometheus text format into buf[len] (always
+ * NUL-terminated when len > 0) and returns the length the whole text needs,
+ * like snprintf. Metric names (docs/recording.md):
+ *   cutover_records_produced_total, cutover_records_delivered_total,
+ *   cutover_records_failed_total, cutover_records_spilled_total,
+ *   cutover_records_drained_total, cutover_records_dropped_total{reason},
+ *   cutover_records_queue_depth, cutover_records_spill_queue_depth
+ */
+size_t rec_stats_prometheus(const struct rec_stats_view *v, char *buf, size_t len);
+
+#define rec_stat_add(s, field, n) atomic_fetch_add_explicit(&(s)->field, (n), memory_order_relaxed)
+
+#endif

@@ -1,0 +1,211 @@
+/* Unit tests for the pure parts of the proxy: route matching, header rewriting,
+ * request ids, failure statuses, JSON escaping. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/cut_err.h"
+#include "proxy/px_alog.h"
+#include "proxy/px_forward.h"
+#include "proxy/px_route.h"
+#include "proxy/px_tls.h"
+
+static void head_init(struct px_request_head *h, const char *method, const char *authority,
+                      const char *path) {
+  memset(h, 0, sizeof *h);
+  h->method = strdup(method);
+  h->authority = authority ? strdup(authority) : NULL;
+  h->path = strdup(path);
+  h->scheme = strdup("http");
+  h->content_length = -1;
+}
+
+static void add(struct px_request_head *h, const char *n, const char *v) {
+  assert_int_equal(px_headers_add(&h->headers, n, strlen(n), v, strlen(v)), 0);
+}
+
+static void test_px_route_match_order(void **state) {
+  (void)state;
+  char *get[] = {"GET"};
+  struct cfg_header_match hm[] = {{"x-beta", "1"}};
+  struct cfg_route routes[4] = {
+      {.name = "beta", .path_prefix = "/api/", .headers = hm, .nheaders = 1},
+      {.name = "exact", .path = "/api/health"},
+      {.name = "api-get", .host = "api.example.com", .path_prefix = "/api/",
+       .methods = {get, 1}},
+      {.name = "default"},
+  };
+  struct cfg cfg = {.routes = routes, .nroutes = 4};
+  struct px_request_head h;
+
+  head_init(&h, "GET", "API.example.com:8443", "/api/users?id=1");
+  assert_string_equal(px_route_find(&cfg, &h)->name, "api-get");
+  add(&h, "X-Beta", "1");
+  assert_string_equal(px_route_find(&cfg, &h)->name, "beta"); /* first match wins */
+  px_request_head_clear(&h);
+
+  head_init(&h, "GET", "other", "/api/health?verbose");
+  assert_string_equal(px_route_find(&cfg, &h)->name, "exact"); /* query ignored for exact */
+  px_request_head_clear(&h);
+
+  head_init(&h, "GET", "other", "/api/healthz");
+  assert_string_equal(px_route_find(&cfg, &h)->name, "default");
+  px_request_head_clear(&h);
+
+  head_init(&h, "POST", "api.example.com.", "/api/x");
+  assert_string_equal(px_route_find(&cfg, &h)->name, "default"); /* method mismatch */
+  px_request_head_clear(&h);
+
+  head_init(&h, "GET", "[::1]:80", "/api/x");
+  add(&h, "x-beta", "2");
+  assert_string_equal(px_route_find(&cfg, &h)->name, "default"); /* header value mismatch */
+  add(&h, "x-beta", "1");
+  assert_string_equal(px_route_find(&cfg, &h)->name, "default"); /* the first field decides */
+  px_request_head_clear(&h);
+
+  cfg.nroutes = 3;
+  head_init(&h, "GET", "nope", "/");
+  assert_null(px_route_find(&cfg, &h));
+  px_request_head_clear(&h);
+}
+
+static void test_px_route_host_forms(void **state) {
+  (void)state;
+  struct cfg_route r = {.name = "v6", .host = "::1"};
+  struct px_request_head h;
+  head_init(&h, "GET", "[::1]:8080", "/");
+  assert_true(px_route_matches(&r, &h));
+  px_request_head_clear(&h);
+  head_init(&h, "GET", NULL, "/");
+  assert_false(px_route_matches(&r, &h));
+  px_request_head_clear(&h);
+  struct cfg_header_match present[] = {{"x-device-id", NULL}};
+  struct cfg_route r2 = {.name = "dev", .headers = present, .nheaders = 1};
+  head_init(&h, "GET", "a", "/");
+  assert_false(px_route_matches(&r2, &h));
+  add(&h, "x-device-id", "");
+  assert_true(px_route_matches(&r2, &h));
+  px_request_head_clear(&h);
+}
+
+static void test_px_route_forward_headers(void **state) {
+  (void)state;
+  struct px_rng rng;
+  px_rng_seed(&rng);
+  struct px_request_head h;
+  head_init(&h, "GET", "a", "/");
+  add(&h, "Connection", "keep-alive, X-Secret");
+  add(&h, "x-secret", "1");
+  add(&h, "keep-alive", "timeout=5");
+  add(&h, "te", "gzip");
+  add(&h, "expect", "100-continue");
+  add(&h, "x-forwarded-for", "10.0.0.1");
+  add(&h, "x-forwarded-proto", "gopher");
+  struct px_forward_info fi = {.client_ip = "127.0.0.1", .tls = 1, .h2 = 1,
+                               .request_id_header = "x-request-id"};
+  char id[72];
+  assert_int_equal(px_forward_request(&h, &fi, &rng, id, sizeof id), 0);
+  assert_null(px_headers_get(&h.headers, "connection"));
+  assert_null(px_headers_get(&h.headers, "x-secret"));
+  assert_null(px_headers_get(&h.headers, "keep-alive"));
+  assert_null(px_headers_get(&h.headers, "te"));
+  assert_null(px_headers_get(&h.headers, "expect"));
+  assert_string_equal(px_headers_get(&h.headers, "x-forwarded-for")->value,
+                      "10.0.0.1, 127.0.0.1");
+  assert_string_equal(px_headers_get(&h.headers, "x-forwarded-proto")->value, "https");
+  assert_string_equal(px_headers_get(&h.headers, "via")->value, "2 cutover");
+  const struct px_header *rid = px_headers_get(&h.headers, "x-request-id");
+  assert_non_null(rid);
+  assert_int_equal(rid->valuelen, 36);
+  assert_string_equal(rid->value, id);
+  assert_int_equal(rid->value[14], '4');
+  assert_true(strchr("89ab", rid->value[19]) != NULL);
+  px_request_head_clear(&h);
+
+  /* the client's request id is kept; TE: trailers survives */
+  head_init(&h, "GET", "a", "/");
+  add(&h, "X-Request-Id", "abc-123");
+  add(&h, "te", "trailers");
+  add(&h, "via", "1.0 edge");
+  fi.tls = 0;
+  fi.h2 = 0;
+  assert_int_equal(px_forward_request(&h, &fi, &rng, id, sizeof id), 0);
+  assert_string_equal(id, "abc-123");
+  assert_int_equal(px_headers_del(&h.headers, "x-request-id"), 1);
+  assert_non_null(px_headers_get(&h.headers, "te"));
+  assert_string_equal(px_headers_get(&h.headers, "via")->value, "1.0 edge, 1.1 cutover");
+  assert_string_equal(px_headers_get(&h.headers, "x-forwarded-proto")->value, "http");
+  px_request_head_clear(&h);
+}
+
+static void test_px_route_uuid_unique(void **state) {
+  (void)state;
+  struct px_rng rng;
+  px_rng_seed(&rng);
+  char a[37], b[37];
+  px_uuid4(&rng, a);
+  px_uuid4(&rng, b);
+  assert_int_equal(strlen(a), 36);
+  assert_string_not_equal(a, b);
+  assert_int_equal(a[8], '-');
+  assert_int_equal(a[23], '-');
+}
+
+static void test_px_route_fail_status(void **state) {
+  (void)state;
+  assert_int_equal(px_fail_status(PX_FAIL_CONNECT), 502);
+  assert_int_equal(px_fail_status(PX_FAIL_TLS), 502);
+  assert_int_equal(px_fail_status(PX_FAIL_RESET), 502);
+  assert_int_equal(px_fail_status(PX_FAIL_PROTOCOL), 502);
+  assert_int_equal(px_fail_status(PX_FAIL_NO_HOST), 503);
+  assert_int_equal(px_fail_status(PX_FAIL_TIMEOUT), 504);
+  assert_string_equal(px_fail_name(PX_FAIL_TIMEOUT), "timeout");
+}
+
+static void test_px_route_json_escape(void **state) {
+  (void)state;
+  char buf[64];
+  size_t o = 0;
+  px_json_str(buf, sizeof buf, &o, "a\"b\\c\n\x01", 7);
+  buf[o] = '\0';
+  assert_string_equal(buf, "a\\\"b\\\\c\\u000a\\u0001");
+  char small[4];
+  o = 0;
+  px_json_str(small, sizeof small, &o, "\n", 1); /* does not fit: nothing written */
+  assert_int_equal(o, 0);
+}
+
+static void test_px_route_alpn(void **state) {
+  (void)state;
+  const unsigned char *out;
+  unsigned char outlen;
+  static const unsigned char both[] = "\x08http/1.1\x02h2";
+  assert_int_equal(px_tls_alpn_pick(both, sizeof both - 1, &out, &outlen), 0);
+  assert_int_equal(outlen, 2);
+  assert_memory_equal(out, "h2", 2);
+  static const unsigned char h1[] = "\x08http/1.1";
+  assert_int_equal(px_tls_alpn_pick(h1, sizeof h1 - 1, &out, &outlen), 0);
+  assert_int_equal(outlen, 8);
+  static const unsigned char bad[] = "\x05spdy/";
+  assert_int_equal(px_tls_alpn_pick(bad, sizeof bad - 1, &out, &outlen), -1);
+  static const unsigned char trunc[] = "\x09h2";
+  assert_int_equal(px_tls_alpn_pick(trunc, sizeof trunc - 1, &out, &outlen), -1);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_px_route_match_order),
+      cmocka_unit_test(test_px_route_host_forms),
+      cmocka_unit_test(test_px_route_forward_headers),
+      cmocka_unit_test(test_px_route_uuid_unique),
+      cmocka_unit_test(test_px_route_fail_status),
+      cmocka_unit_test(test_px_route_json_escape),
+      cmocka_unit_test(test_px_route_alpn),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

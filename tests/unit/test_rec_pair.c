@@ -1,0 +1,173 @@
+/* Unit tests for replay/rec_pair: redaction, body caps and checksums, lineage parsing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/cut_err.h"
+#include "replay/rec_pair.h"
+
+/* SHA-256 of "" and of "abc" (FIPS 180-2 test vectors). */
+#define SHA_EMPTY "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define SHA_ABC "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+static void test_rec_pair_redaction_default(void **state) {
+  (void)state;
+  struct rec_opts o = {.max_body = 16};
+  struct rec_pair *p;
+  assert_int_equal(rec_pair_new(&p, &o, "c1", 1, "r"), 0);
+  assert_int_equal(rec_pair_request_header(p, "Authorization", 13, "Bearer x", 8), 0);
+  assert_int_equal(rec_pair_request_header(p, "Cookie", 6, "a=b", 3), 0);
+  assert_int_equal(rec_pair_request_header(p, "X-Other", 7, "keep", 4), 0);
+  assert_int_equal(p->request.headers.n, 3);
+  assert_string_equal(p->request.headers.v[0].key, "authorization");
+  assert_string_equal(p->request.headers.v[0].value, REC_REDACTED);
+  assert_string_equal(p->request.headers.v[1].value, REC_REDACTED);
+  assert_string_equal(p->request.headers.v[2].key, "x-other");
+  assert_string_equal(p->request.headers.v[2].value, "keep");
+  struct rec_response *r;
+  assert_int_equal(rec_pair_add_response(p, REC_SIDE_PRIMARY, "old", &r), 0);
+  assert_int_equal(rec_response_header(p, r, "SET-COOKIE", 10, "s=1", 3), 0);
+  assert_string_equal(r->headers.v[0].value, REC_REDACTED);
+  rec_pair_free(p);
+}
+
+static void test_rec_pair_redaction_configured(void **state) {
+  (void)state;
+  char *names[] = {"x-api-key"};
+  struct cfg_strlist redact = {names, 1};
+  struct rec_opts o = {.max_body = 16, .redact = &redact};
+  struct rec_pair *p;
+  assert_int_equal(rec_pair_new(&p, &o, "c1", 1, "r"), 0);
+  assert_int_equal(rec_pair_request_header(p, "X-API-Key", 9, "secret", 6), 0);
+  assert_int_equal(rec_pair_request_header(p, "authorization", 13, "visible", 7), 0);
+  assert_string_equal(p->request.headers.v[0].value, REC_REDACTED);
+  assert_string_equal(p->request.headers.v[1].value, "visible");
+  assert_true(rec_redact_match(NULL, "Cookie", 6));
+  assert_false(rec_redact_match(NULL, "Cookies", 7));
+  struct cfg_strlist none = {NULL, 0}; /* `redact_headers: []` turns redaction off */
+  assert_false(rec_redact_match(&none, "authorization", 13));
+  rec_pair_free(p);
+}
+
+static void test_rec_pair_body_cap(void **state) {
+  (void)state;
+  struct rec_opts o = {.max_body = 4};
+  struct rec_pair *p;
+  assert_int_equal(rec_pair_new(&p, &o, "c1", 1, "r"), 0);
+  assert_int_equal(rec_pair_request_body(p, (const uint8_t *)"ab", 2), 0);
+  assert_int_equal(rec_pair_request_body(p, (const uint8_t *)"c", 1), 0);
+  assert_false(p->request.body.truncated);
+  struct rec_response *r;
+  assert_int_equal(rec_pair_add_response(p, REC_SIDE_SHADOW, "new", &r), 0);
+  /* 3 + 3 bytes streamed, 4 kept; the checksum covers all six. */
+  assert_int_equal(rec_response_body(p, r, (const uint8_t *)"abc", 3), 0);
+  assert_int_equal(rec_response_body(p, r, (const uint8_t *)"abc", 3), 0);
+  assert_int_equal(rec_response_finish(p, r, 1234, NULL), 0);
+  assert_int_equal(r->body.len, 4);
+  assert_int_equal(r->body.size, 6);
+  assert_true(r->body.truncated);
+  assert_memory_equal(r->body.data, "abca", 4);
+  assert_string_equal(r->body.sha256,
+                      "bbb59da3af939f7af5f360f2ceb80a496e3bae1cd87dde426db0ae40677e1c2c");
+  assert_int_equal(r->latency_us, 1234);
+  assert_null(r->error);
+  /* Finished bodies take no more bytes. */
+  assert_int_equal(rec_response_body(p, r, (const uint8_t *)"x", 1), CUT_ERR_STATE);
+  rec_pair_finish(p);
+  assert_string_equal(p->request.body.sha256, SHA_ABC);
+  assert_int_equal(p->request.body.size, 3);
+  rec_pair_free(p);
+}
+
+static void test_rec_pair_body_empty_and_zero_cap(void **state) {
+  (void)state;
+  struct rec_opts o = {.max_body = 0};
+  struct rec_pair *p;
+  assert_int_equal(rec_pair_new(&p, &o, "c1", 1, "r"), 0);
+  struct rec_response *r;
+  assert_int_equal(rec_pair_add_response(p, REC_SIDE_PRIMARY, "old", &r), 0);
+  assert_int_equal(rec_pair_add_response(p, REC_SIDE_PRIMARY, "old", NULL), CUT_ERR_EXISTS);
+  assert_int_equal(rec_response_finish(p, r, 1, "timeout"), 0);
+  assert_string_equal(r->body.sha256, SHA_EMPTY);
+  assert_string_equal(r->error, "timeout");
+  assert_int_equal(rec_pair_request_body(p, (const uint8_t *)"abc", 3), 0);
+  assert_int_equal(p->request.body.len, 0);
+  assert_true(p->request.body.truncated);
+  rec_pair_free(p);
+}
+
+static void test_rec_pair_lineage_parse(void **state) {
+  (void)state;
+  struct rec_kvs m = {0};
+  const char *v = " catalog=v812; streams = 9f3a0c ;bad;=x;;catalog=v813,extra=1";
+  assert_int_equal(rec_lineage_parse(&m, v, strlen(v)), 4);
+  assert_int_equal(m.n, 3);
+  assert_string_equal(rec_kvs_get(&m, "catalog"), "v813");
+  assert_string_equal(rec_kvs_get(&m, "streams"), "9f3a0c");
+  assert_string_equal(rec_kvs_get(&m, "extra"), "1");
+  assert_null(rec_kvs_get(&m, "bad"));
+  assert_int_equal(rec_lineage_parse(&m, "", 0), 0);
+  rec_kvs_clear(&m);
+}
+
+static void test_rec_pair_lineage_headers(void **state) {
+  (void)state;
+  char *names[] = {"x-lineage", "x-data-version"};
+  struct cfg_strlist lin = {names, 2};
+  struct rec_opts o = {.max_body = 8, .lineage = &lin};
+  struct rec_pair *p;
+  assert_int_equal(rec_pair_new(&p, &o, "c1", 1, "r"), 0);
+  struct rec_response *r;
+  assert_int_equal(rec_pair_add_response(p, REC_SIDE_SHADOW, "new", &r), 0);
+  const char *a = "catalog=v812;streams=9f3a0c", *b = "prices=77";
+  assert_int_equal(rec_response_header(p, r, "X-Lineage", 9, a, strlen(a)), 0);
+  assert_int_equal(rec_response_header(p, r, "x-data-version", 14, b, strlen(b)), 0);
+  assert_int_equal(rec_response_header(p, r, "x-other", 7, "a=b", 3), 0);
+  assert_int_equal(r->lineage.n, 3);
+  assert_string_equal(rec_kvs_get(&r->lineage, "catalog"), "v812");
+  assert_string_equal(rec_kvs_get(&r->lineage, "prices"), "77");
+  assert_null(rec_kvs_get(&r->lineage, "a"));
+  assert_int_equal(r->headers.n, 3);
+  rec_pair_free(p);
+}
+
+static void test_rec_pair_request_and_device(void **state) {
+  (void)state;
+  struct rec_opts o = {.max_body = 8, .hash_device_key = 1, .source = "replay"};
+  struct rec_pair *p;
+  assert_int_equal(rec_pair_new(&p, &o, "c1", 42, "api"), 0);
+  assert_int_equal(rec_pair_set_request(p, "GET", "example.com", "/a/b?x=1&y=2"), 0);
+  assert_string_equal(p->request.path, "/a/b");
+  assert_string_equal(p->request.query, "x=1&y=2");
+  assert_int_equal(rec_pair_set_request(p, "GET", "example.com", "/plain"), 0);
+  assert_string_equal(p->request.query, "");
+  assert_int_equal(rec_pair_set_device_key(p, "abc", 3), 0);
+  assert_string_equal(p->device_key, SHA_ABC);
+  assert_string_equal(p->source, "replay");
+  assert_int_equal(rec_pair_decision_set(p, "via", "dial"), 0);
+  assert_int_equal(rec_pair_decision_set(p, "via", "experiment"), 0);
+  assert_int_equal(p->decision.n, 1);
+  assert_string_equal(rec_kvs_get(&p->decision, "via"), "experiment");
+  o.hash_device_key = 0;
+  assert_int_equal(rec_pair_set_device_key(p, "dev-1", 5), 0);
+  assert_string_equal(p->device_key, "dev-1");
+  rec_pair_free(p);
+  rec_pair_free(NULL);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_rec_pair_redaction_default),
+      cmocka_unit_test(test_rec_pair_redaction_configured),
+      cmocka_unit_test(test_rec_pair_body_cap),
+      cmocka_unit_test(test_rec_pair_body_empty_and_zero_cap),
+      cmocka_unit_test(test_rec_pair_lineage_parse),
+      cmocka_unit_test(test_rec_pair_lineage_headers),
+      cmocka_unit_test(test_rec_pair_request_and_device),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
