@@ -8,6 +8,7 @@
 #include "common/cut_err.h"
 #include "config/config.h"
 #include "dials/dial.h"
+#include "dials/dial_admin_cmd.h"
 #include "dials/dial_eval.h"
 
 static void usage(FILE *out) {
@@ -189,10 +190,8 @@ int dial_cmd(int argc, char **argv) {
   if (!strcmp(sub, "bucket")) return bucket_cmd(argc - 1, argv + 1);
   if (!strcmp(sub, "eval")) return eval_cmd(argc - 1, argv + 1);
   if (!strcmp(sub, "get") || !strcmp(sub, "set") || !strcmp(sub, "step") ||
-      !strcmp(sub, "rollback")) {
-    fprintf(stderr, "cutover dial %s: needs the admin API, which is not built yet\n", sub);
-    return 1;
-  }
+      !strcmp(sub, "rollback"))
+    return dial_admin_cmd(argc - 1, argv + 1);
   fprintf(stderr, "cutover dial: unknown subcommand \"%s\"\n", sub);
   usage(stderr);
   return 2;
