@@ -1,0 +1,150 @@
+"""End-to-end: `cutover analyze --kafka` reads pairs recorded through the embedded broker.
+
+The broker and the records come from tests/support/rec_emit (the recording
+module's helper): pair i ("e2e-%05d") has a primary with lineage
+catalog=v812; its shadow times out when i % 10 == 0 (no lineage), else it
+answers with lineage catalog=v813. So every answered pair is
+lineage-discarded and every timed-out one is a mismatch.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import unittest
+
+BIN = os.environ.get("CUTOVER_BIN", "cutover")
+EMIT = os.path.join(os.path.dirname(BIN), "tests", "rec_emit")
+TOPIC = "pairs"
+COUNT = 200
+
+
+def analyze(*args, check=0):
+    p = subprocess.run([BIN, "analyze"] + list(args) + ["--quiet"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=90)
+    if check is not None and p.returncode != check:
+        raise AssertionError("exit %d (want %d)\n%s" % (p.returncode, check, p.stderr))
+    return p
+
+
+def load(d):
+    with open(os.path.join(d, "summary.json")) as f:
+        return json.load(f)
+
+
+@unittest.skipUnless(os.path.exists(EMIT), "needs tests/rec_emit (recording module)")
+class AnalyzeKafkaTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="an-kafka-")
+        cls.emit = subprocess.Popen([EMIT, "--topic", TOPIC, "--count", str(COUNT),
+                                     "--partitions", "3"], stdout=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL, text=True)
+        cls.bootstrap = None
+        try:
+            for _ in range(2):
+                line = cls.emit.stdout.readline()
+                if line.startswith("bootstrap="):
+                    cls.bootstrap = line.strip().split("=", 1)[1]
+                if line.startswith("delivered="):
+                    assert line.split()[0] == "delivered=%d" % COUNT, line
+        except Exception:
+            cls.tearDownClass()
+            raise
+        if cls.bootstrap is None:
+            cls.tearDownClass()
+            raise AssertionError("rec_emit printed no bootstrap")
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.emit.poll() is None:
+            cls.emit.send_signal(signal.SIGTERM)
+            try:
+                cls.emit.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                cls.emit.kill()
+                cls.emit.wait()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def check_counts(self, s):
+        self.assertEqual(s["records"], {"primary": COUNT, "shadow": COUNT})
+        self.assertEqual(s["joined"], COUNT)
+        self.assertEqual(s["lineage_discarded"], COUNT - COUNT // 10)
+        self.assertEqual(s["lineage"], {"catalog": COUNT - COUNT // 10})
+        self.assertEqual(s["mismatches"], COUNT // 10)
+        self.assertEqual(s["matches"], 0)
+        self.assertEqual(s["pass_fail"]["shadow"]["fail"], COUNT // 10)
+
+    def test_assign_all_partitions(self):
+        out = os.path.join(self.tmp, "assign")
+        analyze("--kafka", self.bootstrap, "--topic", TOPIC, "--out", out)
+        self.check_counts(load(out))
+
+    def test_from_latest_and_until(self):
+        out = os.path.join(self.tmp, "latest")
+        analyze("--kafka", self.bootstrap, "--topic", TOPIC, "--from", "latest", "--out", out)
+        self.assertEqual(load(out)["records"], {"primary": 0, "shadow": 0})
+        out = os.path.join(self.tmp, "until")
+        analyze("--kafka", self.bootstrap, "--topic", TOPIC, "--until", "2001-01-01T00:00:00Z",
+                "--out", out)
+        self.assertEqual(load(out)["joined"], 0)
+        out = os.path.join(self.tmp, "fromtime")
+        analyze("--kafka", self.bootstrap, "--topic", TOPIC, "--from", "2001-01-01T00:00:00Z",
+                "--out", out)
+        self.check_counts(load(out))
+        out = os.path.join(self.tmp, "future")
+        analyze("--kafka", self.bootstrap, "--topic", TOPIC, "--from", "2099-01-01T00:00:00Z",
+                "--out", out)
+        self.assertEqual(load(out)["joined"], 0)
+
+    def test_group_commits_and_merge(self):
+        # Members of one group run one after the other: the first reads every
+        # partition and commits; the second starts at the committed offsets and
+        # reads nothing. Their partial summaries merge to the single-process one.
+        single = os.path.join(self.tmp, "single")
+        analyze("--kafka", self.bootstrap, "--topic", TOPIC, "--out", single)
+        parts = [os.path.join(self.tmp, "member%d" % i) for i in range(2)]
+        for d in parts:
+            # (a short session: the mock broker lets a closed member's session run out)
+            analyze("--kafka", self.bootstrap, "--topic", TOPIC, "--group", "g1", "--out", d,
+                    "--property", "session.timeout.ms=3000",
+                    "--property", "heartbeat.interval.ms=500")
+        self.check_counts(load(parts[0]))
+        self.assertEqual(load(parts[1])["records"], {"primary": 0, "shadow": 0})
+        merged = os.path.join(self.tmp, "merged")
+        analyze("merge", "--out", merged, *parts)
+        self.assertEqual(load(merged), load(single))
+
+    def test_group_members_split_and_merge(self):
+        # Two members started together split the partitions between them.
+        single = os.path.join(self.tmp, "single2")
+        analyze("--kafka", self.bootstrap, "--topic", TOPIC, "--out", single)
+        parts = [os.path.join(self.tmp, "split%d" % i) for i in range(2)]
+        procs = [subprocess.Popen([BIN, "analyze", "--kafka", self.bootstrap, "--topic", TOPIC,
+                                   "--group", "g2", "--out", d, "--quiet",
+                                   "--property", "session.timeout.ms=3000",
+                                   "--property", "heartbeat.interval.ms=500"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                 for d in parts]
+        try:
+            for p in procs:
+                _, err = p.communicate(timeout=90)
+                self.assertEqual(p.returncode, 0, err)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        merged = os.path.join(self.tmp, "merged2")
+        analyze("merge", "--out", merged, *parts)
+        self.assertEqual(load(merged), load(single))
+
+    def test_unreachable_broker_fails(self):
+        p = analyze("--kafka", "127.0.0.1:1", "--topic", TOPIC, "--out",
+                    os.path.join(self.tmp, "x"), check=1)
+        self.assertIn("topic pairs", p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
