@@ -1,4 +1,5 @@
 /* px_front_h2: the HTTP/2 server side of a client connection (nghttp2). */
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <string.h>
@@ -25,7 +26,6 @@ struct h2_stream {
   /* A small response body waits here, not in an evbuffer chain allocated and
    * freed for each response; every byte in ibuf precedes those in body. */
   uint16_t ibeg, iend;
-  uint8_t ibuf[H2_INLINE_BODY];
   struct px_headers trailers;   /* request trailers */
   struct px_headers *resp_trailers; /* borrowed from req until sent */
   size_t unconsumed;            /* request bytes held while the upstream is full */
@@ -33,6 +33,7 @@ struct h2_stream {
   size_t nhdr;
   unsigned resp_submitted : 1, resp_eof : 1, deferred : 1, too_big : 1, closed : 1,
       want_resume : 1;
+  uint8_t ibuf[H2_INLINE_BODY]; /* last: a reused stream does not clear it */
 };
 
 struct h2_front {
@@ -72,7 +73,7 @@ static struct h2_stream *stream_alloc(struct h2_front *f) {
   f->spare = st->next;
   f->nspare--;
   struct evbuffer *body = st->body;
-  memset(st, 0, sizeof *st);
+  memset(st, 0, offsetof(struct h2_stream, ibuf));
   st->body = body;
   return st;
 }

@@ -36,10 +36,16 @@ void px_h1_init(struct px_conn *c) {
 /* ---------------------------------------------------------------- request */
 
 static int skip_request_header(const struct px_header *f) {
-  if (px_header_is_hop(f->name, f->namelen))
-    return 1;
-  return strcmp(f->name, "host") == 0 || strcmp(f->name, "content-length") == 0 ||
-         strcmp(f->name, "te") == 0;
+  switch (f->namelen) { /* names are lower-case */
+  case 2:
+    return memcmp(f->name, "te", 2) == 0;
+  case 4:
+    return memcmp(f->name, "host", 4) == 0;
+  case 14:
+    return memcmp(f->name, "content-length", 14) == 0 || px_header_is_hop(f->name, 14);
+  default:
+    return px_header_is_hop(f->name, f->namelen);
+  }
 }
 
 static int method_wants_length(const char *m) {
@@ -312,9 +318,7 @@ static void h1_complete(struct px_conn *c) {
   x->conn = NULL;
   x->state = XS_NEW;
   c->served++;
-  c->h1_msg_done = 0;
-  http_parser_init(&c->parser, HTTP_RESPONSE);
-  c->parser.data = c;
+  c->h1_msg_done = 0; /* the parser is set up again at the next dispatch */
   if (keep)
     px_conn_idle(c);
   else

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1076,7 +1077,8 @@ int px_exchange_start(struct px_pool *p, const struct px_request_head *head, int
     p->nxfree--;
     char *head_mem = x->head_mem;
     size_t head_cap = x->head_cap;
-    memset(x, 0, sizeof *x);
+    memset(x, 0, offsetof(struct px_exchange, cause)); /* cause is last: a string */
+    x->cause[0] = '\0';
     x->head_mem = head_mem;
     x->head_cap = head_cap;
   } else if (!(x = calloc(1, sizeof *x))) {

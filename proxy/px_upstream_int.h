@@ -171,7 +171,7 @@ struct px_exchange {
   int h2_remote_end;                  /* h2: END_STREAM received */
   int drain_kick;                     /* XS_DRAINING: deliver pending data from the timer */
   struct px_exchange *next_free;      /* pool->xfree */
-  char cause[400];
+  char cause[400];                    /* last (a reused exchange clears only what precedes) */
 };
 
 struct px_pool {
