@@ -26,7 +26,7 @@ struct h2_stream {
   size_t hdr_bytes;
   size_t nhdr;
   unsigned resp_submitted : 1, resp_eof : 1, deferred : 1, too_big : 1, closed : 1,
-      want_resume : 1;
+      want_resume : 1, body_over : 1;
 };
 
 struct h2_front {
@@ -39,6 +39,7 @@ struct h2_front {
   int goaway;
   struct px_flood flood; /* flood detector fed every byte the client sends */
   size_t fed_ahead;      /* bytes at the head of the input already fed to it */
+  uint32_t max_streams;  /* SETTINGS_MAX_CONCURRENT_STREAMS we advertise */
 };
 
 static const struct px_front_ops h2_ops;
@@ -239,6 +240,10 @@ static int on_header_cb(nghttp2_session *s, const nghttp2_frame *frame, const ui
   if ((lim->max_header_list_bytes && st->hdr_bytes > lim->max_header_list_bytes) ||
       (lim->max_headers && st->nhdr > lim->max_headers + 8)) {
     st->too_big = 1;
+    px_limit_hit(f->c->w->srv->limits,
+                 st->nhdr > lim->max_headers + 8 && lim->max_headers ? PX_LIMIT_HEADER_COUNT
+                                                                    : PX_LIMIT_HEADER_LIST,
+                 (unsigned)f->c->w->idx);
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
   }
   struct px_request_head *h = &st->req.head;
@@ -323,6 +328,10 @@ static int on_data_chunk_recv_cb(nghttp2_session *s, uint8_t flags, int32_t id,
   uint64_t maxbody = st->f->c->w->cfg->limits.max_request_body_bytes;
   if (maxbody && st->req.bytes_in + len > maxbody) {
     nghttp2_session_consume(s, id, len);
+    if (!st->body_over) {
+      st->body_over = 1;
+      px_limit_hit(st->f->c->w->srv->limits, PX_LIMIT_REQUEST_BODY, (unsigned)st->f->c->w->idx);
+    }
     if (!st->req.responded)
       px_req_respond_error(&st->req, 413, "request body too large");
     else if (!st->req.ended)
@@ -364,6 +373,16 @@ static int on_stream_close_cb(nghttp2_session *s, int32_t id, uint32_t error_cod
   return 0;
 }
 
+/* nghttp2 refuses a stream beyond SETTINGS_MAX_CONCURRENT_STREAMS itself; count it. */
+static int on_invalid_frame_recv_cb(nghttp2_session *s, const nghttp2_frame *frame,
+                                    int lib_error_code, void *user_data) {
+  struct h2_front *f = user_data;
+  if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST &&
+      (lib_error_code == NGHTTP2_ERR_REFUSED_STREAM || f->nstreams >= f->max_streams))
+    px_limit_hit(f->c->w->srv->limits, PX_LIMIT_STREAMS, (unsigned)f->c->w->idx);
+  return 0;
+}
+
 /* ---- session plumbing ---- */
 
 int px_front_h2_attach(struct px_client *c) {
@@ -382,6 +401,7 @@ int px_front_h2_attach(struct px_client *c) {
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv_cb);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv_cb);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close_cb);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, on_invalid_frame_recv_cb);
   nghttp2_option *opt;
   if (nghttp2_option_new(&opt) != 0) {
     nghttp2_session_callbacks_del(cbs);
@@ -391,6 +411,7 @@ int px_front_h2_attach(struct px_client *c) {
   nghttp2_option_set_no_auto_window_update(opt, 1);
   const struct cfg_limits *lim = &c->w->cfg->limits;
   uint32_t maxstreams = lim->max_concurrent_streams ? lim->max_concurrent_streams : 100;
+  f->max_streams = maxstreams;
   uint32_t maxhdr = lim->max_header_list_bytes ? lim->max_header_list_bytes : 65536;
   /* streams the client opens beyond the limit are refused by nghttp2 itself */
   nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
