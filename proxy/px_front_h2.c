@@ -390,7 +390,9 @@ int px_front_h2_attach(struct px_client *c) {
   if (!f)
     return CUT_ERR_NOMEM;
   f->c = c;
-  px_flood_init(&f->flood, NULL, 1);
+  struct px_flood_limits fl;
+  px_flood_limits_from_cfg(&fl, &c->w->cfg->limits.h2_floods);
+  px_flood_init(&f->flood, &fl, 1);
   nghttp2_session_callbacks *cbs;
   if (nghttp2_session_callbacks_new(&cbs) != 0) {
     free(f);

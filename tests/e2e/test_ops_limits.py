@@ -18,7 +18,7 @@ class LimitsCase(AdminCase):
     """AdminCase with tight, configurable limits."""
 
     LIMITS = {"max_concurrent_streams": 2, "max_headers": 10, "max_header_list": "4KiB",
-              "max_request_body": "1KiB"}
+              "max_request_body": "1KiB", "h2_floods": {"zero_window_stall": "1s"}}
 
     def config(self, percent):
         cfg = super().config(percent)
@@ -86,6 +86,37 @@ class TestOpsLimits(LimitsCase):
         self.assertEqual(m[hits % "max_header_list_bytes"], 1)
         self.assertEqual(m[hits % "max_request_body_bytes"], 2)
         self.assertEqual(m[hits % "max_concurrent_streams"], 2)
+
+    def test_zero_window_stall_closed_while_others_served(self):
+        # A client that never opens its window while a large response is pending.
+        bad = e2e.H2Conn("127.0.0.1", self.port, auto_ack=False, timeout=2)
+        good = e2e.H2Conn("127.0.0.1", self.port)
+        try:
+            sid = bad.request("GET", "x", "/other?size=1048576")
+            start = time.monotonic()
+            closed = False
+            while time.monotonic() - start < 8:
+                # the well-behaved connection keeps being served meanwhile
+                r = good.wait(good.request("GET", "x", "/other"))
+                self.assertEqual(r.status, 200)
+                try:
+                    if not bad.read_once():
+                        closed = True
+                        break
+                except e2e.HarnessError:
+                    continue
+                except OSError:
+                    closed = True
+                    break
+            self.assertTrue(closed, "the stalled connection stayed open")
+            self.assertLess(len(bad.responses[sid].body), 1048576)
+            self.assertLess(time.monotonic() - start, 5)
+            r = good.wait(good.request("GET", "x", "/other"))
+            self.assertEqual(r.status, 200)
+        finally:
+            good.close()
+            bad.close()
+        self.assertEqual(self.metrics()['cutover_limit_hits_total{limit="zero_window_stall"}'], 1)
 
 
 if __name__ == "__main__":
