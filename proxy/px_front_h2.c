@@ -37,6 +37,7 @@ struct h2_front {
   int in_recv;         /* inside nghttp2_session_mem_recv */
   int want_resume;     /* some stream wants px_req_resume_response after sending */
   int goaway;
+  int goaway_error;      /* a GOAWAY with an error code was sent or queued */
   struct px_flood flood; /* flood detector fed every byte the client sends */
   size_t fed_ahead;      /* bytes at the head of the input already fed to it */
   uint32_t max_streams;  /* SETTINGS_MAX_CONCURRENT_STREAMS we advertise */
@@ -373,6 +374,15 @@ static int on_stream_close_cb(nghttp2_session *s, int32_t id, uint32_t error_cod
   return 0;
 }
 
+/* A GOAWAY with an error code (nghttp2's own, on a protocol error) means the
+ * connection ends while the peer may still be sending: close it lingering. */
+static int on_frame_send_cb(nghttp2_session *s, const nghttp2_frame *frame, void *user_data) {
+  struct h2_front *f = user_data;
+  if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR)
+    f->goaway_error = 1;
+  return 0;
+}
+
 /* nghttp2 refuses a stream beyond SETTINGS_MAX_CONCURRENT_STREAMS itself; count it. */
 static int on_invalid_frame_recv_cb(nghttp2_session *s, const nghttp2_frame *frame,
                                     int lib_error_code, void *user_data) {
@@ -404,6 +414,7 @@ int px_front_h2_attach(struct px_client *c) {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv_cb);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close_cb);
   nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, on_invalid_frame_recv_cb);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send_cb);
   nghttp2_option *opt;
   if (nghttp2_option_new(&opt) != 0) {
     nghttp2_session_callbacks_del(cbs);
@@ -466,8 +477,11 @@ static void h2_send(struct px_client *c) {
     if (evbuffer_get_length(out) >= PX_OUT_HIGH)
       break;
   }
-  if (!nghttp2_session_want_read(f->s) && !nghttp2_session_want_write(f->s))
+  if (!nghttp2_session_want_read(f->s) && !nghttp2_session_want_write(f->s)) {
+    if (f->goaway_error)
+      px_client_linger_close(c); /* the peer may still be sending: keep the GOAWAY */
     px_client_close_after_write(c);
+  }
 }
 
 /* A flood detector fired: GOAWAY with the reason, count it, close once written. */
@@ -477,17 +491,16 @@ static void flood_close(struct px_client *c, enum px_flood_reason fr) {
   log_warn("proxy", "h2 client %s: %s; closing with GOAWAY", c->peer, why);
   px_limit_hit(c->w->srv->limits, px_flood_limit(fr), (unsigned)c->w->idx);
   f->goaway = 1;
+  f->goaway_error = 1;
   nghttp2_submit_goaway(f->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(f->s),
                         px_flood_goaway_code(fr), (const uint8_t *)why, strlen(why));
-  struct evbuffer *in = bufferevent_get_input(c->bev);
-  evbuffer_drain(in, evbuffer_get_length(in));
+  /* stop processing input but keep reading it, so the GOAWAY is not lost to a reset */
+  px_client_linger_close(c);
   h2_send(c);
   if (c->dead)
     return;
-  if (fr == PX_FLOOD_ZERO_WINDOW)
-    px_client_kill(c); /* a peer that does not read would keep the GOAWAY queued forever */
-  else
-    px_client_close_after_write(c);
+  px_front_h2_cancel(c); /* nothing more for this client: release the upstream exchanges */
+  px_client_close_after_write(c);
 }
 
 void px_front_h2_on_read(struct px_client *c) {
@@ -515,6 +528,18 @@ void px_front_h2_on_read(struct px_client *c) {
     if (n < 0) {
       log_debug("proxy", "h2 client %s: %s", c->peer, nghttp2_strerror((int)n));
       f->in_recv = 0;
+      if (n == NGHTTP2_ERR_FLOODED || n == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
+        /* the session is intact: say why in a GOAWAY, then close lingering */
+        nghttp2_session_terminate_session(f->s, n == NGHTTP2_ERR_FLOODED
+                                                    ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                    : NGHTTP2_PROTOCOL_ERROR);
+        f->goaway_error = 1;
+        px_client_linger_close(c);
+        h2_send(c);
+        if (!c->dead)
+          px_client_close_after_write(c);
+        return;
+      }
       px_client_kill(c);
       return;
     }

@@ -122,7 +122,9 @@ struct px_client {
   enum px_proto proto;
   char peer[64];                    /* client IP as text */
   void *front;                      /* struct h1_front or struct h2_front */
-  unsigned flush_pending : 1, closing : 1, dead : 1, read_eof : 1, had_request : 1;
+  uint64_t linger_until_ns;         /* lingering close: the hard deadline */
+  unsigned flush_pending : 1, closing : 1, dead : 1, read_eof : 1, had_request : 1,
+      lingering : 1, wr_shut : 1;
 };
 
 struct px_server {
@@ -158,6 +160,13 @@ void px_client_schedule_flush(struct px_client *c);
 void px_client_kill(struct px_client *c);
 /* Closes once everything queued for the client was written. */
 void px_client_close_after_write(struct px_client *c);
+/* Lingering close (after an error GOAWAY): input is no longer processed but
+ * still read and discarded, so the kernel does not reset the connection over
+ * unread bytes and lose what we queued; once the output drained the write
+ * side is shut down; the connection is freed when the peer closes, or after
+ * PX_LINGER_MS at most (1 s without any progress). */
+#define PX_LINGER_MS 1000
+void px_client_linger_close(struct px_client *c);
 /* Starts a graceful shutdown of the connection (GOAWAY / close when idle). */
 void px_client_drain(struct px_client *c);
 /* A request began: from now on the idle timeout applies instead of the header timeout. */

@@ -245,7 +245,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   struct fx *f = *state;
-  bufferevent_free(f->client);
+  if (f->client)
+    bufferevent_free(f->client);
   px_server_free(f->srv);
   px_request_head_clear(&g_last_head);
   assert_int_equal(g_live, 0);
@@ -499,6 +500,26 @@ static void test_px_front_h2_garbage_closes(void **state) {
   /* a frame header announcing a DATA frame on stream 0: a connection error */
   static const uint8_t bad[] = {0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4};
   bufferevent_write(f->client, bad, sizeof bad);
+  spin(f, 20);
+  /* the GOAWAY (PROTOCOL_ERROR) was written; the connection lingers, reading
+   * and discarding, so a peer still sending does not get it reset away */
+  struct evbuffer *in = bufferevent_get_input(f->client);
+  size_t len = evbuffer_get_length(in);
+  uint8_t *p = evbuffer_pullup(in, -1);
+  uint32_t goaway_code = 0xffffffff;
+  for (size_t o = 0; o + 9 <= len;) {
+    size_t flen = (size_t)p[o] << 16 | (size_t)p[o + 1] << 8 | p[o + 2];
+    if (p[o + 3] == 7 && o + 9 + 8 <= len)
+      goaway_code = (uint32_t)p[o + 13] << 24 | (uint32_t)p[o + 14] << 16 |
+                    (uint32_t)p[o + 15] << 8 | p[o + 16];
+    o += 9 + flen;
+  }
+  assert_int_equal(goaway_code, NGHTTP2_PROTOCOL_ERROR);
+  assert_int_equal(f->w->nconns, 1);
+  bufferevent_write(f->client, bad, sizeof bad); /* more input: read and dropped */
+  spin(f, 20);
+  assert_int_equal(f->w->nconns, 1);
+  bufferevent_flush(f->client, EV_WRITE, BEV_FINISHED); /* the peer closes: the connection goes */
   spin(f, 20);
   assert_int_equal(f->w->nconns, 0);
 }
