@@ -201,6 +201,59 @@ class TestOpsAdmin(AdminCase):
         self.assertEqual(m['cutover_config_reloads_total{result="ok"}'], 1)
         self.assertEqual(m['cutover_config_reloads_total{result="rejected"}'], 2)
 
+    def test_reload_swaps_routes_backends_and_limits(self):
+        import threading
+        third = self.start_demo_backend("third")
+        result = {}
+
+        def slow():
+            result["r"] = self.curl("http://127.0.0.1:%d/other?delay=1500ms" % self.port)
+        t = threading.Thread(target=slow)
+        t.start()
+        time.sleep(0.4)  # in flight at the old backend
+        cfg = self.config(percent="0%")
+        cfg["backends"]["third"] = {"hosts": [third.address], "protocol": "http1"}
+        cfg["routes"][1]["backend"] = "third"
+        cfg["limits"] = {"max_headers": 5}
+        cfg["recording"] = {"shadow_timeout": "100ms"}  # old pools go 1.1 s after their last request
+        self.write_config(cfg)
+        status, body = self.api("POST", "/reload")
+        self.assertEqual(status, 200, body)
+        # The very next request uses the new route, backend and limits.
+        r = self.curl("http://127.0.0.1:%d/other" % self.port)
+        self.assertEqual((r.status, r.json()["backend"]), (200, "third"))
+        r = self.curl("http://127.0.0.1:%d/other" % self.port,
+                      headers={"x-h%d" % i: "v" for i in range(8)})
+        self.assertEqual(r.status, 431)
+        # The request in flight finished on the old snapshot and pool.
+        t.join(10)
+        self.assertEqual((result["r"].status, result["r"].json()["backend"]), (200, "legacy"))
+        m = self.metrics()
+        self.assertEqual(
+            m['cutover_request_duration_seconds_count{route="other",backend="third"}'], 1)
+        self.assertEqual(
+            m['cutover_request_duration_seconds_count{route="other",backend="legacy"}'], 1)
+        self.assertEqual(m['cutover_limit_hits_total{limit="max_headers"}'], 1)
+        _, st = self.api("GET", "/status")
+        self.assertIn("third", st["upstreams"])
+        # A listener change needs a restart: refused, everything stays as is.
+        cfg["listeners"][0]["listen"] = "127.0.0.1:%d" % e2e.free_port()
+        cfg["routes"][1]["backend"] = "legacy"
+        self.write_config(cfg)
+        status, body = self.api("POST", "/reload")
+        self.assertEqual(status, 400, body)
+        self.assertIn("restart", body["errors"][0])
+        r = self.curl("http://127.0.0.1:%d/other" % self.port)
+        self.assertEqual(r.json()["backend"], "third")
+        # Once the old pools and snapshot are gone, reloading back still works.
+        time.sleep(2.5)
+        cfg["listeners"][0]["listen"] = "127.0.0.1:%d" % self.port
+        self.write_config(cfg)
+        status, body = self.api("POST", "/reload")
+        self.assertEqual(status, 200, body)
+        r = self.curl("http://127.0.0.1:%d/other" % self.port)
+        self.assertEqual((r.status, r.json()["backend"]), (200, "legacy"))
+
     def test_metrics_count_what_happened(self):
         self.api("PUT", "/dials/checkout-v2", {"percent": 100})
         for i in range(5):
