@@ -128,11 +128,13 @@ static void reap_gens(struct px_worker *w, uint64_t now_ns) {
     struct px_gen *g = *pp;
     if (g->refs == 0 && now_ns >= g->free_after_ns) {
       *pp = g->next;
+      log_info("proxy", "worker %zu: config generation %llu ended; its pools are closed", w->idx,
+               (unsigned long long)g->id);
       gen_free(w->srv, g);
       freed = 1;
     } else {
       if (g->refs)
-        g->free_after_ns = now_ns + (g->cfg->recording.shadow_timeout_ms + 1000) * 1000000ull;
+        g->free_after_ns = now_ns + (w->menv.shadow_timeout_ms + 1000) * 1000000ull;
       pp = &g->next;
     }
   }
@@ -167,7 +169,7 @@ static void take_next(struct px_worker *w) {
   }
   struct px_gen *old = w->gen;
   old->retired = 1;
-  old->free_after_ns = px_now_ns() + (old->cfg->recording.shadow_timeout_ms + 1000) * 1000000ull;
+  old->free_after_ns = px_now_ns() + (w->menv.shadow_timeout_ms + 1000) * 1000000ull;
   old->next = w->old_gens;
   w->old_gens = old;
   w->gen = g;

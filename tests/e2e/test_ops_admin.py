@@ -204,6 +204,12 @@ class TestOpsAdmin(AdminCase):
     def test_reload_swaps_routes_backends_and_limits(self):
         import threading
         third = self.start_demo_backend("third")
+        cfg = self.config(percent="0%")
+        cfg["recording"] = {"shadow_timeout": "100ms"}  # old pools go 1.1 s after their last request
+        cfg["logging"] = {"level": "info"}
+        e2e.stop_process(self.proxy)
+        self.proxy = self.start_proxy(self.write_config(cfg),
+                                      wait_ports=[self.port, self.admin_port])
         result = {}
 
         def slow():
@@ -211,11 +217,9 @@ class TestOpsAdmin(AdminCase):
         t = threading.Thread(target=slow)
         t.start()
         time.sleep(0.4)  # in flight at the old backend
-        cfg = self.config(percent="0%")
         cfg["backends"]["third"] = {"hosts": [third.address], "protocol": "http1"}
         cfg["routes"][1]["backend"] = "third"
         cfg["limits"] = {"max_headers": 5}
-        cfg["recording"] = {"shadow_timeout": "100ms"}  # old pools go 1.1 s after their last request
         self.write_config(cfg)
         status, body = self.api("POST", "/reload")
         self.assertEqual(status, 200, body)
@@ -246,7 +250,7 @@ class TestOpsAdmin(AdminCase):
         r = self.curl("http://127.0.0.1:%d/other" % self.port)
         self.assertEqual(r.json()["backend"], "third")
         # Once the old pools and snapshot are gone, reloading back still works.
-        time.sleep(2.5)
+        self.proxy.wait_for_stderr("config generation 0 ended", timeout=5)
         cfg["listeners"][0]["listen"] = "127.0.0.1:%d" % self.port
         self.write_config(cfg)
         status, body = self.api("POST", "/reload")

@@ -707,7 +707,7 @@ static void test_px_front_reload_generations(void **state) {
   cfg2.backends = be2;
   cfg2.nbackends = 2;
   cfg2.routes = rt2;
-  cfg2.recording.shadow_timeout_ms = 1; /* grace: about 1 s */
+  /* grace after the last request: the shadow timeout (0 here) + 1 s */
   struct client c;
   client_init(&c, f->client);
   struct cstream *slow = client_request(&c, "GET", "/hang", NULL, 0, NULL);
