@@ -7,7 +7,7 @@ BUILD_PKGS=(build-essential make cmake pkg-config git clang libclang-rt-14-dev
   libevent-dev libnghttp2-dev libssl-dev librdkafka-dev libavro-dev libyaml-dev
   libcmocka-dev libmurmurhash-dev libjansson-dev libhttp-parser-dev)
 TEST_PKGS=(curl nghttp2-client kcat openssl python3 python3-h2 python3-confluent-kafka
-  python3-avro procps)
+  python3-avro procps chromium)
 BENCH_PKGS=(nghttp2-proxy nginx haproxy)
 
 want=("${BUILD_PKGS[@]}")

@@ -1,0 +1,316 @@
+/* an_src_kafka: consume Pair records (Avro single-object encoding) from a Kafka topic. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "analyzer/an_src.h"
+#include "common/cut_err.h"
+
+/* Records are decoded by the recording module (replay/rec_avro.h). Until that
+ * module is part of the build, Kafka input reports itself as unavailable. */
+#if __has_include("replay/rec_avro.h")
+#include "replay/rec_avro.h"
+#include "replay/rec_pair.h"
+
+/* ---- rec_pair (the recording module's decoded record) -> an_record ---- */
+
+static int kvs_copy(const struct rec_kvs *in, struct an_kv **out, size_t *n) {
+  *out = calloc(in->n ? in->n : 1, sizeof **out);
+  if (*out == NULL) return CUT_ERR_NOMEM;
+  for (size_t i = 0; i < in->n; i++) {
+    char *k = strdup(in->v[i].key ? in->v[i].key : ""), *v = strdup(in->v[i].value ? in->v[i].value : "");
+    if (k == NULL || v == NULL) {
+      free(k);
+      free(v);
+      return CUT_ERR_NOMEM;
+    }
+    (*out)[i].name = k;
+    (*out)[i].value = v;
+    *n = i + 1;
+  }
+  return 0;
+}
+
+static int resp_copy(const struct rec_response *in, struct an_resp *r) {
+  int rc;
+  r->present = 1;
+  r->status = in->status;
+  if (in->error != NULL && (r->error = strdup(in->error)) == NULL) return CUT_ERR_NOMEM;
+  if ((rc = kvs_copy(&in->headers, &r->headers, &r->nheaders)) != 0) return rc;
+  if ((rc = kvs_copy(&in->lineage, &r->lineage, &r->nlineage)) != 0) return rc;
+  r->body = malloc(in->body.len ? in->body.len : 1);
+  if (r->body == NULL) return CUT_ERR_NOMEM;
+  if (in->body.len > 0) memcpy(r->body, in->body.data, in->body.len);
+  r->body_len = in->body.len;
+  return 0;
+}
+
+static int record_from_pair(const struct rec_pair *p, struct an_record **out) {
+  struct an_record *r = calloc(1, sizeof *r);
+  int rc = CUT_ERR_NOMEM;
+  if (r == NULL) return rc;
+  r->kind = p->kind == REC_KIND_PRIMARY ? AN_KIND_PRIMARY
+          : p->kind == REC_KIND_SHADOW  ? AN_KIND_SHADOW
+                                        : AN_KIND_PAIR;
+  r->time_us = p->time_us;
+  if ((r->correlation_id = strdup(p->correlation_id ? p->correlation_id : "")) == NULL ||
+      (r->route = strdup(p->route ? p->route : "")) == NULL ||
+      (r->method = strdup(p->request.method ? p->request.method : "")) == NULL ||
+      (r->path = strdup(p->request.path ? p->request.path : "")) == NULL)
+    goto fail;
+  if (p->primary != NULL && (rc = resp_copy(p->primary, &r->primary)) != 0) goto fail;
+  if (p->nshadows > 0 && (rc = resp_copy(p->shadows[0], &r->shadow)) != 0) goto fail;
+  if (p->primary_repeat != NULL && (rc = resp_copy(p->primary_repeat, &r->repeat)) != 0) goto fail;
+  *out = r;
+  return 0;
+fail:
+  an_record_free(r);
+  return CUT_ERR_NOMEM;
+}
+
+/* ---- the consumer ---- */
+
+struct part {
+  int32_t id;
+  int done; /* reached its end (or --until) */
+};
+
+struct consumer {
+  const struct an_kafka_opts *o;
+  rd_kafka_t *rk;
+  struct part *parts;
+  size_t nparts, ndone;
+  int assigned; /* a (group) assignment has arrived */
+  int failed;
+  char *err;
+  size_t errlen;
+};
+
+static struct part *find_part(struct consumer *c, int32_t id) {
+  for (size_t i = 0; i < c->nparts; i++)
+    if (c->parts[i].id == id) return &c->parts[i];
+  return NULL;
+}
+
+/* Sets the start offsets of `list` from the options (earliest, latest, or by time). */
+static int set_start(struct consumer *c, rd_kafka_topic_partition_list_t *list) {
+  for (int i = 0; i < list->cnt; i++)
+    list->elems[i].offset = c->o->from == AN_FROM_LATEST ? RD_KAFKA_OFFSET_END
+                          : c->o->from == AN_FROM_TIME   ? c->o->from_ms
+                                                         : RD_KAFKA_OFFSET_BEGINNING;
+  if (c->o->from != AN_FROM_TIME) return 0;
+  rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(c->rk, list, 10000);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return cut_errf(c->err, c->errlen, CUT_ERR_KAFKA, "offsets for --from time: %s",
+                    rd_kafka_err2str(e));
+  /* No answer for a partition (no message that new, or a broker that cannot
+   * look up times): read it from the beginning; older messages are skipped
+   * by their timestamps as they arrive. */
+  for (int i = 0; i < list->cnt; i++)
+    if (list->elems[i].offset < 0) list->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+  return 0;
+}
+
+/* Remembers which partitions this consumer reads, so it knows when all are done. */
+static int track(struct consumer *c, const rd_kafka_topic_partition_list_t *list) {
+  free(c->parts);
+  c->parts = calloc((size_t)list->cnt + 1, sizeof *c->parts);
+  if (c->parts == NULL) return CUT_ERR_NOMEM;
+  c->nparts = (size_t)list->cnt;
+  c->ndone = 0;
+  for (int i = 0; i < list->cnt; i++) c->parts[i].id = list->elems[i].partition;
+  return 0;
+}
+
+static void on_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                            rd_kafka_topic_partition_list_t *parts, void *opaque) {
+  struct consumer *c = opaque;
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    if (set_start(c, parts) != 0 || track(c, parts) != 0) c->failed = 1;
+    rd_kafka_assign(rk, parts);
+    c->assigned = 1;
+  } else {
+    /* Commit what was read before the partitions move to another member,
+     * so it does not read them again (which would count pairs twice). */
+    if (c->o->group != NULL) rd_kafka_commit(rk, NULL, 0);
+    rd_kafka_assign(rk, NULL);
+    c->nparts = c->ndone = 0;
+    c->assigned = 0;
+  }
+}
+
+static void mark_done(struct consumer *c, int32_t partition) {
+  struct part *p = find_part(c, partition);
+  if (p != NULL && !p->done) {
+    p->done = 1;
+    c->ndone++;
+  }
+}
+
+/* Partition ends count only from the start: a partition that is empty when
+ * assigned reports its end at once. */
+static int all_done(const struct consumer *c) {
+  return !c->o->follow && c->assigned && c->ndone == c->nparts;
+}
+
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen) {
+  char e[256];
+  if (rd_kafka_conf_set(conf, k, v, e, sizeof e) != RD_KAFKA_CONF_OK)
+    return cut_errf(err, errlen, CUT_ERR_KAFKA, "%s=%s: %s", k, v, e);
+  return 0;
+}
+
+int an_src_kafka(const struct an_kafka_opts *o, an_src_record_fn fn, void *user_data,
+                 uint64_t *skipped, char *err, size_t errlen) {
+  struct consumer c;
+  struct rec_codec *codec = NULL;
+  rd_kafka_topic_partition_list_t *list = NULL;
+  const struct rd_kafka_metadata *md = NULL;
+  char e[512], group[64];
+  int rc;
+  memset(&c, 0, sizeof c);
+  c.o = o;
+  c.err = err;
+  c.errlen = errlen;
+  *skipped = 0;
+  if ((rc = rec_codec_new(&codec, e, sizeof e)) != 0)
+    return cut_errf(err, errlen, rc, "pair schema: %s", e);
+
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  snprintf(group, sizeof group, "cutover-analyze-%ld", (long)getpid());
+  if ((rc = conf_set(conf, "bootstrap.servers", o->bootstrap, err, errlen)) != 0 ||
+      (rc = conf_set(conf, "group.id", o->group ? o->group : group, err, errlen)) != 0 ||
+      (rc = conf_set(conf, "enable.partition.eof", "true", err, errlen)) != 0 ||
+      (rc = conf_set(conf, "enable.auto.commit", o->group ? "true" : "false", err, errlen)) != 0 ||
+      (rc = conf_set(conf, "auto.offset.reset", o->from == AN_FROM_LATEST ? "latest" : "earliest",
+                     err, errlen)) != 0 ||
+      (rc = conf_set(conf, "log_level", "3", err, errlen)) != 0) {
+    rd_kafka_conf_destroy(conf);
+    rec_codec_free(codec);
+    return rc;
+  }
+  for (size_t i = 0; i < o->nproperties; i++) {
+    const char *eq = strchr(o->properties[i], '=');
+    char key[256];
+    if (eq == NULL || (size_t)(eq - o->properties[i]) >= sizeof key) {
+      rc = cut_errf(err, errlen, CUT_ERR_INVALID, "--property %s: expected KEY=VALUE",
+                    o->properties[i]);
+    } else {
+      memcpy(key, o->properties[i], (size_t)(eq - o->properties[i]));
+      key[eq - o->properties[i]] = '\0';
+      rc = conf_set(conf, key, eq + 1, err, errlen);
+    }
+    if (rc == 0) continue;
+    rd_kafka_conf_destroy(conf);
+    rec_codec_free(codec);
+    return rc;
+  }
+  rd_kafka_conf_set_opaque(conf, &c);
+  if (o->group != NULL) rd_kafka_conf_set_rebalance_cb(conf, on_rebalance_cb);
+  c.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
+  if (c.rk == NULL) {
+    rd_kafka_conf_destroy(conf);
+    rec_codec_free(codec);
+    return cut_errf(err, errlen, CUT_ERR_KAFKA, "consumer: %s", e);
+  }
+  rd_kafka_poll_set_consumer(c.rk);
+  list = rd_kafka_topic_partition_list_new(16);
+
+  if (o->group != NULL) {
+    rd_kafka_topic_partition_list_add(list, o->topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t ke = rd_kafka_subscribe(c.rk, list);
+    if (ke != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rc = cut_errf(err, errlen, CUT_ERR_KAFKA, "subscribe %s: %s", o->topic, rd_kafka_err2str(ke));
+      goto out;
+    }
+  } else {
+    /* Without a group: every partition of the topic, from the metadata. */
+    rd_kafka_topic_t *t = rd_kafka_topic_new(c.rk, o->topic, NULL);
+    rd_kafka_resp_err_t ke = rd_kafka_metadata(c.rk, 0, t, &md, 5000);
+    rd_kafka_topic_destroy(t);
+    if (ke != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1 || md->topics[0].err != 0) {
+      rc = cut_errf(err, errlen, CUT_ERR_KAFKA, "topic %s: %s", o->topic,
+                    rd_kafka_err2str(ke != RD_KAFKA_RESP_ERR_NO_ERROR ? ke : md && md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
+      goto out;
+    }
+    for (int i = 0; i < md->topics[0].partition_cnt; i++)
+      rd_kafka_topic_partition_list_add(list, o->topic, md->topics[0].partitions[i].id);
+    if ((rc = set_start(&c, list)) != 0 || (rc = track(&c, list)) != 0) goto out;
+    ke = rd_kafka_assign(c.rk, list);
+    if (ke != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rc = cut_errf(err, errlen, CUT_ERR_KAFKA, "assign: %s", rd_kafka_err2str(ke));
+      goto out;
+    }
+    c.assigned = 1;
+  }
+
+  rc = 0;
+  while (rc == 0 && !all_done(&c) && !(o->stop && *o->stop) && !c.failed) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(c.rk, 200);
+    if (m == NULL) continue;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      mark_done(&c, m->partition);
+    } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+          m->err == RD_KAFKA_RESP_ERR__FATAL || m->err == RD_KAFKA_RESP_ERR__AUTHENTICATION)
+        rc = cut_errf(err, errlen, CUT_ERR_KAFKA, "%s", rd_kafka_message_errstr(m));
+    } else {
+      rd_kafka_timestamp_type_t tt;
+      int64_t ts = rd_kafka_message_timestamp(m, &tt);
+      struct part *p = find_part(&c, m->partition);
+      if (o->from == AN_FROM_TIME && ts >= 0 && ts < o->from_ms) {
+        /* older than --from: skip */
+      } else if (o->until_ms > 0 && ts > o->until_ms) {
+        /* Past --until: this partition is finished. */
+        if (p != NULL && !p->done) {
+          rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+          rd_kafka_topic_partition_list_add(one, o->topic, m->partition);
+          rd_kafka_pause_partitions(c.rk, one);
+          rd_kafka_topic_partition_list_destroy(one);
+          mark_done(&c, m->partition);
+        }
+      } else if (p == NULL || !p->done) {
+        struct rec_pair *pair = NULL;
+        int drc = rec_codec_decode(codec, m->payload, m->len, &pair);
+        if (drc == CUT_ERR_NOMEM) {
+          rc = drc;
+        } else if (drc != 0) {
+          (*skipped)++; /* not a Pair record of this schema */
+        } else {
+          struct an_record *rec = NULL;
+          rc = record_from_pair(pair, &rec);
+          rec_pair_free(pair);
+          if (rc == 0) rc = fn(rec, user_data);
+        }
+      }
+    }
+    rd_kafka_message_destroy(m);
+  }
+  if (c.failed && rc == 0) rc = CUT_ERR_KAFKA;
+out:
+  if (md != NULL) rd_kafka_metadata_destroy(md);
+  if (list != NULL) rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_consumer_close(c.rk);
+  rd_kafka_destroy(c.rk);
+  free(c.parts);
+  rec_codec_free(codec);
+  return rc;
+}
+
+#else
+
+int an_src_kafka(const struct an_kafka_opts *o, an_src_record_fn fn, void *user_data,
+                 uint64_t *skipped, char *err, size_t errlen) {
+  (void)o;
+  (void)fn;
+  (void)user_data;
+  *skipped = 0;
+  return cut_errf(err, errlen, CUT_ERR_UNSUPPORTED,
+                  "Kafka input needs the recording module (replay/rec_avro.h)");
+}
+
+#endif
