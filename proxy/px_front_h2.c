@@ -52,7 +52,7 @@ struct h2_front {
   unsigned nspare;
 };
 
-#define H2_SPARE_MAX 32u
+#define H2_SPARE_MAX 16u /* about 20 KiB at most kept per connection */
 
 /* Streams come and go by the hundred per loop iteration, more than malloc's
  * per-thread caches hold: closed ones are kept (with their emptied body
