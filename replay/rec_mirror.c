@@ -231,6 +231,20 @@ static void shadow_cancel(struct shadow *s, const char *why) {
   shadow_end(s, why);
 }
 
+const char *rec_shadow_skip_name(enum rec_shadow_skip s) {
+  switch (s) {
+  case REC_SHADOW_SKIP_INFLIGHT: return "inflight";
+  case REC_SHADOW_SKIP_NO_BACKEND: return "no_backend";
+  case REC_SHADOW_SKIP_NOMEM: return "nomem";
+  default: return "unknown";
+  }
+}
+
+static void count_skip(struct rec_mirror_env *e, enum rec_shadow_skip why) {
+  atomic_fetch_add_explicit(&e->stats->skipped, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&e->stats->skipped_by[why], 1, memory_order_relaxed);
+}
+
 int rec_mirror_add_shadow(struct rec_mirror *m, struct px_pool *pool, const struct cfg_mirror *mc,
                           const struct px_request_head *head, int has_body) {
   struct rec_mirror_env *e = m->env;
@@ -238,7 +252,7 @@ int rec_mirror_add_shadow(struct rec_mirror *m, struct px_pool *pool, const stru
   struct shadow **ns = s ? realloc(m->shadows, (m->nshadows + 1) * sizeof *ns) : NULL;
   if (!ns) {
     free(s);
-    atomic_fetch_add_explicit(&e->stats->skipped, 1, memory_order_relaxed);
+    count_skip(e, REC_SHADOW_SKIP_NOMEM);
     return 0;
   }
   m->shadows = ns;
@@ -248,7 +262,7 @@ int rec_mirror_add_shadow(struct rec_mirror *m, struct px_pool *pool, const stru
       rec_pair_add_response(m->pair, REC_SIDE_SHADOW, mc->backend ? mc->backend : "", &s->resp))
     s->resp = NULL;
   if (e->inflight >= max_inflight(e) || !pool) {
-    atomic_fetch_add_explicit(&e->stats->skipped, 1, memory_order_relaxed);
+    count_skip(e, pool ? REC_SHADOW_SKIP_INFLIGHT : REC_SHADOW_SKIP_NO_BACKEND);
     if (s->resp)
       rec_response_finish(m->pair, s->resp, 0, "skipped");
     return 0;

@@ -42,10 +42,22 @@ struct rec_mirror_ops {
   const char *(*host)(const struct px_exchange *x);
 };
 
+/* Why a sampled shadow was not sent. */
+enum rec_shadow_skip {
+  REC_SHADOW_SKIP_INFLIGHT = 0, /* the worker's in-flight bound was reached */
+  REC_SHADOW_SKIP_NO_BACKEND,   /* the shadow's backend group is not available */
+  REC_SHADOW_SKIP_NOMEM,        /* out of memory */
+  REC_SHADOW_SKIP_N
+};
+
+/* "inflight", "no_backend", "nomem". */
+const char *rec_shadow_skip_name(enum rec_shadow_skip s);
+
 /* Counters shared by every worker (atomics). */
 struct rec_mirror_stats {
   _Atomic uint64_t sent;      /* shadow exchanges started */
-  _Atomic uint64_t skipped;   /* not started: the worker's in-flight bound was reached */
+  _Atomic uint64_t skipped;   /* not started (any reason) */
+  _Atomic uint64_t skipped_by[REC_SHADOW_SKIP_N];
   _Atomic uint64_t failed;    /* ended without a complete response (incl. overflow, cancel) */
   _Atomic uint64_t recorded;  /* pairs handed to the sink */
 };

@@ -276,6 +276,7 @@ static void test_rec_mirror_skip_refuse_sync_fail(void **state) {
   assert_string_equal(p->primary->error, "reset");
   rec_pair_free(p);
   assert_int_equal(atomic_load(&f->stats.skipped), 1);
+  assert_int_equal(atomic_load(&f->stats.skipped_by[REC_SHADOW_SKIP_INFLIGHT]), 1);
   assert_int_equal(atomic_load(&f->stats.sent), 2);
   assert_int_equal(atomic_load(&f->stats.failed), 2);
 }
