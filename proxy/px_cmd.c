@@ -194,15 +194,34 @@ static void recorder_close(struct rec_recorder *rec) {
 struct rec_rt {
   struct rec_mirror_stats mirror;
   struct rec_compare_stats compare;
+  struct rec_comparer *comparer; /* NULL when no route compares live */
   struct rec_metrics *metrics;
 };
 
 static int rec_rt_start(struct rec_rt *rt, const struct cfg *cfg, struct rec_recorder *rec,
                         struct met_registry *reg, char *err, size_t errlen) {
-  (void)cfg;
+  int live = 0, rc;
+  for (size_t i = 0; i < cfg->nroutes; i++)
+    live |= cfg->routes[i].compare == CFG_COMPARE_LIVE;
+  if (live) {
+    struct an_rules *rules = NULL;
+    if ((rc = rec_compare_rules_new(&rules, cfg, err, errlen)) < 0)
+      return rc;
+    if ((rc = rec_comparer_new(&rt->comparer, rules, rec ? rec_recorder_sink(rec) : NULL,
+                               &rt->compare, 0, err, errlen)) < 0) {
+      an_rules_free(rules);
+      return rc;
+    }
+  }
   struct rec_metrics_src src = {.sink = rec ? rec_recorder_sink(rec) : NULL,
                                 .mirror = &rt->mirror, .compare = &rt->compare};
   return rec_metrics_new(&rt->metrics, reg, &src, err, errlen);
+}
+
+/* After the workers stopped: compares (and records) what is queued. */
+static void rec_rt_stop(struct rec_rt *rt) {
+  rec_comparer_free(rt->comparer);
+  rt->comparer = NULL;
 }
 
 static const struct px_upstream_ops pool_ops = {
@@ -352,7 +371,7 @@ int px_cmd(int argc, char **argv) {
                                 .workers = nw, .metrics = x.pm, .limits = &limits,
                                 .health = board,
                                 .rec_sink = rec ? rec_recorder_sink(rec) : NULL,
-                                .mirror_stats = &recrt.mirror};
+                                .mirror_stats = &recrt.mirror, .comparer = recrt.comparer};
   if ((rc = px_server_new(&srv, &opts, err, sizeof err)) < 0) {
     fprintf(stderr, "cutover proxy: %s\n", err[0] ? err : cut_strerror(rc));
     goto out;
@@ -434,6 +453,7 @@ out:
   health_stop(&health);
   rec_metrics_free(recrt.metrics); /* the admin thread, its only reader, is gone */
   px_server_free(srv); /* in-flight shadows hand their pairs to the sink first */
+  rec_rt_stop(&recrt);
   recorder_close(rec);
   px_health_board_free(board);
   px_alog_free(alog);

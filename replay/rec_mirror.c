@@ -9,6 +9,7 @@
 #include "common/cut_err.h"
 #include "common/log.h"
 #include "replay/rec_avro.h"
+#include "replay/rec_compare.h"
 #include "replay/rec_mirror.h"
 #include "replay/rec_px.h"
 
@@ -37,6 +38,7 @@ struct rec_mirror {
   size_t nshadows;
   int refs;                       /* the primary side + shadows in flight */
   int primary_done;
+  int compare;                    /* REC_MIRROR_COMPARE */
 };
 
 static uint64_t now_us(void) {
@@ -98,9 +100,12 @@ static void unlink_live(struct rec_mirror *m) {
 static void finish(struct rec_mirror *m) {
   struct rec_mirror_env *e = m->env;
   unlink_live(m);
+  if (m->pair && !m->primary_done && m->primary)
+    rec_response_finish(m->pair, m->primary, 0, "cancelled");
+  /* Live comparison happens on the comparer's thread; a full queue records the pair as is. */
+  if (m->pair && m->compare && e->comparer && rec_comparer_submit(e->comparer, m->pair) == 0)
+    m->pair = NULL;
   if (m->pair && e->sink) {
-    if (!m->primary_done && m->primary)
-      rec_response_finish(m->pair, m->primary, 0, "cancelled");
     if (rec_sink_submit_pair(e->sink, e->codec, m->pair) == 0)
       atomic_fetch_add_explicit(&e->stats->recorded, 1, memory_order_relaxed);
   }
@@ -119,7 +124,8 @@ static void unref(struct rec_mirror *m) {
 
 int rec_mirror_new(struct rec_mirror **out, struct rec_mirror_env *env, const char *id,
                    int64_t time_us, const char *route, const struct px_request_head *head,
-                   const struct dial_decision *dec, const char *primary_backend, int record) {
+                   const struct dial_decision *dec, const char *primary_backend,
+                   enum rec_mirror_mode mode) {
   struct rec_mirror *m = calloc(1, sizeof *m);
   if (!m)
     return CUT_ERR_NOMEM;
@@ -128,7 +134,8 @@ int rec_mirror_new(struct rec_mirror **out, struct rec_mirror_env *env, const ch
   m->primary_backend = strdup(primary_backend ? primary_backend : "");
   if (!m->primary_backend)
     goto nomem;
-  if (record && env->sink) {
+  m->compare = mode == REC_MIRROR_COMPARE && env->comparer;
+  if ((mode == REC_MIRROR_RECORD && env->sink) || m->compare) {
     if (rec_pair_new(&m->pair, env->opts, id ? id : "", time_us, route) ||
         rec_pair_request_head(m->pair, head) || (dec && rec_pair_decision(m->pair, dec)) ||
         rec_pair_add_response(m->pair, REC_SIDE_PRIMARY, m->primary_backend, &m->primary))

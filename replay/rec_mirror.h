@@ -71,6 +71,7 @@ size_t rec_mirror_stats_prometheus(const struct rec_mirror_stats *s, char *buf, 
 struct rec_mirror_env {
   const struct rec_mirror_ops *ops;
   struct rec_sink *sink;          /* NULL = mirror without recording */
+  struct rec_comparer *comparer;  /* live comparison (rec_compare.h); NULL = none */
   struct rec_codec *codec;        /* the worker's codec (needed when sink is set) */
   const struct rec_opts *opts;    /* body cap, redaction, lineage */
   struct rec_mirror_stats *stats; /* shared */
@@ -86,6 +87,14 @@ struct rec_mirror_env {
 };
 
 struct rec_mirror;
+struct rec_comparer;
+
+/* What a mirror does with its pair (rec_mirror_new). */
+enum rec_mirror_mode {
+  REC_MIRROR_NONE = 0,    /* mirror only */
+  REC_MIRROR_RECORD = 1,  /* record every pair (needs env->sink) */
+  REC_MIRROR_COMPARE = 2, /* hand every pair to env->comparer, which records the mismatches */
+};
 
 /*
  * Returns 1 when `m` should mirror this request: the method is in m->methods
@@ -100,13 +109,16 @@ int rec_mirror_wanted(const struct cfg_mirror *m, const char *method,
  * Starts the recording context of one request. `head` (borrowed) is the
  * request as forwarded to the primary (request id set); `id` its request id;
  * `dec` (may be NULL) its decision; `primary_backend` the primary's group
- * name. The pair is recorded when `record` is set and env->sink is not NULL.
+ * name. `mode` says what happens to the pair: with REC_MIRROR_RECORD it is
+ * recorded when env->sink is set; with REC_MIRROR_COMPARE it goes to
+ * env->comparer (or, when its queue is full, straight to env->sink).
  * Returns 0 and *out, or CUT_ERR_NOMEM. The caller (the primary side) ends
  * its part with rec_mirror_primary_done() and rec_mirror_release().
  */
 int rec_mirror_new(struct rec_mirror **out, struct rec_mirror_env *env, const char *id,
                    int64_t time_us, const char *route, const struct px_request_head *head,
-                   const struct dial_decision *dec, const char *primary_backend, int record);
+                   const struct dial_decision *dec, const char *primary_backend,
+                   enum rec_mirror_mode mode);
 
 /*
  * Sends a copy of `head` (borrowed: the request as forwarded to the primary)

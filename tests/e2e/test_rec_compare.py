@@ -125,5 +125,37 @@ class TestRecordingMetrics(RecordingMetricsCase):
         self.assertEqual(len(self.read_ids(n)), n)
 
 
+class TestLiveCompare(RecordingMetricsCase):
+    def test_only_mismatches_recorded(self):
+        # legacy and modern differ only in "backend" (ignored); an echo=1
+        # response also lists the request headers, and the shadow's carry
+        # x-cutover-shadow: those pairs differ.
+        self.start_all([{"name": "api", "backend": "legacy", "mirror": ["modern"],
+                     "compare": "live", "compare_ignore": ["$.backend"]}])
+        same, differ = 12, 5
+        want = []
+        for i in range(same + differ):
+            rid = "c-%03d" % i
+            if i % 3 == 1 and len(want) < differ:
+                self.get("/items/%d?echo=1" % i, rid)
+                want.append(rid)
+            else:
+                self.get("/items/%d" % i, rid)
+        self.assertEqual(len(want), differ)
+        total = same + differ
+        s = self.wait_metrics(lambda s: s.get("cutover_compare_matches_total", 0)
+                              + s.get("cutover_compare_mismatches_total", 0) >= total
+                              and s.get("cutover_record_delivered_total") == differ)
+        self.assertEqual(s["cutover_compare_matches_total"], same)
+        self.assertEqual(s["cutover_compare_mismatches_total"], differ)
+        for reason in ("queue_full", "no_shadow", "lineage", "error"):
+            self.assertEqual(s['cutover_compare_skipped_total{reason="%s"}' % reason], 0)
+        self.assertEqual(s["cutover_compare_queue_depth"], 0)
+        self.assertEqual(s["cutover_shadow_sent_total"], total)
+        self.assertEqual(s["cutover_record_produced_total"], differ)
+        self.assertEqual(s["cutover_record_delivered_total"], differ)
+        self.assertEqual(sorted(self.read_ids(differ)), sorted(want))
+
+
 if __name__ == "__main__":
     e2e.main()
