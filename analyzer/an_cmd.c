@@ -25,7 +25,8 @@ static const char usage[] =
     "                       (--input FILE... | --kafka BOOTSTRAP --topic T [--group G]\n"
     "                        [--from earliest|latest|TIME] [--until TIME] [--follow]\n"
     "                        [--property KEY=VALUE]...)\n"
-    "       cutover analyze merge --out DIR [--min-match-rate R] [--quiet] DIR...\n"
+    "       cutover analyze merge --out DIR [--min-match-rate R] [--html-mismatches N]\n"
+    "                             [--quiet] DIR...\n"
     "       cutover analyze check-rules FILE\n"
     "TIME is RFC 3339 (2026-11-21T10:00:00Z) or milliseconds since the epoch;\n"
     "DURATION is 500ms, 30s, 5m or 1h; R is 0.99 or 99%.\n"
@@ -179,6 +180,7 @@ static int cmd_merge(int argc, char **argv) {
   const char *out = NULL;
   double min_rate = -1;
   int quiet = 0;
+  size_t html_n = 200;
   const char **dirs = calloc((size_t)argc, sizeof *dirs);
   size_t nd = 0;
   if (dirs == NULL) return 1;
@@ -190,6 +192,14 @@ static int cmd_merge(int argc, char **argv) {
         free(dirs);
         return usage_error("bad --min-match-rate \"%s\"", argv[i]);
       }
+    } else if (strcmp(argv[i], "--html-mismatches") == 0 && i + 1 < argc) {
+      char *end;
+      long n = strtol(argv[++i], &end, 10);
+      if (*end != '\0' || n < 0) {
+        free(dirs);
+        return usage_error("bad --html-mismatches \"%s\"", argv[i]);
+      }
+      html_n = (size_t)n;
     } else if (strcmp(argv[i], "--quiet") == 0) {
       quiet = 1;
     } else if (argv[i][0] == '-') {
@@ -210,7 +220,7 @@ static int cmd_merge(int argc, char **argv) {
     }
   json_t *report = NULL;
   char err[1024];
-  int rc = an_merge(out, dirs, nd, 200, &report, err, sizeof err);
+  int rc = an_merge(out, dirs, nd, html_n, &report, err, sizeof err);
   free(dirs);
   if (rc != 0) {
     fprintf(stderr, "cutover analyze merge: %s\n", err);

@@ -9,10 +9,7 @@
 
 #include "analyzer/an_src.h"
 #include "common/cut_err.h"
-
-/* Records are decoded by the recording module (replay/rec_avro.h). Until that
- * module is part of the build, Kafka input reports itself as unavailable. */
-#if __has_include("replay/rec_avro.h")
+#include "common/log.h"
 #include "replay/rec_avro.h"
 #include "replay/rec_pair.h"
 
@@ -126,17 +123,31 @@ static int track(struct consumer *c, const rd_kafka_topic_partition_list_t *list
   return 0;
 }
 
+/* Commits the offsets read so far (group mode). A refused commit is not an
+ * error for this process, but the next owner of those partitions will read
+ * the records again: say so. */
+static void commit_now(rd_kafka_t *rk) {
+  rd_kafka_resp_err_t e = rd_kafka_commit(rk, NULL, 0);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+    log_warn("analyze", "offset commit failed: %s (another group member may read these records "
+                        "again)", rd_kafka_err2str(e));
+}
+
 static void on_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                             rd_kafka_topic_partition_list_t *parts, void *opaque) {
   struct consumer *c = opaque;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-    if (set_start(c, parts) != 0 || track(c, parts) != 0) c->failed = 1;
+    /* A group continues from its committed offsets; --from only decides
+     * where a partition without one starts (auto.offset.reset, and older
+     * messages are skipped by timestamp). */
+    for (int i = 0; i < parts->cnt; i++) parts->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+    if (track(c, parts) != 0) c->failed = 1;
     rd_kafka_assign(rk, parts);
     c->assigned = 1;
   } else {
     /* Commit what was read before the partitions move to another member,
      * so it does not read them again (which would count pairs twice). */
-    if (c->o->group != NULL) rd_kafka_commit(rk, NULL, 0);
+    if (c->o->group != NULL) commit_now(rk);
     rd_kafka_assign(rk, NULL);
     c->nparts = c->ndone = 0;
     c->assigned = 0;
@@ -186,6 +197,7 @@ int an_src_kafka(const struct an_kafka_opts *o, an_src_record_fn fn, void *user_
       (rc = conf_set(conf, "group.id", o->group ? o->group : group, err, errlen)) != 0 ||
       (rc = conf_set(conf, "enable.partition.eof", "true", err, errlen)) != 0 ||
       (rc = conf_set(conf, "enable.auto.commit", o->group ? "true" : "false", err, errlen)) != 0 ||
+      (rc = conf_set(conf, "auto.commit.interval.ms", "1000", err, errlen)) != 0 ||
       (rc = conf_set(conf, "auto.offset.reset", o->from == AN_FROM_LATEST ? "latest" : "earliest",
                      err, errlen)) != 0 ||
       (rc = conf_set(conf, "log_level", "3", err, errlen)) != 0) {
@@ -254,6 +266,10 @@ int an_src_kafka(const struct an_kafka_opts *o, an_src_record_fn fn, void *user_
     if (m == NULL) continue;
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       mark_done(&c, m->partition);
+      /* Everything read so far is settled: commit now rather than at a
+       * rebalance, when a busy coordinator may refuse the commit and the
+       * next owner of the partition would read it again. */
+      if (o->group != NULL) commit_now(c.rk);
     } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       if (m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
           m->err == RD_KAFKA_RESP_ERR__FATAL || m->err == RD_KAFKA_RESP_ERR__AUTHENTICATION)
@@ -291,6 +307,7 @@ int an_src_kafka(const struct an_kafka_opts *o, an_src_record_fn fn, void *user_
     rd_kafka_message_destroy(m);
   }
   if (c.failed && rc == 0) rc = CUT_ERR_KAFKA;
+  if (o->group != NULL) commit_now(c.rk);
 out:
   if (md != NULL) rd_kafka_metadata_destroy(md);
   if (list != NULL) rd_kafka_topic_partition_list_destroy(list);
@@ -301,16 +318,3 @@ out:
   return rc;
 }
 
-#else
-
-int an_src_kafka(const struct an_kafka_opts *o, an_src_record_fn fn, void *user_data,
-                 uint64_t *skipped, char *err, size_t errlen) {
-  (void)o;
-  (void)fn;
-  (void)user_data;
-  *skipped = 0;
-  return cut_errf(err, errlen, CUT_ERR_UNSUPPORTED,
-                  "Kafka input needs the recording module (replay/rec_avro.h)");
-}
-
-#endif
