@@ -402,20 +402,3 @@ void rec_mirror_env_shutdown(struct rec_mirror_env *env) {
   }
 }
 
-/* ---- metrics ---- */
-
-size_t rec_mirror_stats_prometheus(const struct rec_mirror_stats *s, char *buf, size_t len) {
-  int n = snprintf(
-      buf, len,
-      "# HELP cutover_shadow_requests_total Shadow requests, by result.\n"
-      "# TYPE cutover_shadow_requests_total counter\n"
-      "cutover_shadow_requests_total{result=\"sent\"} %llu\n"
-      "cutover_shadow_requests_total{result=\"skipped\"} %llu\n"
-      "cutover_shadow_requests_total{result=\"failed\"} %llu\n"
-      "# HELP cutover_pairs_recorded_total Pairs handed to the recording sink.\n"
-      "# TYPE cutover_pairs_recorded_total counter\n"
-      "cutover_pairs_recorded_total %llu\n",
-      (unsigned long long)atomic_load(&s->sent), (unsigned long long)atomic_load(&s->skipped),
-      (unsigned long long)atomic_load(&s->failed), (unsigned long long)atomic_load(&s->recorded));
-  return n > 0 ? (size_t)n : 0;
-}

@@ -62,10 +62,7 @@ struct rec_mirror_stats {
   _Atomic uint64_t recorded;  /* pairs handed to the sink */
 };
 
-/* Writes the counters as Prometheus text (cutover_shadow_requests_total{result=
- * "sent"|"skipped"|"failed"}, cutover_pairs_recorded_total); returns the
- * length needed, like snprintf. */
-size_t rec_mirror_stats_prometheus(const struct rec_mirror_stats *s, char *buf, size_t len);
+/* The proxy exposes these counters in /metrics as cutover_shadow_* (rec_metrics.h). */
 
 /* One per worker. All pointers are borrowed and must outlive the env. */
 struct rec_mirror_env {
