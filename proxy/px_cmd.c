@@ -26,6 +26,9 @@
 #include "proxy/px_limits.h"
 #include "proxy/px_metrics.h"
 #include "proxy/px_server.h"
+#include "replay/rec_compare.h"
+#include "replay/rec_metrics.h"
+#include "replay/rec_mirror.h"
 #include "replay/rec_recorder.h"
 #include "proxy/px_upstream.h"
 
@@ -268,6 +271,40 @@ static void recorder_close(struct rec_recorder *rec) {
            (unsigned long long)rv.dropped_total);
 }
 
+/* Mirroring, live comparison and recording counters, as the workers and /metrics share them. */
+struct rec_rt {
+  struct rec_mirror_stats mirror;
+  struct rec_compare_stats compare;
+  struct rec_comparer *comparer; /* NULL when no route compares live */
+  struct rec_metrics *metrics;
+};
+
+static int rec_rt_start(struct rec_rt *rt, const struct cfg *cfg, struct rec_recorder *rec,
+                        struct met_registry *reg, char *err, size_t errlen) {
+  int live = 0, rc;
+  for (size_t i = 0; i < cfg->nroutes; i++)
+    live |= cfg->routes[i].compare == CFG_COMPARE_LIVE;
+  if (live) {
+    struct an_rules *rules = NULL;
+    if ((rc = rec_compare_rules_new(&rules, cfg, err, errlen)) < 0)
+      return rc;
+    if ((rc = rec_comparer_new(&rt->comparer, rules, rec ? rec_recorder_sink(rec) : NULL,
+                               &rt->compare, 0, err, errlen)) < 0) {
+      an_rules_free(rules);
+      return rc;
+    }
+  }
+  struct rec_metrics_src src = {.sink = rec ? rec_recorder_sink(rec) : NULL,
+                                .mirror = &rt->mirror, .compare = &rt->compare};
+  return rec_metrics_new(&rt->metrics, reg, &src, err, errlen);
+}
+
+/* After the workers stopped: compares (and records) what is queued. */
+static void rec_rt_stop(struct rec_rt *rt) {
+  rec_comparer_free(rt->comparer);
+  rt->comparer = NULL;
+}
+
 static const struct px_upstream_ops pool_ops = {
     .pool_new = px_pool_new,
     .pool_free = px_pool_free,
@@ -366,6 +403,7 @@ int px_cmd(int argc, char **argv) {
   struct px_admin_dials *adials = NULL;
   struct px_admin *admin = NULL;
   struct rec_recorder *rec = NULL;
+  struct rec_rt recrt = {0};
   struct px_server *srv = NULL;
   struct px_health_board *board = NULL;
   struct health_rt health = {0};
@@ -412,12 +450,17 @@ int px_cmd(int argc, char **argv) {
   }
   x.rec = rec;
   x.cfg = cfg;
+  if ((rc = rec_rt_start(&recrt, cfg, rec, reg, err, sizeof err)) < 0) {
+    fprintf(stderr, "cutover proxy: recording: %s\n", err[0] ? err : cut_strerror(rc));
+    goto out;
+  }
   struct px_decider decider = {
       .decide = dial_decide, .format = dial_decision_format, .store = x.store};
   struct px_server_opts opts = {.cfg = cfg, .ops = &pool_ops, .decider = &decider, .alog = alog,
                                 .workers = nw, .metrics = x.pm, .limits = &limits,
                                 .health = x.board,
-                                .rec_sink = rec ? rec_recorder_sink(rec) : NULL};
+                                .rec_sink = rec ? rec_recorder_sink(rec) : NULL,
+                                .mirror_stats = &recrt.mirror, .comparer = recrt.comparer};
   if ((rc = px_server_new(&srv, &opts, err, sizeof err)) < 0) {
     fprintf(stderr, "cutover proxy: %s\n", err[0] ? err : cut_strerror(rc));
     goto out;
@@ -509,7 +552,9 @@ out:
   px_admin_free(admin);
   px_admin_dials_free(adials);
   health_stop(&health);
+  rec_metrics_free(recrt.metrics); /* the admin thread, its only reader, is gone */
   px_server_free(srv); /* in-flight shadows hand their pairs to the sink first */
+  rec_rt_stop(&recrt);
   recorder_close(rec);
   px_health_board_free(board); /* when the first snapshot was not made */
   if (x.snaps)

@@ -252,7 +252,10 @@ static void mirror_begin(struct px_req *r) {
                             ? r->cfg->backends[r->dec.backend_index].name
                             : "";
   if (rec_mirror_new(&r->mirror, &w->menv, r->reqid, now_us, rt->name, &r->head, &r->dec,
-                     backend, rt->record) < 0) {
+                     backend,
+                     rt->compare == CFG_COMPARE_LIVE ? REC_MIRROR_COMPARE
+                     : rt->record                    ? REC_MIRROR_RECORD
+                                                     : REC_MIRROR_NONE) < 0) {
     r->mirror = NULL; /* out of memory: the request goes on without it */
     return;
   }

@@ -423,6 +423,7 @@ static int worker_init(struct px_server *s, struct px_worker *w, struct worker_e
     return CUT_ERR_AVRO;
   w->menv = (struct rec_mirror_env){.ops = &w->mops,
                                     .sink = w->codec ? s->rec_sink : NULL,
+                                    .comparer = s->comparer,
                                     .codec = w->codec,
                                     .opts = &w->ropts,
                                     .stats = s->mirror_stats,
@@ -492,6 +493,7 @@ int px_server_new(struct px_server **out, const struct px_server_opts *o, char *
   s->limits = o->limits;
   s->health = o->health;
   s->rec_sink = o->rec_sink;
+  s->comparer = o->comparer;
   s->mirror_stats = o->mirror_stats ? o->mirror_stats : &s->own_mirror_stats;
   const struct cfg *cfg = o->cfg;
   int rc = 0;

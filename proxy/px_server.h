@@ -15,6 +15,7 @@ struct px_limit_counters;
 struct px_health_board;
 struct rec_sink;
 struct rec_mirror_stats;
+struct rec_comparer;
 
 /*
  * The upstream side as a table of functions with exactly the signatures of
@@ -55,6 +56,7 @@ struct px_server_opts {
   uint32_t workers;                   /* 0 = cfg->workers (0 there = online CPUs) */
   struct rec_sink *rec_sink;          /* borrowed; where recorded pairs go; NULL = none */
   struct rec_mirror_stats *mirror_stats; /* borrowed; NULL = the server keeps its own */
+  struct rec_comparer *comparer;      /* borrowed; live comparison; NULL = none */
 };
 
 struct px_server;

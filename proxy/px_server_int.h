@@ -169,6 +169,7 @@ struct px_server {
   struct px_health_board *health;           /* may be NULL */
   struct rec_sink *rec_sink;        /* borrowed */
   struct rec_mirror_stats *mirror_stats;
+  struct rec_comparer *comparer;    /* borrowed */
   struct rec_mirror_stats own_mirror_stats;
   struct px_listener_rt *listeners;
   size_t nlisteners;
