@@ -1,10 +1,12 @@
 /* rec_mirror: shadow exchanges beside the primary, and the pair they make up. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <event2/event.h>
+#include <event2/event_struct.h>
 
 #include "common/cut_err.h"
 #include "common/log.h"
@@ -25,20 +27,25 @@ struct shadow {
   size_t over;                 /* bytes sent since send_body said FULL */
   int full;
   int done;
-  struct event *timer;         /* shadow_timeout_ms; NULL when none */
+  struct event *timer;         /* &timer_ev while armed; NULL when none */
+  struct event timer_ev;
 };
+
+#define INLINE_SHADOWS 2
 
 struct rec_mirror {
   struct rec_mirror_env *env;
   struct rec_mirror *prev, *next; /* env->live */
   struct rec_pair *pair;          /* NULL when not recording */
   struct rec_response *primary;
-  char *primary_backend;
-  struct shadow **shadows;
+  struct shadow **shadows;        /* inl_ptrs, or malloc'ed past INLINE_SHADOWS */
   size_t nshadows;
+  struct shadow *inl_ptrs[INLINE_SHADOWS];
+  struct shadow inl[INLINE_SHADOWS]; /* the first shadows live here: no allocation */
   int refs;                       /* the primary side + shadows in flight */
   int primary_done;
   int compare;                    /* REC_MIRROR_COMPARE */
+  char primary_backend[];
 };
 
 static uint64_t now_us(void) {
@@ -109,11 +116,11 @@ static void finish(struct rec_mirror *m) {
     if (rec_sink_submit_pair(e->sink, e->codec, m->pair) == 0)
       atomic_fetch_add_explicit(&e->stats->recorded, 1, memory_order_relaxed);
   }
-  for (size_t i = 0; i < m->nshadows; i++)
+  for (size_t i = INLINE_SHADOWS; i < m->nshadows; i++)
     free(m->shadows[i]);
-  free(m->shadows);
+  if (m->shadows != m->inl_ptrs)
+    free(m->shadows);
   rec_pair_free(m->pair);
-  free(m->primary_backend);
   free(m);
 }
 
@@ -126,14 +133,16 @@ int rec_mirror_new(struct rec_mirror **out, struct rec_mirror_env *env, const ch
                    int64_t time_us, const char *route, const struct px_request_head *head,
                    const struct dial_decision *dec, const char *primary_backend,
                    enum rec_mirror_mode mode) {
-  struct rec_mirror *m = calloc(1, sizeof *m);
+  if (!primary_backend)
+    primary_backend = "";
+  size_t blen = strlen(primary_backend);
+  struct rec_mirror *m = calloc(1, sizeof *m + blen + 1);
   if (!m)
     return CUT_ERR_NOMEM;
   m->env = env;
   m->refs = 1;
-  m->primary_backend = strdup(primary_backend ? primary_backend : "");
-  if (!m->primary_backend)
-    goto nomem;
+  m->shadows = m->inl_ptrs;
+  memcpy(m->primary_backend, primary_backend, blen + 1);
   m->compare = mode == REC_MIRROR_COMPARE && env->comparer;
   if ((mode == REC_MIRROR_RECORD && env->sink) || m->compare) {
     if (rec_pair_new(&m->pair, env->opts, id ? id : "", time_us, route) ||
@@ -149,7 +158,6 @@ int rec_mirror_new(struct rec_mirror **out, struct rec_mirror_env *env, const ch
   return 0;
 nomem:
   rec_pair_free(m->pair);
-  free(m->primary_backend);
   free(m);
   return CUT_ERR_NOMEM;
 }
@@ -190,7 +198,7 @@ static void shadow_end(struct shadow *s, const char *error) {
   s->x = NULL;
   s->done = 1;
   if (s->timer) {
-    event_free(s->timer);
+    evtimer_del(s->timer);
     s->timer = NULL;
   }
   m->env->inflight--;
@@ -252,17 +260,65 @@ static void count_skip(struct rec_mirror_env *e, enum rec_shadow_skip why) {
   atomic_fetch_add_explicit(&e->stats->skipped_by[why], 1, memory_order_relaxed);
 }
 
+#define SHADOW_STACK_FIELDS 48
+
+static void view_add(struct px_headers *h, const char *name, size_t namelen, const char *value,
+                     size_t valuelen) {
+  struct px_header *f = &h->v[h->n++];
+  f->name = (char *)(uintptr_t)name; /* read only: start copies the head */
+  f->namelen = namelen;
+  f->value = (char *)(uintptr_t)value;
+  f->valuelen = valuelen;
+  h->bytes += namelen + valuelen + 32;
+}
+
+/* *sh = a view on head for a shadow: Host replaced by host (when not NULL),
+ * x-cutover-shadow: 1 added. Its fields use stack (SHADOW_STACK_FIELDS) or, for
+ * bigger heads, a malloc'ed array the caller frees when sh->headers.v != stack.
+ * Nothing else is allocated: the strings are head's. */
+static int shadow_head_view(struct px_request_head *sh, struct px_header *stack,
+                            const struct px_request_head *head, const char *host) {
+  const struct px_headers *hs = &head->headers;
+  *sh = *head;
+  size_t cap = hs->n + 2;
+  struct px_header *v = cap <= SHADOW_STACK_FIELDS ? stack : malloc(cap * sizeof *v);
+  sh->headers = (struct px_headers){v, 0, cap, 0};
+  if (!v)
+    return CUT_ERR_NOMEM;
+  for (size_t i = 0; i < hs->n; i++) {
+    const struct px_header *f = &hs->v[i];
+    if ((host && strcmp(f->name, "host") == 0) || strcmp(f->name, "x-cutover-shadow") == 0)
+      continue;
+    view_add(&sh->headers, f->name, f->namelen, f->value, f->valuelen);
+  }
+  if (host) {
+    sh->authority = (char *)(uintptr_t)host;
+    view_add(&sh->headers, "host", 4, host, strlen(host));
+  }
+  view_add(&sh->headers, "x-cutover-shadow", 16, "1", 1);
+  return 0;
+}
+
 int rec_mirror_add_shadow(struct rec_mirror *m, struct px_pool *pool, const struct cfg_mirror *mc,
                           const struct px_request_head *head, int has_body) {
   struct rec_mirror_env *e = m->env;
-  struct shadow *s = calloc(1, sizeof *s);
-  struct shadow **ns = s ? realloc(m->shadows, (m->nshadows + 1) * sizeof *ns) : NULL;
-  if (!ns) {
-    free(s);
-    count_skip(e, REC_SHADOW_SKIP_NOMEM);
-    return 0;
+  struct shadow *s;
+  if (m->nshadows < INLINE_SHADOWS) {
+    s = &m->inl[m->nshadows];
+  } else {
+    s = calloc(1, sizeof *s);
+    struct shadow **ns =
+        s ? malloc((m->nshadows + 1) * sizeof *ns) : NULL; /* grows by one: rare, small */
+    if (!ns) {
+      free(s);
+      count_skip(e, REC_SHADOW_SKIP_NOMEM);
+      return 0;
+    }
+    memcpy(ns, m->shadows, m->nshadows * sizeof *ns);
+    if (m->shadows != m->inl_ptrs)
+      free(m->shadows);
+    m->shadows = ns;
   }
-  m->shadows = ns;
   m->shadows[m->nshadows++] = s;
   s->m = m;
   if (m->pair &&
@@ -274,25 +330,11 @@ int rec_mirror_add_shadow(struct rec_mirror *m, struct px_pool *pool, const stru
       rec_response_finish(m->pair, s->resp, 0, "skipped");
     return 0;
   }
-  /* The shadow's head: the forwarded request, Host rewritten when asked, marked. */
+  /* The shadow's head: the forwarded request, Host rewritten when asked, marked.
+   * A view on the primary's head: start copies what it keeps. */
+  struct px_header stackf[SHADOW_STACK_FIELDS];
   struct px_request_head sh;
-  memset(&sh, 0, sizeof sh);
-  int rc = px_request_head_copy(&sh, head);
-  if (!rc && mc->host) {
-    char *a = strdup(mc->host);
-    if (!a) {
-      rc = CUT_ERR_NOMEM;
-    } else {
-      free(sh.authority);
-      sh.authority = a;
-      px_headers_del(&sh.headers, "host");
-      rc = px_headers_add(&sh.headers, "host", 4, a, strlen(a));
-    }
-  }
-  if (!rc) {
-    px_headers_del(&sh.headers, "x-cutover-shadow");
-    rc = px_headers_add(&sh.headers, "x-cutover-shadow", 16, "1", 1);
-  }
+  int rc = shadow_head_view(&sh, stackf, head, mc->host);
   if (!rc) {
     s->t0_us = now_us();
     m->refs++;
@@ -306,15 +348,21 @@ int rec_mirror_add_shadow(struct rec_mirror *m, struct px_pool *pool, const stru
     } else if (!s->done) {
       s->x = x; /* on_done may already have run inside start (synchronous failure) */
       if (e->base && e->shadow_timeout_ms) {
-        s->timer = evtimer_new(e->base, on_shadow_timeout_cb, s);
+        /* one common timeout for every shadow of the worker: O(1) add and delete */
+        if (!e->shadow_tv)
+          e->shadow_tv = event_base_init_common_timeout(
+              e->base, &(struct timeval){(time_t)(e->shadow_timeout_ms / 1000),
+                                         (suseconds_t)(e->shadow_timeout_ms % 1000) * 1000});
+        evtimer_assign(&s->timer_ev, e->base, on_shadow_timeout_cb, s);
+        s->timer = &s->timer_ev;
         struct timeval tv = {(time_t)(e->shadow_timeout_ms / 1000),
                              (suseconds_t)(e->shadow_timeout_ms % 1000) * 1000};
-        if (s->timer)
-          evtimer_add(s->timer, &tv);
+        evtimer_add(s->timer, e->shadow_tv ? e->shadow_tv : &tv);
       }
     }
   }
-  px_request_head_clear(&sh);
+  if (sh.headers.v != stackf)
+    free(sh.headers.v);
   if (rc < 0) {
     atomic_fetch_add_explicit(&e->stats->failed, 1, memory_order_relaxed);
     if (s->resp)

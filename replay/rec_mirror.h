@@ -32,7 +32,9 @@ struct event_base;
  * whatever the body size.
  */
 
-/* The upstream functions a mirror needs (the proxy passes its px_upstream ops). */
+/* The upstream functions a mirror needs (the proxy passes its px_upstream ops).
+ * start copies what it keeps of head: the head it gets is a view that lives
+ * only during the call. */
 struct rec_mirror_ops {
   int (*start)(struct px_pool *p, const struct px_request_head *head, int has_body,
                const struct px_exchange_cbs *cbs, void *user_data, struct px_exchange **out);
@@ -81,6 +83,7 @@ struct rec_mirror_env {
   uint32_t inflight;
   size_t over_total;              /* bytes queued past the watermarks, all shadows */
   struct rec_mirror *live;        /* mirrors not finished yet (for shutdown) */
+  const struct timeval *shadow_tv; /* common timeout for shadow_timeout_ms, set on first use */
 };
 
 struct rec_mirror;

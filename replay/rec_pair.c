@@ -35,15 +35,6 @@ static char *dup_n(const char *s, size_t n) {
 
 static char *dup_s(const char *s) { return dup_n(s ? s : "", s ? strlen(s) : 0); }
 
-static char *dup_lower(const char *s, size_t n) {
-  char *d = dup_n(s, n);
-  if (d)
-    for (size_t i = 0; i < n; i++)
-      if (d[i] >= 'A' && d[i] <= 'Z')
-        d[i] = (char)(d[i] + 32);
-  return d;
-}
-
 static void hex(char *out, const uint8_t *in, size_t n) {
   static const char digits[] = "0123456789abcdef";
   for (size_t i = 0; i < n; i++) {
@@ -60,7 +51,28 @@ const char *rec_kvs_get(const struct rec_kvs *l, const char *key) {
   return NULL;
 }
 
-int rec_kvs_append(struct rec_kvs *l, const char *k, size_t klen, const char *v, size_t vlen) {
+/* One allocation per entry: "key\0value\0"; key points at it, value into it. */
+static char *kv_block(const char *k, size_t klen, const char *v, size_t vlen, int lower,
+                      char **value) {
+  char *b = malloc(klen + vlen + 2);
+  if (!b)
+    return NULL;
+  if (klen)
+    memcpy(b, k, klen);
+  if (lower)
+    for (size_t i = 0; i < klen; i++)
+      if (b[i] >= 'A' && b[i] <= 'Z')
+        b[i] = (char)(b[i] + 32);
+  b[klen] = '\0';
+  *value = b + klen + 1;
+  if (vlen)
+    memcpy(*value, v, vlen);
+  (*value)[vlen] = '\0';
+  return b;
+}
+
+static int kvs_put(struct rec_kvs *l, const char *k, size_t klen, const char *v, size_t vlen,
+                   int lower) {
   if (l->n == l->cap) {
     size_t cap = l->cap ? l->cap * 2 : 8;
     struct rec_kv *nv = realloc(l->v, cap * sizeof *nv);
@@ -69,26 +81,27 @@ int rec_kvs_append(struct rec_kvs *l, const char *k, size_t klen, const char *v,
     l->v = nv;
     l->cap = cap;
   }
-  char *kk = dup_n(k, klen), *vv = dup_n(v, vlen);
-  if (!kk || !vv) {
-    free(kk);
-    free(vv);
+  struct rec_kv *e = &l->v[l->n];
+  if (!(e->key = kv_block(k, klen, v, vlen, lower, &e->value)))
     return CUT_ERR_NOMEM;
-  }
-  l->v[l->n].key = kk;
-  l->v[l->n].value = vv;
   l->n++;
   return 0;
+}
+
+int rec_kvs_append(struct rec_kvs *l, const char *k, size_t klen, const char *v, size_t vlen) {
+  return kvs_put(l, k, klen, v, vlen, 0);
 }
 
 int rec_kvs_set(struct rec_kvs *l, const char *k, size_t klen, const char *v, size_t vlen) {
   for (size_t i = 0; i < l->n; i++) {
     if (strlen(l->v[i].key) == klen && memcmp(l->v[i].key, k, klen) == 0) {
-      char *vv = dup_n(v, vlen);
-      if (!vv)
+      char *value;
+      char *b = kv_block(k, klen, v, vlen, 0, &value);
+      if (!b)
         return CUT_ERR_NOMEM;
-      free(l->v[i].value);
-      l->v[i].value = vv;
+      free(l->v[i].key);
+      l->v[i].key = b;
+      l->v[i].value = value;
       return 0;
     }
   }
@@ -96,10 +109,8 @@ int rec_kvs_set(struct rec_kvs *l, const char *k, size_t klen, const char *v, si
 }
 
 void rec_kvs_clear(struct rec_kvs *l) {
-  for (size_t i = 0; i < l->n; i++) {
-    free(l->v[i].key);
-    free(l->v[i].value);
-  }
+  for (size_t i = 0; i < l->n; i++)
+    free(l->v[i].key); /* the value shares the key's block */
   free(l->v);
   memset(l, 0, sizeof *l);
 }
@@ -343,16 +354,10 @@ int rec_pair_set_request(struct rec_pair *p, const char *method, const char *aut
 
 static int header_add(const struct rec_pair *p, struct rec_kvs *l, const char *name,
                       size_t namelen, const char *value, size_t valuelen) {
-  char *lname = dup_lower(name, namelen);
-  if (!lname)
-    return CUT_ERR_NOMEM;
-  int rc;
+  /* the name is lower-cased in place of the copy: one allocation per field */
   if (rec_redact_match(p->opts ? p->opts->redact : NULL, name, namelen))
-    rc = rec_kvs_append(l, lname, namelen, REC_REDACTED, strlen(REC_REDACTED));
-  else
-    rc = rec_kvs_append(l, lname, namelen, value, valuelen);
-  free(lname);
-  return rc;
+    return kvs_put(l, name, namelen, REC_REDACTED, strlen(REC_REDACTED), 1);
+  return kvs_put(l, name, namelen, value, valuelen, 1);
 }
 
 int rec_pair_request_header(struct rec_pair *p, const char *name, size_t namelen,

@@ -23,7 +23,9 @@
 #define REC_REDACTED "<redacted>"
 
 /* Ordered list of name/value strings: headers (duplicates kept, in order) or a
- * map (unique keys; a repeated key replaces the value). Strings are owned. */
+ * map (unique keys; a repeated key replaces the value). Strings are owned: an
+ * entry's key and value share one allocation (the key's), so change entries
+ * only through rec_kvs_append / rec_kvs_set / rec_kvs_clear. */
 struct rec_kv {
   char *key;
   char *value;
