@@ -254,6 +254,61 @@ static void test_rec_mirror_pair_after_last_side(void **state) {
   assert_int_equal(atomic_load(&f->stats.recorded), 1);
 }
 
+static size_t count_named(const struct px_headers *h, const char *name) {
+  size_t n = 0;
+  for (size_t i = 0; i < h->n; i++)
+    n += strcmp(h->v[i].name, name) == 0;
+  return n;
+}
+
+/* More shadows than the mirror keeps inline, a client that sends its own
+ * x-cutover-shadow, and a head bigger than the stack view: every shadow gets
+ * one Host and one mark, the primary's head is left as it was. */
+static void test_rec_mirror_many_shadows_and_fields(void **state) {
+  struct fixture *f = *state;
+  px_headers_add(&f->head.headers, "x-cutover-shadow", 16, "0", 1);
+  char name[32];
+  for (int i = 0; i < 60; i++) {
+    int n = snprintf(name, sizeof name, "x-extra-%d", i);
+    px_headers_add(&f->head.headers, name, (size_t)n, "v", 1);
+  }
+  size_t nfields = f->head.headers.n, bytes = f->head.headers.bytes;
+  struct cfg_mirror host = {.backend = "a", .ppm = CFG_PPM_MAX, .host = "a.internal"};
+  struct cfg_mirror plain = {.backend = "b", .ppm = CFG_PPM_MAX};
+  struct rec_mirror *m;
+  assert_int_equal(rec_mirror_new(&m, &f->env, "req-8", 1, "cart", &f->head, NULL, "old", 1), 0);
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(rec_mirror_add_shadow(m, POOL(1), i % 2 ? &plain : &host, &f->head, 0), 1);
+  assert_int_equal(nx, 5);
+  for (int i = 0; i < 5; i++) {
+    const struct px_request_head *h = &xs[i]->head;
+    assert_int_equal(h->headers.n, nfields); /* one mark replaces the client's */
+    assert_int_equal(count_named(&h->headers, "host"), 1);
+    assert_int_equal(count_named(&h->headers, "x-cutover-shadow"), 1);
+    assert_string_equal(px_headers_get(&h->headers, "x-cutover-shadow")->value, "1");
+    assert_string_equal(px_headers_get(&h->headers, "x-extra-59")->value, "v");
+    const char *want = i % 2 ? "shop.example" : "a.internal";
+    assert_string_equal(h->authority, want);
+    assert_string_equal(px_headers_get(&h->headers, "host")->value, want);
+    assert_string_equal(h->path, "/cart?id=1");
+  }
+  assert_int_equal(xs[1]->head.headers.bytes, bytes); /* "0" -> "1": same size */
+  assert_int_equal(f->head.headers.n, nfields);
+  assert_string_equal(px_headers_get(&f->head.headers, "x-cutover-shadow")->value, "0");
+  assert_string_equal(f->head.authority, "shop.example");
+  rec_mirror_primary_done(m, 1, NULL);
+  rec_mirror_release(m);
+  for (int i = 0; i < 5; i++)
+    respond(xs[i], 200, "ok", 0, PX_FAIL_NONE);
+  assert_int_equal(f->env.inflight, 0);
+  struct rec_pair *p = decode_only(f);
+  assert_int_equal(p->nshadows, 5);
+  assert_string_equal(p->shadows[4]->backend, "a");
+  assert_int_equal(p->shadows[4]->status, 200);
+  assert_string_equal(rec_kvs_get(&p->request.headers, "x-extra-59"), "v");
+  rec_pair_free(p);
+}
+
 static void test_rec_mirror_skip_refuse_sync_fail(void **state) {
   struct fixture *f = *state;
   f->env.max_inflight = 1;
@@ -630,6 +685,7 @@ static void test_rec_mirror_wanted(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_rec_mirror_pair_after_last_side, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rec_mirror_many_shadows_and_fields, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rec_mirror_skip_refuse_sync_fail, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rec_mirror_compare_live, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rec_mirror_overflow, setup, teardown),

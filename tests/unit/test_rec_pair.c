@@ -159,9 +159,36 @@ static void test_rec_pair_request_and_device(void **state) {
   rec_pair_free(NULL);
 }
 
+/* Entries keep key and value in one block: setting a key again replaces the
+ * value in place of the entry; header names are lower-cased, values kept. */
+static void test_rec_pair_kvs_set_and_headers(void **state) {
+  (void)state;
+  struct rec_kvs l = {0};
+  assert_int_equal(rec_kvs_append(&l, "a", 1, "1", 1), 0);
+  assert_int_equal(rec_kvs_append(&l, "bb", 2, "", 0), 0);
+  assert_int_equal(rec_kvs_set(&l, "a", 1, "a longer value", 14), 0);
+  assert_int_equal(rec_kvs_set(&l, "c", 1, "3", 1), 0);
+  assert_int_equal(l.n, 3);
+  assert_string_equal(l.v[0].key, "a");
+  assert_string_equal(rec_kvs_get(&l, "a"), "a longer value");
+  assert_string_equal(rec_kvs_get(&l, "bb"), "");
+  assert_string_equal(rec_kvs_get(&l, "c"), "3");
+  rec_kvs_clear(&l);
+  assert_int_equal(l.n, 0);
+
+  struct rec_opts o = {.max_body = 16};
+  struct rec_pair *p;
+  assert_int_equal(rec_pair_new(&p, &o, "id", 1, "r"), 0);
+  assert_int_equal(rec_pair_request_header(p, "X-Mixed-Case", 12, "Value As Sent", 13), 0);
+  assert_string_equal(p->request.headers.v[0].key, "x-mixed-case");
+  assert_string_equal(rec_kvs_get(&p->request.headers, "x-mixed-case"), "Value As Sent");
+  rec_pair_free(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rec_pair_redaction_default),
+      cmocka_unit_test(test_rec_pair_kvs_set_and_headers),
       cmocka_unit_test(test_rec_pair_redaction_configured),
       cmocka_unit_test(test_rec_pair_body_cap),
       cmocka_unit_test(test_rec_pair_body_empty_and_zero_cap),
