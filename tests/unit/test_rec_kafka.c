@@ -346,10 +346,43 @@ static void test_rec_kafka_threads(void **state) {
   remove_dir(dir);
 }
 
+/* The user's properties apply, but never over the delivery guarantees. */
+static void test_rec_kafka_conf_producer_guarantees_win(void **state) {
+  (void)state;
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  const struct cfg_kv props[] = {{"acks", "1", 0}, {"linger.ms", "7", 0}};
+  char err[256] = "";
+  assert_int_equal(rec_kafka_conf_producer(conf, props, 2, "127.0.0.1:9", err, sizeof err), 0);
+  char v[64];
+  size_t n = sizeof v;
+  assert_int_equal(rd_kafka_conf_get(conf, "acks", v, &n), RD_KAFKA_CONF_OK);
+  assert_true(strcmp(v, "all") == 0 || strcmp(v, "-1") == 0);
+  n = sizeof v;
+  assert_int_equal(rd_kafka_conf_get(conf, "linger.ms", v, &n), RD_KAFKA_CONF_OK);
+  assert_string_equal(v, "7");
+  n = sizeof v;
+  assert_int_equal(rd_kafka_conf_get(conf, "bootstrap.servers", v, &n), RD_KAFKA_CONF_OK);
+  assert_string_equal(v, "127.0.0.1:9");
+
+  const struct cfg_kv bad[] = {{"no.such.property", "1", 0}};
+  assert_int_equal(rec_kafka_conf_producer(conf, bad, 1, "127.0.0.1:9", err, sizeof err),
+                   CUT_ERR_CONFIG);
+  assert_non_null(strstr(err, "no.such.property"));
+
+  /* A secret value (sasl.password, ${VAR}) never reaches the error text. */
+  const struct cfg_kv secret[] = {{"acks", "hunter2", 1}};
+  assert_int_equal(rec_kafka_conf_producer(conf, secret, 1, "127.0.0.1:9", err, sizeof err),
+                   CUT_ERR_CONFIG);
+  assert_non_null(strstr(err, "acks"));
+  assert_null(strstr(err, "hunter2"));
+  rd_kafka_conf_destroy(conf);
+}
+
 int main(void) {
   log_setup(LOG_ERROR, LOG_TEXT);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rec_kafka_bad_config),
+      cmocka_unit_test(test_rec_kafka_conf_producer_guarantees_win),
       cmocka_unit_test(test_rec_kafka_produce_and_read_back),
       cmocka_unit_test(test_rec_kafka_broker_down_spill_drain),
       cmocka_unit_test(test_rec_kafka_queue_full),
