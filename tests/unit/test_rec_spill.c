@@ -15,19 +15,7 @@
 #include "replay/rec_avro.h"
 #include "replay/rec_avrofile.h"
 #include "replay/rec_sink.h"
-
-static char *make_dir(void) {
-  char *d = strdup("/tmp/cutover-test-spill-XXXXXX");
-  assert_non_null(mkdtemp(d));
-  return d;
-}
-
-static void remove_dir(char *d) {
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-  assert_int_equal(system(cmd), 0);
-  free(d);
-}
+#include "rec_fixture.h"
 
 /* A real pair record with `body` incompressible bytes; returns the single-object buffer. */
 static uint8_t *make_record(struct rec_codec *c, int i, size_t body, size_t *len) {
@@ -97,7 +85,7 @@ static int read_all(const char *dir, const char *prefix, struct rec_codec *c, lo
 
 static void test_rec_spill_rotation(void **state) {
   (void)state;
-  char *dir = make_dir();
+  char *dir = rec_fixture_make_dir("spill");
   struct rec_codec *c;
   assert_int_equal(rec_codec_new(&c, NULL, 0), 0);
   struct rec_stats st = {0};
@@ -127,12 +115,12 @@ static void test_rec_spill_rotation(void **state) {
   snprintf(cmd, sizeof cmd, "ls '%s' | grep -q part", dir);
   assert_int_not_equal(system(cmd), 0);
   rec_codec_free(c);
-  remove_dir(dir);
+  rec_fixture_remove_dir(dir);
 }
 
 static void test_rec_spill_size_cap(void **state) {
   (void)state;
-  char *dir = make_dir();
+  char *dir = rec_fixture_make_dir("spill");
   struct rec_codec *c;
   assert_int_equal(rec_codec_new(&c, NULL, 0), 0);
   struct rec_stats st = {0};
@@ -159,12 +147,12 @@ static void test_rec_spill_size_cap(void **state) {
   assert_int_equal(read_all(dir, "spill", c, &nfiles, &bytes), (int)v.spilled);
   assert_true(bytes <= 30000);
   rec_codec_free(c);
-  remove_dir(dir);
+  rec_fixture_remove_dir(dir);
 }
 
 static void test_rec_spill_queue_full(void **state) {
   (void)state;
-  char *dir = make_dir();
+  char *dir = rec_fixture_make_dir("spill");
   struct rec_stats st = {0};
   struct rec_avrofile *f;
   struct rec_avrofile_opts o = {.dir = dir, .prefix = "spill", .queue_bytes = 50};
@@ -183,12 +171,12 @@ static void test_rec_spill_queue_full(void **state) {
   char **list;
   assert_int_equal(rec_avrofile_list(dir, "spill", &list), 0);
   rec_avrofile_list_free(list);
-  remove_dir(dir);
+  rec_fixture_remove_dir(dir);
 }
 
 static void test_rec_spill_file_sink(void **state) {
   (void)state;
-  char *dir = make_dir();
+  char *dir = rec_fixture_make_dir("spill");
   struct rec_codec *c;
   assert_int_equal(rec_codec_new(&c, NULL, 0), 0);
   struct rec_sink *s;
@@ -213,13 +201,13 @@ static void test_rec_spill_file_sink(void **state) {
   assert_int_equal(read_all(sub, "pairs", c, &nfiles, &bytes), 25);
   assert_int_equal(nfiles, 1);
   rec_codec_free(c);
-  remove_dir(dir);
+  rec_fixture_remove_dir(dir);
 }
 
 static void test_rec_spill_large_record(void **state) {
   (void)state;
   /* A record larger than the default block still fits (the file gets a larger block). */
-  char *dir = make_dir();
+  char *dir = rec_fixture_make_dir("spill");
   struct rec_codec *c;
   assert_int_equal(rec_codec_new(&c, NULL, 0), 0);
   struct rec_stats st = {0};
@@ -237,12 +225,12 @@ static void test_rec_spill_large_record(void **state) {
   uint64_t bytes;
   assert_int_equal(read_all(dir, "spill", c, &nfiles, &bytes), 3);
   rec_codec_free(c);
-  remove_dir(dir);
+  rec_fixture_remove_dir(dir);
 }
 
 static void test_rec_spill_recover(void **state) {
   (void)state;
-  char *dir = make_dir(), *dir2 = make_dir();
+  char *dir = rec_fixture_make_dir("spill"), *dir2 = rec_fixture_make_dir("spill");
   struct rec_codec *c;
   assert_int_equal(rec_codec_new(&c, NULL, 0), 0);
   struct rec_stats st = {0};
@@ -274,8 +262,8 @@ static void test_rec_spill_recover(void **state) {
   rec_avrofile_free(f);
   assert_int_equal(read_all(dir, "spill", c, &nfiles, &bytes), 5);
   rec_codec_free(c);
-  remove_dir(dir);
-  remove_dir(dir2);
+  rec_fixture_remove_dir(dir);
+  rec_fixture_remove_dir(dir2);
 }
 
 int main(void) {
