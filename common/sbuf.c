@@ -72,6 +72,30 @@ void sb_fmt(struct sbuf *b, const char *fmt, ...) {
   b->len += (size_t)n;
 }
 
+void sb_json(struct sbuf *b, const char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  sb_put(b, "\"", 1);
+  size_t run = 0; /* bytes that need no escaping, copied in one go */
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c != '"' && c != '\\') {
+      run++;
+      continue;
+    }
+    sb_put(b, s + i - run, run);
+    run = 0;
+    if (c < 0x20) {
+      char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+      sb_put(b, esc, sizeof esc);
+    } else {
+      char esc[2] = {'\\', (char)c};
+      sb_put(b, esc, sizeof esc);
+    }
+  }
+  sb_put(b, s + n - run, run);
+  sb_put(b, "\"", 1);
+}
+
 void sb_truncate(struct sbuf *b, size_t len) {
   if (b->oom || b->p == NULL || len >= b->len)
     return;

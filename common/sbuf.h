@@ -43,6 +43,11 @@ void sb_puts(struct sbuf *b, const char *s);
 /* Appends printf-style formatted text, of any length. */
 void sb_fmt(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Appends s[n] (borrowed) as a JSON string literal, quotes included:
+ * '"' and '\\' are escaped with a backslash and bytes below 0x20 as \u00XX;
+ * other bytes are copied unchanged. */
+void sb_json(struct sbuf *b, const char *s, size_t n);
+
 /* Shortens the text to its first `len` bytes (no effect when len >= b->len
  * or after an allocation failure); keeps the allocation. */
 void sb_truncate(struct sbuf *b, size_t len);

@@ -9,52 +9,14 @@
 #include "common/cut_err.h"
 #include "proxy/px_demo_int.h"
 
-int demo_buf_add(struct demo_buf *b, const void *d, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) return CUT_ERR_NOMEM;
-    b->p = p;
-    b->cap = cap;
-  }
-  if (n) memcpy(b->p + b->len, d, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-  return 0;
+int demo_buf_add(struct sbuf *b, const void *d, size_t n) {
+  sb_put(b, d, n);
+  return b->oom ? CUT_ERR_NOMEM : 0;
 }
 
-int demo_buf_add_json(struct demo_buf *b, const char *s, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  int rv = demo_buf_add(b, "\"", 1);
-  size_t run = 0; /* bytes that need no escaping, copied in one go */
-  for (size_t i = 0; rv == 0 && i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c >= 0x20 && c != '"' && c != '\\') {
-      run++;
-      continue;
-    }
-    rv = demo_buf_add(b, s + i - run, run);
-    run = 0;
-    if (rv) break;
-    char esc[6] = {'\\', (char)c, 0, 0, 0, 0};
-    size_t elen = 2;
-    if (c < 0x20) {
-      memcpy(esc, "\\u00", 4);
-      esc[4] = hex[c >> 4];
-      esc[5] = hex[c & 15];
-      elen = 6;
-    }
-    rv = demo_buf_add(b, esc, elen);
-  }
-  if (rv == 0) rv = demo_buf_add(b, s + n - run, run);
-  if (rv == 0) rv = demo_buf_add(b, "\"", 1);
-  return rv;
-}
-
-void demo_buf_free(struct demo_buf *b) {
-  free(b->p);
-  memset(b, 0, sizeof *b);
+int demo_buf_add_json(struct sbuf *b, const char *s, size_t n) {
+  sb_json(b, s, n);
+  return b->oom ? CUT_ERR_NOMEM : 0;
 }
 
 struct timeval demo_ms_tv(uint64_t ms) {
@@ -169,9 +131,9 @@ void demo_req_reset(struct demo_req *r) {
 }
 
 void demo_req_free(struct demo_req *r) {
-  demo_buf_free(&r->target);
-  demo_buf_free(&r->authority);
-  demo_buf_free(&r->hdrs);
+  sb_clear(&r->target);
+  sb_clear(&r->authority);
+  sb_clear(&r->hdrs);
   EVP_MD_CTX_free(r->sha);
   r->sha = NULL;
 }
@@ -227,7 +189,7 @@ static const char *req_get(const struct demo_req *r, const char *name, size_t *v
   return NULL;
 }
 
-static int add_str_or_null(struct demo_buf *b, const char *v, size_t n) {
+static int add_str_or_null(struct sbuf *b, const char *v, size_t n) {
   return v ? demo_buf_add_json(b, v, n) : demo_buf_add(b, "null", 4);
 }
 
@@ -235,7 +197,7 @@ static int add_str_or_null(struct demo_buf *b, const char *v, size_t n) {
 
 /* {"backend":..,"method":..,"path":..,"query":..,"device":..,"request_id":..} and, for
  * echo, the authority, headers, body size and SHA-256. */
-static int build_json(struct demo_buf *b, const struct px_demo_opts *opts, struct demo_req *req,
+static int build_json(struct sbuf *b, const struct px_demo_opts *opts, struct demo_req *req,
                       int status) {
   const char *t = req->target.p ? req->target.p : "";
   size_t tlen = req->target.len;
@@ -301,7 +263,7 @@ static int build_json(struct demo_buf *b, const struct px_demo_opts *opts, struc
 int demo_resp_build(struct demo_resp *resp, const struct px_demo_opts *opts,
                     struct demo_req *req) {
   const struct demo_knobs *k = &req->knobs;
-  struct demo_buf keep = resp->body;
+  struct sbuf keep = resp->body;
   memset(resp, 0, sizeof *resp);
   resp->body = keep;
   resp->body.len = 0;
@@ -372,4 +334,4 @@ size_t demo_resp_read(struct demo_resp *resp, uint8_t *dst, size_t max) {
 
 void demo_resp_next_piece(struct demo_resp *resp) { resp->piece_left = resp->piece; }
 
-void demo_resp_free(struct demo_resp *resp) { demo_buf_free(&resp->body); }
+void demo_resp_free(struct demo_resp *resp) { sb_clear(&resp->body); }

@@ -22,23 +22,7 @@ const char *rec_schema_text_get(size_t *len) {
 /* ---- Parsing Canonical Form ---- */
 
 /* A JSON string literal; names and symbols are plain ASCII, but escape anyway. */
-static void json_str(struct sbuf *b, const char *s) {
-  sb_put(b, "\"", 1);
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') {
-      char e[2] = {'\\', (char)c};
-      sb_put(b, e, 2);
-    } else if (c < 0x20) {
-      char e[8];
-      snprintf(e, sizeof e, "\\u%04x", c);
-      sb_puts(b, e);
-    } else {
-      sb_put(b, (const char *)&c, 1);
-    }
-  }
-  sb_put(b, "\"", 1);
-}
+static void json_str(struct sbuf *b, const char *s) { sb_json(b, s, strlen(s)); }
 
 static int is_primitive(const char *t) {
   static const char *const prims[] = {"null", "boolean", "int", "long", "float",

@@ -55,11 +55,11 @@ static void test_px_demo_knobs(void **state) {
 
 static void test_px_demo_json_escape(void **state) {
   (void)state;
-  struct demo_buf b = {0};
+  struct sbuf b = {0};
   const char s[] = "a\"b\\c\n\x01z";
   assert_int_equal(demo_buf_add_json(&b, s, sizeof s - 1), 0);
   assert_string_equal(b.p, "\"a\\\"b\\\\c\\u000a\\u0001z\"");
-  demo_buf_free(&b);
+  sb_clear(&b);
   assert_null(b.p);
 }
 

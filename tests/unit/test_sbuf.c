@@ -81,6 +81,14 @@ static void test_sbuf_oom_sticks(void **state) {
   assert_null(b.p);
 }
 
+static void test_sbuf_json(void **state) {
+  (void)state;
+  struct sbuf b = {0};
+  sb_json(&b, "a\"b\\c\n\x01\0z", 9);
+  assert_string_equal(b.p, "\"a\\\"b\\\\c\\u000a\\u0001\\u0000z\"");
+  sb_clear(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sbuf_append_and_take),
@@ -88,6 +96,7 @@ int main(void) {
       cmocka_unit_test(test_sbuf_long_format_not_truncated),
       cmocka_unit_test(test_sbuf_truncate),
       cmocka_unit_test(test_sbuf_oom_sticks),
+      cmocka_unit_test(test_sbuf_json),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
