@@ -38,8 +38,10 @@ class AnalyzeKafkaTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="an-kafka-")
+        # "junk" exists from the start: a topic created mid-run would make the
+        # group tests' members rebalance.
         cls.emit = subprocess.Popen([EMIT, "--topic", TOPIC, "--count", str(COUNT),
-                                     "--partitions", "3"], stdout=subprocess.PIPE,
+                                     "--partitions", "3", "--extra-topic", "junk"], stdout=subprocess.PIPE,
                                     stderr=subprocess.DEVNULL, text=True)
         cls.bootstrap = None
         try:
@@ -139,6 +141,22 @@ class AnalyzeKafkaTest(unittest.TestCase):
         merged = os.path.join(self.tmp, "merged2")
         analyze("merge", "--out", merged, *parts)
         self.assertEqual(load(merged), load(single))
+
+    def test_foreign_messages_are_named_and_skipped(self):
+        # Messages that are not Pair records are counted, and the first few are
+        # named by partition and offset with the reason.
+        from confluent_kafka import Producer
+        prod = Producer({"bootstrap.servers": self.bootstrap})
+        for value in (b"hello, this is not an Avro record", b"\xc3\x01" + b"\x00" * 8 + b"\x02", b"\xc3\x01"):
+            prod.produce("junk", value=value, partition=0)
+        self.assertEqual(prod.flush(15), 0)
+        p = analyze("--kafka", self.bootstrap, "--topic", "junk", "--out",
+                    os.path.join(self.tmp, "junk"))
+        self.assertIn("skipped 3 message(s)", p.stderr)
+        self.assertIn("topic junk partition 0 offset 0: not an Avro single-object record",
+                      p.stderr)
+        self.assertIn("offset 1: written with another schema", p.stderr)
+        self.assertIn("offset 2: too short", p.stderr)
 
     def test_unreachable_broker_fails(self):
         p = analyze("--kafka", "127.0.0.1:1", "--topic", TOPIC, "--out",
