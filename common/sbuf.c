@@ -103,6 +103,13 @@ void sb_truncate(struct sbuf *b, size_t len) {
   b->p[len] = '\0';
 }
 
+void sb_reset(struct sbuf *b) {
+  b->len = 0;
+  b->oom = 0;
+  if (b->p)
+    b->p[0] = '\0';
+}
+
 char *sb_take(struct sbuf *b, size_t *len) {
   if (!b->oom && b->p == NULL)
     sb_put(b, "", 0);

@@ -52,6 +52,10 @@ void sb_json(struct sbuf *b, const char *s, size_t n);
  * or after an allocation failure); keeps the allocation. */
 void sb_truncate(struct sbuf *b, size_t len);
 
+/* Empties b for reuse, keeping its allocation, and forgets an earlier
+ * allocation failure. */
+void sb_reset(struct sbuf *b);
+
 /* Hands the bytes over: returns the NUL-terminated string (an empty string
  * when nothing was appended) and stores its length in *len when len is not
  * NULL; the caller frees it with free(). Returns NULL when an append ran out

@@ -119,9 +119,9 @@ int demo_knobs_parse(const char *target, size_t len, struct demo_knobs *k, char 
 
 void demo_req_reset(struct demo_req *r) {
   r->method[0] = '\0';
-  r->target.len = 0;
-  r->authority.len = 0;
-  r->hdrs.len = 0;
+  sb_reset(&r->target);
+  sb_reset(&r->authority);
+  sb_reset(&r->hdrs);
   r->nhdrs = 0;
   r->body_bytes = 0;
   r->hashing = 0;
@@ -130,7 +130,7 @@ void demo_req_reset(struct demo_req *r) {
   r->knob_err[0] = '\0';
 }
 
-void demo_req_free(struct demo_req *r) {
+void demo_req_clear(struct demo_req *r) {
   sb_clear(&r->target);
   sb_clear(&r->authority);
   sb_clear(&r->hdrs);

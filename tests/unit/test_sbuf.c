@@ -79,6 +79,14 @@ static void test_sbuf_oom_sticks(void **state) {
   assert_int_equal(b.len, 1);
   assert_null(sb_take(&b, NULL));
   assert_null(b.p);
+
+  sb_puts(&b, "x");
+  b.oom = 1;
+  sb_reset(&b); /* a reused buffer starts over */
+  sb_puts(&b, "z");
+  assert_int_equal(b.oom, 0);
+  assert_string_equal(b.p, "z");
+  sb_clear(&b);
 }
 
 static void test_sbuf_json(void **state) {
