@@ -24,6 +24,7 @@ int an_rules_load_string(struct an_rules **out, const char *text, size_t len, co
 /* The same, reading the file at `path` (CUT_ERR_IO when unreadable). */
 int an_rules_load_file(struct an_rules **out, const char *path, char *err, size_t errlen);
 
+/* Frees the rule set and everything it owns; NULL is ok. */
 void an_rules_free(struct an_rules *r);
 
 #endif

@@ -61,8 +61,10 @@ struct demo_req {
   char knob_err[128];        /* non-empty: answer 400 with this text */
 };
 
+/* Makes r ready for the next request on the same connection (keeps the buffers). */
 void demo_req_reset(struct demo_req *r);
-void demo_req_free(struct demo_req *r);
+/* Frees what the embedded r owns; r stays usable as a zeroed request. */
+void demo_req_clear(struct demo_req *r);
 /* Copies a header (name lower-cased). Returns 0, CUT_ERR_FULL over
  * DEMO_MAX_HEADERS, or CUT_ERR_NOMEM. */
 int demo_req_header(struct demo_req *r, const char *name, size_t namelen, const char *value,
