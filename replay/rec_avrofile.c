@@ -581,6 +581,18 @@ static int container_plausible(FILE *fp) {
   return 0;
 }
 
+int rec_avrofile_check(FILE *fp) {
+  struct stat st;
+  char sync[16];
+  if (fstat(fileno(fp), &st) != 0 || skip_header(fp, st.st_size, sync))
+    return -1;
+  int c = getc(fp);
+  if (c != EOF && (ungetc(c, fp) == EOF || skip_block(fp, st.st_size, sync)))
+    return -1;
+  rewind(fp);
+  return 0;
+}
+
 /* The offset just past the last complete block of a container, 0 when it has
  * no complete block, -1 when it cannot be read. */
 static off_t complete_end(FILE *fp) {

@@ -3,6 +3,7 @@
 #define CUT_REC_AVROFILE_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "replay/rec_stats.h"
@@ -59,6 +60,15 @@ void rec_avrofile_rotate(struct rec_avrofile *f);
 /* Writes what is queued, closes and fsyncs the current file, stops the
  * thread, frees. NULL is ok. */
 void rec_avrofile_free(struct rec_avrofile *f);
+
+/*
+ * Checks that `fp` (borrowed, open for reading at its start) holds an Avro
+ * container header followed by either nothing or a complete first block,
+ * and rewinds it. Call it before avro-c's file reader: avro-c 1.11 leaks
+ * memory when opening a damaged file fails. Returns 0, or -1 when the file
+ * is not such a container.
+ */
+int rec_avrofile_check(FILE *fp);
 
 /*
  * Calls `cb` for each bare binary record of one container file, in order.

@@ -307,8 +307,12 @@ static void test_rec_spill_truncated_file_is_an_error(void **state) {
   err[0] = '\0';
   assert_int_equal(rec_avrofile_each(path, check_cb, &rb, err, sizeof err), CUT_ERR_PARSE);
   assert_non_null(strstr(err, path));
-  assert_non_null(strstr(err, "record 11"));
-  assert_int_equal(rb.count, 10); /* the complete first block */
+  /* Where blocks end depends on the writer thread: the records handed over
+   * are those before the one named. */
+  const char *at = strstr(err, ": record ");
+  assert_non_null(at);
+  assert_int_equal(atoi(at + 9), rb.count + 1);
+  assert_true(rb.count >= 10 && rb.count < 20);
   free(path);
   rec_codec_free(c);
   rec_fixture_remove_dir(dir);
@@ -334,7 +338,7 @@ static void test_rec_spill_recover_torn_block(void **state) {
   long n = rec_avrofile_each(path, check_cb, &rb, err, sizeof err);
   if (n < 0)
     fail_msg("%ld %s", n, err);
-  assert_int_equal(n, 10);
+  assert_true(n >= 10 && n < 20); /* the complete blocks */
   free(path);
   rec_codec_free(c);
   rec_fixture_remove_dir(dir);
