@@ -512,3 +512,41 @@ int an_rules_load_string(struct an_rules **out, const char *text, size_t len, co
 int an_rules_load_file(struct an_rules **out, const char *path, char *err, size_t errlen) {
   return load(out, NULL, 0, path, 1, err, errlen);
 }
+
+/* ---- rules built in code (the proxy's live comparison) ---- */
+
+int an_rules_add_ignore(struct an_rules *r, const char *route, const char *const *paths, size_t n,
+                        char *err, size_t errlen) {
+  struct an_rule rule;
+  memset(&rule, 0, sizeof rule);
+  int rc = CUT_ERR_NOMEM;
+  if (route != NULL && (rule.route = strdup(route)) == NULL) goto fail;
+  if (n > 0 && (rule.common.v = calloc(n, sizeof *rule.common.v)) == NULL) goto fail;
+  for (size_t i = 0; i < n; i++) {
+    struct an_op *op = &rule.common.v[rule.common.n++];
+    op->kind = AN_OP_IGNORE;
+    op->absolute = op->relative = -1;
+    char perr[256];
+    rc = an_path_parse(paths[i], &op->path, perr, sizeof perr);
+    if (rc == CUT_ERR_NOMEM) goto fail;
+    if (rc != 0) {
+      rc = cut_errf(err, errlen, CUT_ERR_CONFIG, "%s: %s", paths[i], perr);
+      goto fail;
+    }
+    if (an_path_is_root(op->path)) {
+      rc = cut_errf(err, errlen, CUT_ERR_CONFIG, "%s: cannot ignore the whole body", paths[i]);
+      goto fail;
+    }
+  }
+  struct an_rule *v = realloc(r->v, (r->n + 1) * sizeof *v);
+  if (v == NULL) {
+    rc = CUT_ERR_NOMEM;
+    goto fail;
+  }
+  r->v = v;
+  r->v[r->n++] = rule;
+  return 0;
+fail:
+  rule_clear(&rule);
+  return rc;
+}

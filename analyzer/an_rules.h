@@ -24,6 +24,18 @@ int an_rules_load_string(struct an_rules **out, const char *text, size_t len, co
 /* The same, reading the file at `path` (CUT_ERR_IO when unreadable). */
 int an_rules_load_file(struct an_rules **out, const char *path, char *err, size_t errlen);
 
+/*
+ * Appends one rule that deletes the JSON nodes at `paths` (n expressions in
+ * the analyzer's path syntax, e.g. "$.meta.time", borrowed) from both bodies
+ * of the pairs of `route` (NULL = every route). It is how the proxy's live
+ * comparison turns a route's `compare_ignore` list into rules, without YAML.
+ * On failure the rules are unchanged. Returns 0, CUT_ERR_NOMEM, or
+ * CUT_ERR_CONFIG with "PATH: message" in err for a bad path or the root
+ * path "$" (a whole body cannot be ignored).
+ */
+int an_rules_add_ignore(struct an_rules *r, const char *route, const char *const *paths, size_t n,
+                        char *err, size_t errlen);
+
 /* Frees the rule set and everything it owns; NULL is ok. */
 void an_rules_free(struct an_rules *r);
 

@@ -11,6 +11,7 @@ import argparse
 import datetime
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,14 @@ import cutover_e2e as e2e  # noqa: E402  (the shared process/port/h2load helpers
 
 PATH = "/api/checkout"
 PROXIES = ("cutover", "nghttpx", "nginx", "haproxy")
+# Mirroring: cutover with one shadow and Kafka recording of every pair, nginx with `mirror`.
+MIRRORS = ("cutover-mirror", "nginx-mirror")
+TEMPLATES = {"cutover": "cutover.yaml.in", "nghttpx": "nghttpx.conf.in",
+             "nginx": "nginx.conf.in", "haproxy": "haproxy.cfg.in",
+             "cutover-mirror": "cutover-mirror.yaml.in", "nginx-mirror": "nginx-mirror.conf.in"}
+# The primary's latency with a normal and a 500 ms slow shadow, at a light fixed rate.
+SLOW_SHADOW_MS = 500
+SLOW_C, SLOW_RPS = 4, 100
 
 
 class Row:
@@ -59,6 +68,9 @@ class Bench:
         self.procs = []
         self.rows = []
         self.direct_rps = None
+        self.rps = {}        # (target, protocol) -> req/s
+        self.recorded = {}   # target -> (delivered, spilled, dropped, requests sent)
+        self.shadow_port = None
         self.load_before = os.getloadavg()[0]
 
     # processes -----------------------------------------------------------------
@@ -89,9 +101,9 @@ class Bench:
         return e2e.run_h2load(url, n=a.n, c=c, m=m, t=a.t, h1=h1, log_dir=self.dir,
                               timeout=a.timeout)
 
-    def measure(self, name, proto, url, h1=False, c=None, m=None):
+    def measure(self, name, proto, url, h1=False, c=None, m=None, runner=None):
         try:
-            r = self.h2load(url, h1=h1, c=c, m=m)
+            r = runner(url) if runner else self.h2load(url, h1=h1, c=c, m=m)
         except (e2e.HarnessError, subprocess.TimeoutExpired) as exc:
             self.add(Row(name, proto, note="h2load failed: %s" % str(exc).splitlines()[0]))
             return None
@@ -100,6 +112,7 @@ class Bench:
             note = "%d failed, %d errored, %d timeout, %d non-2xx" % (
                 r.failed, r.errored, r.timeout, r.total - r.s2xx)
         self.add(Row(name, proto, r, note))
+        self.rps[(name, proto)] = r.req_per_s
         return r
 
     def add(self, row):
@@ -142,11 +155,46 @@ class Bench:
         for name in PROXIES:
             if name in a.targets:
                 self.run_proxy(name)
+        if any(t in a.targets for t in MIRRORS + ("slow-shadow",)):
+            self.shadow_port = e2e.free_port()
+            self.start("shadow", [self.bin, "demo-backend", "--name", "shadow", "--listen",
+                                  "127.0.0.1:%d" % self.shadow_port, "--protocol", "http1",
+                                  "--threads", "1"], [self.shadow_port])
+        for name in MIRRORS:
+            if name in a.targets:
+                self.run_proxy(name)
+        if "slow-shadow" in a.targets:
+            self.run_slow_shadow()
         self.stop_all()
         return 0
 
+    def light_h2load(self, url):
+        """A fixed, light load: latency, not throughput, is measured."""
+        a = self.args
+        n = SLOW_C * SLOW_RPS * (5 if a.n <= 20000 else 15)
+        return e2e.run_h2load(url, n=n, c=SLOW_C, m=1, t=1, log_dir=self.dir,
+                              extra=["--rps=%d" % SLOW_RPS], timeout=a.timeout)
+
+    def run_slow_shadow(self):
+        """cutover mirroring to a normal shadow, then to one 500 ms slower, at the same rate."""
+        slow_port = e2e.free_port()
+        self.start("slow-shadow", [sys.executable, os.path.join(HERE, "slow_backend.py"),
+                                   str(slow_port), str(SLOW_SHADOW_MS)], [slow_port])
+        for label, shadow in (("shadow ok", self.shadow_port),
+                              ("shadow +500ms", slow_port)):
+            port, tls_port = e2e.free_port(), e2e.free_port()
+            v = self.values(port, tls_port)
+            v["shadow_port"] = shadow
+            cfg = self.render("cutover-mirror.yaml.in", v, "cutover-slow.yaml")
+            proc = self.start("cutover-slow", [self.bin, "proxy", "-c", cfg], [port, tls_port],
+                              cwd=self.dir)
+            self.measure("primary, " + label, "h2c", "http://127.0.0.1:%d%s" % (port, PATH),
+                         runner=self.light_h2load)
+            self.stop(proc)
+
     def values(self, port, tls_port):
         return {"port": port, "tls_port": tls_port, "backend_port": self.backend_port,
+                "shadow_port": self.shadow_port,
                 "backend_conns": self.args.backend_conns, "cert": self.cert, "key": self.key,
                 "pem": self.pem, "dir": self.dir}
 
@@ -160,25 +208,23 @@ class Bench:
 
     def run_proxy(self, name):
         exe = {"cutover": self.bin, "nghttpx": "nghttpx", "nginx": "nginx",
-               "haproxy": "haproxy"}[name]
+               "haproxy": "haproxy"}[name.split("-")[0]]
         if name != "cutover" and not shutil.which(exe):
             self.add(Row(name, "h2c", note="skipped: %s is not installed "
                          "(scripts/deps.sh bench)" % exe))
             return
         port, tls_port = e2e.free_port(), e2e.free_port()
         v = self.values(port, tls_port)
-        if name == "cutover":
-            cfg = self.render("cutover.yaml.in", v, "cutover.yaml")
+        tmpl = TEMPLATES[name]
+        cfg = self.render(tmpl, v, tmpl[:-3])
+        if exe == self.bin:
             argv = [self.bin, "proxy", "-c", cfg]
-        elif name == "nghttpx":
-            cfg = self.render("nghttpx.conf.in", v, "nghttpx.conf")
+        elif exe == "nghttpx":
             argv = ["nghttpx", "--conf=" + cfg]
-        elif name == "nginx":
-            cfg = self.render("nginx.conf.in", v, "nginx.conf")
-            argv = ["nginx", "-p", self.dir, "-e", os.path.join(self.dir, "nginx-error.log"),
+        elif exe == "nginx":
+            argv = ["nginx", "-p", self.dir, "-e", os.path.join(self.dir, name + "-error.log"),
                     "-c", cfg]
         else:
-            cfg = self.render("haproxy.cfg.in", v, "haproxy.cfg")
             argv = ["haproxy", "-db", "-f", cfg]
         try:
             proc = self.start(name, argv, [port, tls_port], cwd=self.dir)
@@ -187,10 +233,38 @@ class Bench:
             why = lines[-1].strip() if lines else str(exc).splitlines()[0]
             self.add(Row(name, "h2c", note="skipped: did not start: %s" % why[:100]))
             return
-        self.measure(name, "h2c", "http://127.0.0.1:%d%s" % (port, PATH))
-        if self.args.tls:
+        r = self.measure(name, "h2c", "http://127.0.0.1:%d%s" % (port, PATH))
+        if self.args.tls and name not in MIRRORS:
             self.measure(name, "h2+TLS", "https://127.0.0.1:%d%s" % (tls_port, PATH))
         self.stop(proc)
+        if name == "cutover-mirror" and r:
+            # the proxy logs what its recorder did when it stops
+            m = re.search(r"recording: (\d+) delivered, (\d+) spilled, (\d+) dropped",
+                          proc.stderr_text())
+            sent = r.total + max(1000, self.args.n // 10)  # the warm-up run is recorded too
+            if m:
+                self.recorded[name] = tuple(int(x) for x in m.groups()) + (sent,)
+
+    def mirror_summary(self):
+        """Ratios of the mirroring rows against their goals (issue: >= 0.6 x cutover, >= 3 x nginx)."""
+        lines = []
+        cm = self.rps.get(("cutover-mirror", "h2c"))
+        for base, goal in (("cutover", 0.6), ("nginx-mirror", 3.0)):
+            b = self.rps.get((base, "h2c"))
+            if cm and b:
+                lines.append("cutover-mirror / %s (h2c): %.2f x (goal >= %.1f x)" % (base, cm / b, goal))
+        rec = self.recorded.get("cutover-mirror")
+        if rec:
+            lines.append("cutover-mirror recorded %d pairs for %d requests: %d delivered to Kafka, "
+                         "%d spilled, %d dropped" % (rec[0] + rec[1] + rec[2], rec[3], rec[0],
+                                                    rec[1], rec[2]))
+        ok = [r for r in self.rows if r.name.startswith("primary, ") and r.result]
+        if len(ok) == 2:
+            a, b = ok[0].result, ok[1].result
+            lines.append("primary latency with a %d ms slow shadow vs a normal one: p50 %s vs %s, "
+                         "p99 %s vs %s" % (SLOW_SHADOW_MS, fmt_us(b.p50_us), fmt_us(a.p50_us),
+                                           fmt_us(b.p99_us), fmt_us(a.p99_us)))
+        return lines
 
     # reporting -----------------------------------------------------------------
 
@@ -206,10 +280,10 @@ class Bench:
 
     def format_row(self, row, plain=False):
         c = self.cells(row)
-        return "%-15s %-7s %10s %9s %9s %9s %9s %9s  %s" % tuple(c)
+        return "%-22s %-7s %10s %9s %9s %9s %9s %9s  %s" % tuple(c)
 
     def table_text(self):
-        lines = ["%-15s %-7s %10s %9s %9s %9s %9s %9s  %s" % tuple(self.HEAD)]
+        lines = ["%-22s %-7s %10s %9s %9s %9s %9s %9s  %s" % tuple(self.HEAD)]
         lines += [self.format_row(r) for r in self.rows]
         return "\n".join(lines)
 
@@ -259,6 +333,8 @@ class Bench:
             "",
             self.table_markdown(),
             "",
+        ] + ["- " + l for l in self.mirror_summary()] + [
+            "",
             "How to read this table: docs/bench.md.",
             "",
         ]
@@ -276,7 +352,8 @@ def main():
     ap.add_argument("-m", type=int, default=int(os.environ.get("BENCH_M", 10)))
     ap.add_argument("-t", type=int, default=int(os.environ.get("BENCH_T", 1)))
     ap.add_argument("--targets", default=os.environ.get(
-        "BENCH_TARGETS", "direct cutover nghttpx nginx haproxy"))
+        "BENCH_TARGETS", "direct cutover nghttpx nginx haproxy cutover-mirror nginx-mirror "
+        "slow-shadow"))
     ap.add_argument("--no-tls", dest="tls", action="store_false",
                     default=os.environ.get("BENCH_TLS", "1") != "0")
     ap.add_argument("--backend-conns", type=int, default=int(os.environ.get("BENCH_BACKEND_CONNS", 0)),
@@ -296,11 +373,13 @@ def main():
     e2e.CUTOVER_BIN = b.bin
     print("bench: h2load -n %d -c %d -m %d -t %d; configs and logs in %s"
           % (args.n, args.c, args.m, args.t, b.dir), flush=True)
-    print("%-15s %-7s %10s %9s %9s %9s %9s %9s  %s" % tuple(Bench.HEAD), flush=True)
+    print("%-22s %-7s %10s %9s %9s %9s %9s %9s  %s" % tuple(Bench.HEAD), flush=True)
     try:
         rc = b.run()
         if rc == 0:
             print("\n" + b.table_text())
+            for line in b.mirror_summary():
+                print(line)
             b.write_markdown(args.out)
             print("\nbench: wrote %s" % args.out)
     finally:

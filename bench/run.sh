@@ -4,7 +4,8 @@
 # Usage: bench/run.sh BUILD_DIR
 #   env: BENCH_QUICK=1            -n 20000 instead of 200000
 #        BENCH_N, BENCH_C, BENCH_M, BENCH_T   h2load -n -c -m -t (default 200000 32 10 1)
-#        BENCH_TARGETS            subset of "direct cutover nghttpx nginx haproxy"
+#        BENCH_TARGETS            subset of "direct cutover nghttpx nginx haproxy
+#                                 cutover-mirror nginx-mirror slow-shadow"
 #        BENCH_TLS=0              skip the TLS (h2) runs
 #        BENCH_BACKEND_CONNS      backend keep-alive connections per proxy (default 64)
 #        BENCH_OUT                markdown output (default bench/results.md)

@@ -53,6 +53,12 @@ struct met_registry {
   size_t next_cell;
   _Atomic uint64_t **shards; /* nshards blocks of cells_per_shard cells, each line-aligned */
   struct met_family *families, **families_tail;
+  pthread_mutex_t cmu;       /* the collectors: added, removed, run */
+  struct {
+    void (*fn)(void *);
+    void *ud;
+  } collectors[MET_MAX_COLLECTORS];
+  size_t ncollectors;
 };
 
 int met_registry_new(struct met_registry **out, unsigned nshards, size_t cells_per_shard) {
@@ -77,6 +83,7 @@ int met_registry_new(struct met_registry **out, unsigned nshards, size_t cells_p
       atomic_init(&r->shards[i][c], 0);
   }
   pthread_mutex_init(&r->mu, NULL);
+  pthread_mutex_init(&r->cmu, NULL);
   *out = r;
   return 0;
 
@@ -125,6 +132,7 @@ void met_registry_free(struct met_registry *r) {
   for (unsigned i = 0; i < r->nshards; i++)
     free(r->shards[i]);
   free(r->shards);
+  pthread_mutex_destroy(&r->cmu);
   pthread_mutex_destroy(&r->mu);
   free(r);
 }
@@ -510,6 +518,11 @@ int met_render(struct met_registry *r, char **out, size_t *len) {
   if (!r || !out)
     return CUT_ERR_INVALID;
   static const char *const type_names[] = {"counter", "gauge", "histogram"};
+  /* Collectors copy counters kept elsewhere into their series first. */
+  pthread_mutex_lock(&r->cmu);
+  for (size_t i = 0; i < r->ncollectors; i++)
+    r->collectors[i].fn(r->collectors[i].ud);
+  pthread_mutex_unlock(&r->cmu);
   struct sbuf b = {0};
   sb_put(&b, "", 0);
   pthread_mutex_lock(&r->mu);
@@ -534,4 +547,34 @@ int met_render(struct met_registry *r, char **out, size_t *len) {
     return CUT_ERR_NOMEM;
   *out = text;
   return 0;
+}
+
+int met_registry_add_collector(struct met_registry *r, void (*fn)(void *), void *ud) {
+  if (!r || !fn)
+    return CUT_ERR_INVALID;
+  pthread_mutex_lock(&r->cmu);
+  int rc = CUT_ERR_FULL;
+  if (r->ncollectors < MET_MAX_COLLECTORS) {
+    r->collectors[r->ncollectors].fn = fn;
+    r->collectors[r->ncollectors].ud = ud;
+    r->ncollectors++;
+    rc = 0;
+  }
+  pthread_mutex_unlock(&r->cmu);
+  return rc;
+}
+
+void met_registry_remove_collector(struct met_registry *r, void (*fn)(void *), void *ud) {
+  if (!r)
+    return;
+  pthread_mutex_lock(&r->cmu);
+  for (size_t i = 0; i < r->ncollectors; i++) {
+    if (r->collectors[i].fn == fn && r->collectors[i].ud == ud) {
+      memmove(&r->collectors[i], &r->collectors[i + 1],
+              (r->ncollectors - i - 1) * sizeof r->collectors[0]);
+      r->ncollectors--;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&r->cmu);
 }

@@ -122,6 +122,19 @@ int64_t met_series_value(const struct met_series *s);
  */
 int met_render(struct met_registry *r, char **out, size_t *len);
 
+/*
+ * Collectors: `fn(ud)` runs at the start of every met_render(), so that a
+ * module whose counters live elsewhere (e.g. atomics updated by threads that
+ * have no shard) can copy them into its series just before they are read.
+ * At most MET_MAX_COLLECTORS. Returns 0, CUT_ERR_INVALID or CUT_ERR_FULL.
+ * Remove a collector before `ud` goes away: once
+ * met_registry_remove_collector() returns, `fn` is not running and will not
+ * run again.
+ */
+#define MET_MAX_COLLECTORS 8
+int met_registry_add_collector(struct met_registry *r, void (*fn)(void *), void *ud);
+void met_registry_remove_collector(struct met_registry *r, void (*fn)(void *), void *ud);
+
 /* Default latency buckets in microseconds: 1ms .. 10s. */
 extern const uint64_t met_latency_buckets_us[];
 extern const size_t met_latency_nbuckets;

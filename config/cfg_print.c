@@ -378,6 +378,13 @@ int cfg_print(const struct cfg *c, FILE *f) {
   fputs("\n  header_timeout: ", f), duration(f, l->header_timeout_ms);
   fputs("\n  idle_timeout: ", f), duration(f, l->idle_timeout_ms);
   fputs("\n  drain_timeout: ", f), duration(f, l->drain_timeout_ms);
+  const struct cfg_h2_floods *hf = &l->h2_floods;
+  fprintf(f, "\n  h2_floods:\n    max_resets: %u\n    max_settings: %u\n    max_pings: %u",
+          hf->max_resets, hf->max_settings, hf->max_pings);
+  fputs("\n    rate_window: ", f), duration(f, hf->rate_window_ms);
+  fprintf(f, "\n    max_continuations: %u\n    max_header_block: ", hf->max_continuations);
+  size(f, hf->max_header_block_bytes);
+  fputs("\n    zero_window_stall: ", f), duration(f, hf->zero_window_stall_ms);
   fputs("\nlogging:\n  level: ", f), scalar(f, c->logging.level);
   fprintf(f, "\n  format: %s\n  access_log: ", c->logging.format == CFG_LOG_JSON ? "json" : "text");
   scalar(f, c->logging.access_log);

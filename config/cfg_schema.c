@@ -1235,8 +1235,40 @@ static void read_recording(struct cfg_ld *ld, ynode *root) {
 
 /* ---- limits, logging, state ------------------------------------------- */
 
+static void read_h2_floods(struct cfg_ld *ld, ynode *lm, struct cfg_h2_floods *h) {
+  static const char *const keys[] = {"max_continuations", "max_header_block", "max_pings",
+                                     "max_resets",        "max_settings",     "rate_window",
+                                     "zero_window_stall"};
+  const char *p = "limits.h2_floods";
+  h->max_resets = 200;
+  h->max_settings = 50;
+  h->max_pings = 100;
+  h->rate_window_ms = 10000;
+  h->max_continuations = 32;
+  h->max_header_block_bytes = 128 << 10;
+  h->zero_window_stall_ms = 30000;
+  ynode *m = lm ? as_map(ld, cfg_yaml_get(lm, "h2_floods"), p) : NULL;
+  if (!m)
+    return;
+  cfg_yaml_check_keys(ld->e, m, p, keys, NKEYS(keys));
+  get_u32(ld, m, p, "max_resets", 1, 1000000, &h->max_resets);
+  get_u32(ld, m, p, "max_settings", 1, 1000000, &h->max_settings);
+  get_u32(ld, m, p, "max_pings", 1, 1000000, &h->max_pings);
+  get_duration(ld, m, p, "rate_window", 1, &h->rate_window_ms);
+  get_u32(ld, m, p, "max_continuations", 1, 100000, &h->max_continuations);
+  uint32_t hb = h->max_header_block_bytes;
+  get_size32(ld, m, p, "max_header_block", &hb);
+  ynode *hn = cfg_yaml_get(m, "max_header_block");
+  if (hn && hb < 1024)
+    cfg_yaml_errs_add(ld->e, hn->line, hn->col, "limits.h2_floods.max_header_block",
+                      "must be at least 1KiB");
+  else
+    h->max_header_block_bytes = hb;
+  get_duration(ld, m, p, "zero_window_stall", 1, &h->zero_window_stall_ms);
+}
+
 static void read_limits(struct cfg_ld *ld, ynode *root) {
-  static const char *const keys[] = {"drain_timeout",   "header_timeout",
+  static const char *const keys[] = {"drain_timeout",   "h2_floods",      "header_timeout",
                                      "idle_timeout",    "max_concurrent_streams",
                                      "max_connections", "max_header_list",
                                      "max_headers",     "max_request_body"};
@@ -1250,6 +1282,7 @@ static void read_limits(struct cfg_ld *ld, ynode *root) {
   l->idle_timeout_ms = 60000;
   l->drain_timeout_ms = 30000;
   ynode *m = as_map(ld, cfg_yaml_get(root, "limits"), "limits");
+  read_h2_floods(ld, m, &l->h2_floods);
   if (!m)
     return;
   const char *p = "limits";

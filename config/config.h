@@ -275,6 +275,17 @@ struct cfg_recording {
   uint64_t shadow_timeout_ms;   /* default 5s */
 };
 
+/* HTTP/2 flood detectors (px_limits), per client connection. */
+struct cfg_h2_floods {
+  uint32_t max_resets;          /* RST_STREAM from the client per rate_window; default 200 */
+  uint32_t max_settings;        /* SETTINGS (non-ACK) per rate_window; default 50 */
+  uint32_t max_pings;           /* PING (non-ACK) per rate_window; default 100 */
+  uint64_t rate_window_ms;      /* default 10s */
+  uint32_t max_continuations;   /* CONTINUATION frames per header block; default 32 */
+  uint32_t max_header_block_bytes; /* compressed bytes per header block; default 128KiB */
+  uint64_t zero_window_stall_ms;/* window kept at 0 with data pending; default 30s */
+};
+
 struct cfg_limits {
   uint32_t max_connections;     /* client connections per worker; default 10000 */
   uint32_t max_concurrent_streams; /* per h2 connection; default 100 */
@@ -284,6 +295,7 @@ struct cfg_limits {
   uint64_t header_timeout_ms;   /* default 10s */
   uint64_t idle_timeout_ms;     /* client idle; default 60s */
   uint64_t drain_timeout_ms;    /* SIGTERM grace; default 30s */
+  struct cfg_h2_floods h2_floods;
 };
 
 enum cfg_log_format { CFG_LOG_TEXT, CFG_LOG_JSON };

@@ -25,6 +25,7 @@ static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 static void client_read_cb(struct bufferevent *bev, void *user_data);
 static void client_write_cb(struct bufferevent *bev, void *user_data);
 static void client_event_cb(struct bufferevent *bev, short what, void *user_data);
+static void linger_step(struct px_client *c);
 
 static int front_busy(const struct px_client *c) {
   if (c->proto == PX_PROTO_H2)
@@ -74,6 +75,8 @@ static void flush_cb(evutil_socket_t fd, short what, void *user_data) {
     px_client_free(c);
     return;
   }
+  if (c->lingering)
+    linger_step(c);
   if (c->closing && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
     px_client_free(c);
 }
@@ -100,7 +103,35 @@ void px_client_kill(struct px_client *c) {
   px_client_schedule_flush(c);
 }
 
+/* Lingering close: shut the write side once everything queued was written. */
+static void linger_step(struct px_client *c) {
+  if (c->wr_shut || evbuffer_get_length(bufferevent_get_output(c->bev)) != 0)
+    return;
+  c->wr_shut = 1;
+  int fd = (int)bufferevent_getfd(c->bev);
+  if (fd >= 0)
+    shutdown(fd, SHUT_WR);
+}
+
+void px_client_linger_close(struct px_client *c) {
+  if (c->dead || c->lingering)
+    return;
+  c->lingering = 1;
+  c->linger_until_ns = px_now_ns() + (uint64_t)PX_LINGER_MS * 1000000u;
+  struct timeval tv = {PX_LINGER_MS / 1000, (PX_LINGER_MS % 1000) * 1000};
+  bufferevent_set_timeouts(c->bev, &tv, &tv);
+  bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+  struct evbuffer *in = bufferevent_get_input(c->bev);
+  evbuffer_drain(in, evbuffer_get_length(in));
+  /* the write side is shut by px_client_close_after_write(), once what the
+   * caller queues next (the GOAWAY) was written */
+}
+
 void px_client_close_after_write(struct px_client *c) {
+  if (c->lingering) {
+    linger_step(c);
+    return;
+  }
   c->closing = 1;
   bufferevent_disable(c->bev, EV_READ);
   if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
@@ -246,6 +277,13 @@ static void client_read_cb(struct bufferevent *bev, void *user_data) {
   struct px_client *c = user_data;
   if (c->dead)
     return;
+  if (c->lingering) {
+    struct evbuffer *in = bufferevent_get_input(bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    if (px_now_ns() >= c->linger_until_ns)
+      px_client_kill(c);
+    return;
+  }
   if (c->proto == PX_PROTO_DETECT) {
     int rc = detect(c);
     if (rc < 0) {
@@ -269,6 +307,8 @@ static void client_write_cb(struct bufferevent *bev, void *user_data) {
     px_front_h2_on_write(c);
   else if (c->proto == PX_PROTO_H1)
     px_front_h1_on_write(c);
+  if (!c->dead && c->lingering)
+    linger_step(c);
   if (!c->dead && c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
     px_client_kill(c);
 }
@@ -279,6 +319,10 @@ static void client_event_cb(struct bufferevent *bev, short what, void *user_data
     return;
   if (what & BEV_EVENT_CONNECTED)
     return;
+  if (c->lingering) { /* the peer closed, or the linger time is up */
+    px_client_kill(c);
+    return;
+  }
   if (what & BEV_EVENT_TIMEOUT) {
     /* an idle timeout only ends a connection with nothing in flight */
     if (front_busy(c)) {

@@ -26,36 +26,95 @@
 #include "proxy/px_limits.h"
 #include "proxy/px_metrics.h"
 #include "proxy/px_server.h"
+#include "replay/rec_compare.h"
+#include "replay/rec_metrics.h"
+#include "replay/rec_mirror.h"
 #include "replay/rec_recorder.h"
 #include "proxy/px_upstream.h"
 
 /* Cells per metrics shard: room for thousands of series (8 bytes each). */
 #define METRIC_CELLS (1u << 16)
 
+/* Active health checks run on their own thread and event loop; verdicts reach
+ * the workers through the board (atomics), which each worker reads on its tick. */
+struct health_rt {
+  struct event_base *base;
+  struct evdns_base *dns;
+  struct px_health_checker *checker;
+  struct event *stop_ev;
+  pthread_t thread;
+  int started;
+};
+
 /* What the admin API and SIGHUP need from the running proxy. */
+/* One config snapshot, with the metric set and health board built for it;
+ * kept until no worker runs on it (px_server_oldest_gen). */
+struct snap {
+  uint64_t id;
+  struct cfg *cfg;                /* a reference */
+  struct px_metrics *pm;
+  struct px_health_board *board;
+  struct snap *next;              /* older snapshots */
+};
+
 struct ops_ctx {
   const char *path;
+  struct met_registry *reg;
+  struct health_rt *health;
+  struct snap *snaps;             /* newest (the current one) first */
   struct cfg_holder *holder;
   struct dial_store *store;
   struct px_server *srv;
   struct px_metrics *pm;
   struct px_health_board *board;
-  const struct cfg *cfg;      /* the snapshot the workers run (borrowed) */
+  const struct cfg *cfg;      /* the current snapshot (= snaps->cfg) */
   struct rec_recorder *rec;   /* recording sink and embedded broker (borrowed); may be NULL */
   pthread_mutex_t reload_mu;  /* SIGHUP (main thread) and POST /reload (admin thread) */
   _Atomic int draining;
 };
 
+static int health_start(struct health_rt *h, const struct cfg *cfg, struct px_health_board *board,
+                        struct met_registry *reg, char *err, size_t errlen);
+static void health_stop(struct health_rt *h);
+
+static void snap_free(struct snap *sn) {
+  if (!sn)
+    return;
+  px_metrics_free(sn->pm);
+  px_health_board_free(sn->board);
+  cfg_unref(sn->cfg);
+  free(sn);
+}
+
+/* Frees the snapshots no worker runs on any more (never the current one). */
+static void snaps_reap(struct ops_ctx *x) {
+  if (!x->srv || !x->snaps)
+    return;
+  uint64_t oldest = px_server_oldest_gen(x->srv);
+  for (struct snap **pp = &x->snaps->next; *pp;) {
+    struct snap *sn = *pp;
+    if (sn->id < oldest) {
+      *pp = sn->next;
+      snap_free(sn);
+    } else {
+      pp = &sn->next;
+    }
+  }
+}
+
 /*
- * Validates the file into a new snapshot; on success the dial store takes its
- * dial and experiment definitions (live values are kept unless the file
- * changed them) and the holder publishes it. The workers keep the routes,
- * backends and limits they started with until the next restart.
+ * Validates the file into a new snapshot and swaps it in as a whole: the dial
+ * store takes its dials and experiments (live values are kept unless the file
+ * changed them), the workers its routes, backends, limits, metric set and
+ * health board (requests in flight finish on the old one), the health checker
+ * restarts on its backends, and the holder publishes it for the admin API.
+ * Listener changes are refused: they need a restart.
  */
 static int reload_cb(void *ud, json_t **out, char *err, size_t errlen) {
   struct ops_ctx *x = ud;
   pthread_mutex_lock(&x->reload_mu);
   struct cfg *next = NULL;
+  struct snap *sn = NULL;
   char *errs = NULL;
   int rc = cfg_load(x->path, &next, &errs);
   if (rc < 0) {
@@ -64,18 +123,52 @@ static int reload_cb(void *ud, json_t **out, char *err, size_t errlen) {
     goto done;
   }
   free(errs);
-  if ((rc = dial_store_apply_config(x->store, next, err, errlen)) < 0) {
-    cfg_unref(next);
-    goto done;
+  char why[512] = "";
+  if (x->srv && px_server_reload_check(x->srv, next, why, sizeof why) < 0) {
+    rc = cut_errf(err, errlen, CUT_ERR_CONFIG, "%s: %s", x->path, why);
+    goto fail;
   }
+  if (!(sn = calloc(1, sizeof *sn))) {
+    rc = cut_errf(err, errlen, CUT_ERR_NOMEM, "out of memory");
+    goto fail;
+  }
+  sn->cfg = cfg_ref(next);
+  if ((rc = px_metrics_new(&sn->pm, x->reg, next, why, sizeof why)) < 0 ||
+      (rc = px_health_board_new(&sn->board, next)) < 0) {
+    rc = cut_errf(err, errlen, rc, "reload: %s", why[0] ? why : cut_strerror(rc));
+    goto fail;
+  }
+  if ((rc = dial_store_apply_config(x->store, next, err, errlen)) < 0)
+    goto fail;
+  if (x->srv && (rc = px_server_reload(x->srv, next, sn->pm, sn->board, &sn->id, err, errlen)) < 0)
+    goto fail;
+  /* active checks now probe the new backend set into the new board */
+  if (x->health) {
+    health_stop(x->health);
+    memset(x->health, 0, sizeof *x->health);
+    if (health_start(x->health, next, sn->board, x->reg, why, sizeof why) < 0)
+      log_error("proxy", "reload: health checks not running: %s", why);
+  }
+  sn->next = x->snaps;
+  x->snaps = sn;
+  x->cfg = next;
+  x->pm = sn->pm;
+  x->board = sn->board;
   char digest[65];
   for (int i = 0; i < 32; i++)
     snprintf(digest + 2 * i, 3, "%02x", next->digest[i]);
   cfg_holder_swap(x->holder, next);
+  next = NULL;
+  snaps_reap(x);
   if (out)
     *out = json_pack("{s:s, s:s, s:s}", "status", "reloaded", "sha256", digest, "applied",
-                     "dials and experiments now; routes, backends and limits at the next restart");
+                     "dials, experiments, routes, backends, limits and health checks now; "
+                     "workers, admin, recording and logging at the next restart");
   log_info("proxy", "config reloaded from %s (sha256 %.12s...)", x->path, digest);
+  goto done;
+fail:
+  snap_free(sn);
+  cfg_unref(next);
 done:
   px_metrics_reload(x->pm, rc == 0);
   pthread_mutex_unlock(&x->reload_mu);
@@ -84,6 +177,7 @@ done:
 
 static int status_cb(void *ud, json_t *s, char *err, size_t errlen) {
   struct ops_ctx *x = ud;
+  pthread_mutex_lock(&x->reload_mu); /* x->cfg and x->board change on reload */
   struct px_server_stats st;
   px_server_stats(x->srv, &st);
   json_object_set_new(s, "draining", json_boolean(atomic_load(&x->draining)));
@@ -108,6 +202,7 @@ static int status_cb(void *ud, json_t *s, char *err, size_t errlen) {
                         json_pack("{s:b, s:o}", "checked", be->health.enabled, "hosts", hosts));
   }
   json_object_set_new(s, "upstreams", ups);
+  pthread_mutex_unlock(&x->reload_mu);
   if (x->rec && rec_recorder_bootstrap(x->rec))
     json_object_set_new(s, "kafka", json_pack("{s:s, s:b}", "bootstrap", rec_recorder_bootstrap(x->rec),
                                               "embedded", rec_recorder_embedded(x->rec)));
@@ -115,17 +210,6 @@ static int status_cb(void *ud, json_t *s, char *err, size_t errlen) {
 }
 
 static int ready_cb(void *ud) { return !atomic_load(&((struct ops_ctx *)ud)->draining); }
-
-/* Active health checks run on their own thread and event loop; verdicts reach
- * the workers through the board (atomics), which each worker reads on its tick. */
-struct health_rt {
-  struct event_base *base;
-  struct evdns_base *dns;
-  struct px_health_checker *checker;
-  struct event *stop_ev;
-  pthread_t thread;
-  int started;
-};
 
 static void on_health_stop_cb(evutil_socket_t fd, short what, void *user_data) {
   event_base_loopbreak(user_data);
@@ -185,6 +269,40 @@ static void recorder_close(struct rec_recorder *rec) {
   log_info("proxy", "recording: %llu delivered, %llu spilled, %llu dropped",
            (unsigned long long)rv.delivered, (unsigned long long)rv.spilled,
            (unsigned long long)rv.dropped_total);
+}
+
+/* Mirroring, live comparison and recording counters, as the workers and /metrics share them. */
+struct rec_rt {
+  struct rec_mirror_stats mirror;
+  struct rec_compare_stats compare;
+  struct rec_comparer *comparer; /* NULL when no route compares live */
+  struct rec_metrics *metrics;
+};
+
+static int rec_rt_start(struct rec_rt *rt, const struct cfg *cfg, struct rec_recorder *rec,
+                        struct met_registry *reg, char *err, size_t errlen) {
+  int live = 0, rc;
+  for (size_t i = 0; i < cfg->nroutes; i++)
+    live |= cfg->routes[i].compare == CFG_COMPARE_LIVE;
+  if (live) {
+    struct an_rules *rules = NULL;
+    if ((rc = rec_compare_rules_new(&rules, cfg, err, errlen)) < 0)
+      return rc;
+    if ((rc = rec_comparer_new(&rt->comparer, rules, rec ? rec_recorder_sink(rec) : NULL,
+                               &rt->compare, 0, err, errlen)) < 0) {
+      an_rules_free(rules);
+      return rc;
+    }
+  }
+  struct rec_metrics_src src = {.sink = rec ? rec_recorder_sink(rec) : NULL,
+                                .mirror = &rt->mirror, .compare = &rt->compare};
+  return rec_metrics_new(&rt->metrics, reg, &src, err, errlen);
+}
+
+/* After the workers stopped: compares (and records) what is queued. */
+static void rec_rt_stop(struct rec_rt *rt) {
+  rec_comparer_free(rt->comparer);
+  rt->comparer = NULL;
 }
 
 static const struct px_upstream_ops pool_ops = {
@@ -285,6 +403,7 @@ int px_cmd(int argc, char **argv) {
   struct px_admin_dials *adials = NULL;
   struct px_admin *admin = NULL;
   struct rec_recorder *rec = NULL;
+  struct rec_rt recrt = {0};
   struct px_server *srv = NULL;
   struct px_health_board *board = NULL;
   struct health_rt health = {0};
@@ -309,6 +428,14 @@ int px_cmd(int argc, char **argv) {
     goto out;
   }
   x.board = board;
+  x.reg = reg;
+  if (!(x.snaps = calloc(1, sizeof *x.snaps))) {
+    fprintf(stderr, "cutover proxy: out of memory\n");
+    goto out;
+  }
+  /* the first snapshot owns the metric set and board from now on */
+  *x.snaps = (struct snap){.id = 0, .cfg = cfg_ref(cfg), .pm = x.pm, .board = board};
+  board = NULL;
   /* Recording: the sink (and the embedded broker) live as long as the server. */
   if (cfg->recording.sink != CFG_SINK_NONE &&
       (rc = rec_recorder_new(&rec, &cfg->recording, err, sizeof err)) < 0) {
@@ -323,12 +450,17 @@ int px_cmd(int argc, char **argv) {
   }
   x.rec = rec;
   x.cfg = cfg;
+  if ((rc = rec_rt_start(&recrt, cfg, rec, reg, err, sizeof err)) < 0) {
+    fprintf(stderr, "cutover proxy: recording: %s\n", err[0] ? err : cut_strerror(rc));
+    goto out;
+  }
   struct px_decider decider = {
       .decide = dial_decide, .format = dial_decision_format, .store = x.store};
   struct px_server_opts opts = {.cfg = cfg, .ops = &pool_ops, .decider = &decider, .alog = alog,
                                 .workers = nw, .metrics = x.pm, .limits = &limits,
-                                .health = board,
-                                .rec_sink = rec ? rec_recorder_sink(rec) : NULL};
+                                .health = x.board,
+                                .rec_sink = rec ? rec_recorder_sink(rec) : NULL,
+                                .mirror_stats = &recrt.mirror, .comparer = recrt.comparer};
   if ((rc = px_server_new(&srv, &opts, err, sizeof err)) < 0) {
     fprintf(stderr, "cutover proxy: %s\n", err[0] ? err : cut_strerror(rc));
     goto out;
@@ -352,10 +484,13 @@ int px_cmd(int argc, char **argv) {
       goto out;
     }
   }
-  if ((rc = health_start(&health, cfg, board, reg, err, sizeof err)) < 0) {
+  if ((rc = health_start(&health, cfg, x.board, reg, err, sizeof err)) < 0) {
     fprintf(stderr, "cutover proxy: %s\n", err[0] ? err : cut_strerror(rc));
     goto out;
   }
+  pthread_mutex_lock(&x.reload_mu);
+  x.health = &health; /* from now on a reload restarts the checks */
+  pthread_mutex_unlock(&x.reload_mu);
   if ((rc = px_server_start(srv)) < 0) {
     fprintf(stderr, "cutover proxy: cannot start worker threads\n");
     goto out;
@@ -368,7 +503,14 @@ int px_cmd(int argc, char **argv) {
 
   int sig = 0;
   for (;;) {
-    sigwait(&sigs, &sig);
+    struct timespec one = {1, 0};
+    sig = sigtimedwait(&sigs, NULL, &one);
+    if (sig < 0) { /* once a second: free snapshots the workers left */
+      pthread_mutex_lock(&x.reload_mu);
+      snaps_reap(&x);
+      pthread_mutex_unlock(&x.reload_mu);
+      continue;
+    }
     if (sig != SIGHUP)
       break;
     char rerr[8192] = "";
@@ -383,7 +525,9 @@ int px_cmd(int argc, char **argv) {
     }
   }
   atomic_store(&x.draining, 1);
-  uint64_t drain = cfg->limits.drain_timeout_ms;
+  pthread_mutex_lock(&x.reload_mu);
+  uint64_t drain = x.cfg->limits.drain_timeout_ms;
+  pthread_mutex_unlock(&x.reload_mu);
   log_info("proxy", "%s: stopping (drain up to %llu ms; a second signal stops at once)",
            sig == SIGINT ? "SIGINT" : "SIGTERM", (unsigned long long)drain);
   px_server_stop(srv, drain);
@@ -408,11 +552,20 @@ out:
   px_admin_free(admin);
   px_admin_dials_free(adials);
   health_stop(&health);
+  rec_metrics_free(recrt.metrics); /* the admin thread, its only reader, is gone */
   px_server_free(srv); /* in-flight shadows hand their pairs to the sink first */
+  rec_rt_stop(&recrt);
   recorder_close(rec);
-  px_health_board_free(board);
+  px_health_board_free(board); /* when the first snapshot was not made */
+  if (x.snaps)
+    x.pm = NULL; /* every metric set belongs to a snapshot */
+  while (x.snaps) {
+    struct snap *sn = x.snaps;
+    x.snaps = sn->next;
+    snap_free(sn);
+  }
   px_alog_free(alog);
-  px_metrics_free(x.pm);
+  px_metrics_free(x.pm); /* when the first snapshot was not made */
   met_registry_free(reg);
   dial_store_free(x.store);
   cfg_holder_free(x.holder);

@@ -16,6 +16,7 @@
 
 #include "common/cut_err.h"
 #include "common/log.h"
+#include "proxy/px_limits.h"
 #include "proxy/px_server_int.h"
 
 struct h1_front {
@@ -44,6 +45,7 @@ struct h1_front {
   int body_full;    /* the upstream is over its watermark: stop parsing */
   int out_paused;   /* the response is paused on our output watermark */
   int parse_error;
+  int too_many;     /* the head had more than max_headers fields */
   int draining;
   int in_parse;
 };
@@ -101,8 +103,10 @@ static int commit_field(struct h1_front *f) {
     return 0;
   struct px_headers *dst = f->in_trailers ? &f->trailers : &f->req.head.headers;
   const struct cfg_limits *lim = &f->c->w->cfg->limits;
-  if (lim->max_headers && dst->n >= lim->max_headers)
+  if (lim->max_headers && dst->n >= lim->max_headers) {
+    f->too_many = 1;
     return -1;
+  }
   /* trim trailing whitespace of the value (http-parser keeps it) */
   while (f->valuelen && (f->value[f->valuelen - 1] == ' ' || f->value[f->valuelen - 1] == '\t'))
     f->valuelen--;
@@ -181,6 +185,7 @@ static int on_body(http_parser *p, const char *at, size_t n) {
   struct h1_front *f = p->data;
   const struct cfg_limits *lim = &f->c->w->cfg->limits;
   if (lim->max_request_body_bytes && f->req.bytes_in + n > lim->max_request_body_bytes) {
+    px_limit_hit(f->c->w->srv->limits, PX_LIMIT_REQUEST_BODY, (unsigned)f->c->w->idx);
     if (!f->req.responded)
       px_req_respond_error(&f->req, 413, "request body too large");
     f->keepalive = 0;
@@ -434,8 +439,13 @@ static void parse_input(struct h1_front *f) {
       break;
     if (e != HPE_OK && e != HPE_PAUSED) {
       f->in_parse = 0;
-      if (e == HPE_HEADER_OVERFLOW || (f->head_bytes > max_head(f) && !f->in_trailers))
+      if (f->too_many && !f->in_trailers) {
+        px_limit_hit(c->w->srv->limits, PX_LIMIT_HEADER_COUNT, (unsigned)c->w->idx);
+        bad_request(f, 431, "too many header fields");
+      } else if (e == HPE_HEADER_OVERFLOW || (f->head_bytes > max_head(f) && !f->in_trailers)) {
+        px_limit_hit(c->w->srv->limits, PX_LIMIT_HEADER_LIST, (unsigned)c->w->idx);
         bad_request(f, 431, "request head too large");
+      }
       else if (f->active && f->req.responded)
         px_client_close_after_write(c);
       else

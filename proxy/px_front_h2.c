@@ -26,7 +26,7 @@ struct h2_stream {
   size_t hdr_bytes;
   size_t nhdr;
   unsigned resp_submitted : 1, resp_eof : 1, deferred : 1, too_big : 1, closed : 1,
-      want_resume : 1;
+      want_resume : 1, body_over : 1;
 };
 
 struct h2_front {
@@ -37,8 +37,10 @@ struct h2_front {
   int in_recv;         /* inside nghttp2_session_mem_recv */
   int want_resume;     /* some stream wants px_req_resume_response after sending */
   int goaway;
+  int goaway_error;      /* a GOAWAY with an error code was sent or queued */
   struct px_flood flood; /* flood detector fed every byte the client sends */
   size_t fed_ahead;      /* bytes at the head of the input already fed to it */
+  uint32_t max_streams;  /* SETTINGS_MAX_CONCURRENT_STREAMS we advertise */
 };
 
 static const struct px_front_ops h2_ops;
@@ -239,6 +241,10 @@ static int on_header_cb(nghttp2_session *s, const nghttp2_frame *frame, const ui
   if ((lim->max_header_list_bytes && st->hdr_bytes > lim->max_header_list_bytes) ||
       (lim->max_headers && st->nhdr > lim->max_headers + 8)) {
     st->too_big = 1;
+    px_limit_hit(f->c->w->srv->limits,
+                 st->nhdr > lim->max_headers + 8 && lim->max_headers ? PX_LIMIT_HEADER_COUNT
+                                                                    : PX_LIMIT_HEADER_LIST,
+                 (unsigned)f->c->w->idx);
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
   }
   struct px_request_head *h = &st->req.head;
@@ -323,6 +329,10 @@ static int on_data_chunk_recv_cb(nghttp2_session *s, uint8_t flags, int32_t id,
   uint64_t maxbody = st->f->c->w->cfg->limits.max_request_body_bytes;
   if (maxbody && st->req.bytes_in + len > maxbody) {
     nghttp2_session_consume(s, id, len);
+    if (!st->body_over) {
+      st->body_over = 1;
+      px_limit_hit(st->f->c->w->srv->limits, PX_LIMIT_REQUEST_BODY, (unsigned)st->f->c->w->idx);
+    }
     if (!st->req.responded)
       px_req_respond_error(&st->req, 413, "request body too large");
     else if (!st->req.ended)
@@ -364,6 +374,25 @@ static int on_stream_close_cb(nghttp2_session *s, int32_t id, uint32_t error_cod
   return 0;
 }
 
+/* A GOAWAY with an error code (nghttp2's own, on a protocol error) means the
+ * connection ends while the peer may still be sending: close it lingering. */
+static int on_frame_send_cb(nghttp2_session *s, const nghttp2_frame *frame, void *user_data) {
+  struct h2_front *f = user_data;
+  if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR)
+    f->goaway_error = 1;
+  return 0;
+}
+
+/* nghttp2 refuses a stream beyond SETTINGS_MAX_CONCURRENT_STREAMS itself; count it. */
+static int on_invalid_frame_recv_cb(nghttp2_session *s, const nghttp2_frame *frame,
+                                    int lib_error_code, void *user_data) {
+  struct h2_front *f = user_data;
+  if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST &&
+      (lib_error_code == NGHTTP2_ERR_REFUSED_STREAM || f->nstreams >= f->max_streams))
+    px_limit_hit(f->c->w->srv->limits, PX_LIMIT_STREAMS, (unsigned)f->c->w->idx);
+  return 0;
+}
+
 /* ---- session plumbing ---- */
 
 int px_front_h2_attach(struct px_client *c) {
@@ -371,7 +400,9 @@ int px_front_h2_attach(struct px_client *c) {
   if (!f)
     return CUT_ERR_NOMEM;
   f->c = c;
-  px_flood_init(&f->flood, NULL, 1);
+  struct px_flood_limits fl;
+  px_flood_limits_from_cfg(&fl, &c->w->cfg->limits.h2_floods);
+  px_flood_init(&f->flood, &fl, 1);
   nghttp2_session_callbacks *cbs;
   if (nghttp2_session_callbacks_new(&cbs) != 0) {
     free(f);
@@ -382,6 +413,8 @@ int px_front_h2_attach(struct px_client *c) {
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv_cb);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv_cb);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close_cb);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, on_invalid_frame_recv_cb);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send_cb);
   nghttp2_option *opt;
   if (nghttp2_option_new(&opt) != 0) {
     nghttp2_session_callbacks_del(cbs);
@@ -391,6 +424,7 @@ int px_front_h2_attach(struct px_client *c) {
   nghttp2_option_set_no_auto_window_update(opt, 1);
   const struct cfg_limits *lim = &c->w->cfg->limits;
   uint32_t maxstreams = lim->max_concurrent_streams ? lim->max_concurrent_streams : 100;
+  f->max_streams = maxstreams;
   uint32_t maxhdr = lim->max_header_list_bytes ? lim->max_header_list_bytes : 65536;
   /* streams the client opens beyond the limit are refused by nghttp2 itself */
   nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
@@ -443,8 +477,11 @@ static void h2_send(struct px_client *c) {
     if (evbuffer_get_length(out) >= PX_OUT_HIGH)
       break;
   }
-  if (!nghttp2_session_want_read(f->s) && !nghttp2_session_want_write(f->s))
+  if (!nghttp2_session_want_read(f->s) && !nghttp2_session_want_write(f->s)) {
+    if (f->goaway_error)
+      px_client_linger_close(c); /* the peer may still be sending: keep the GOAWAY */
     px_client_close_after_write(c);
+  }
 }
 
 /* A flood detector fired: GOAWAY with the reason, count it, close once written. */
@@ -454,17 +491,16 @@ static void flood_close(struct px_client *c, enum px_flood_reason fr) {
   log_warn("proxy", "h2 client %s: %s; closing with GOAWAY", c->peer, why);
   px_limit_hit(c->w->srv->limits, px_flood_limit(fr), (unsigned)c->w->idx);
   f->goaway = 1;
+  f->goaway_error = 1;
   nghttp2_submit_goaway(f->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(f->s),
                         px_flood_goaway_code(fr), (const uint8_t *)why, strlen(why));
-  struct evbuffer *in = bufferevent_get_input(c->bev);
-  evbuffer_drain(in, evbuffer_get_length(in));
+  /* stop processing input but keep reading it, so the GOAWAY is not lost to a reset */
+  px_client_linger_close(c);
   h2_send(c);
   if (c->dead)
     return;
-  if (fr == PX_FLOOD_ZERO_WINDOW)
-    px_client_kill(c); /* a peer that does not read would keep the GOAWAY queued forever */
-  else
-    px_client_close_after_write(c);
+  px_front_h2_cancel(c); /* nothing more for this client: release the upstream exchanges */
+  px_client_close_after_write(c);
 }
 
 void px_front_h2_on_read(struct px_client *c) {
@@ -492,6 +528,18 @@ void px_front_h2_on_read(struct px_client *c) {
     if (n < 0) {
       log_debug("proxy", "h2 client %s: %s", c->peer, nghttp2_strerror((int)n));
       f->in_recv = 0;
+      if (n == NGHTTP2_ERR_FLOODED || n == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
+        /* the session is intact: say why in a GOAWAY, then close lingering */
+        nghttp2_session_terminate_session(f->s, n == NGHTTP2_ERR_FLOODED
+                                                    ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                    : NGHTTP2_PROTOCOL_ERROR);
+        f->goaway_error = 1;
+        px_client_linger_close(c);
+        h2_send(c);
+        if (!c->dead)
+          px_client_close_after_write(c);
+        return;
+      }
       px_client_kill(c);
       return;
     }

@@ -3,6 +3,7 @@
 
 #include "common/cut_err.h"
 #include "common/metrics.h"
+#include "config/config.h"
 #include "proxy/px_limits.h"
 
 #define H2_PREFACE_LEN 24
@@ -74,6 +75,20 @@ void px_flood_limits_default(struct px_flood_limits *l) {
       .max_continuations = 32,
       .max_header_block_bytes = 128 * 1024,
       .zero_window_ms = 30000,
+  };
+}
+
+void px_flood_limits_from_cfg(struct px_flood_limits *l, const struct cfg_h2_floods *h) {
+  *l = (struct px_flood_limits){
+      .max_resets = h->max_resets,
+      .reset_window_ms = h->rate_window_ms,
+      .max_settings = h->max_settings,
+      .settings_window_ms = h->rate_window_ms,
+      .max_pings = h->max_pings,
+      .ping_window_ms = h->rate_window_ms,
+      .max_continuations = h->max_continuations,
+      .max_header_block_bytes = h->max_header_block_bytes,
+      .zero_window_ms = h->zero_window_stall_ms,
   };
 }
 

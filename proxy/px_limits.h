@@ -7,6 +7,7 @@
 
 struct met_registry;
 struct met_series;
+struct cfg_h2_floods;
 
 /*
  * Every protection has a name, and each time it fires the frontend counts it
@@ -99,6 +100,10 @@ struct px_flood_limits {
 /* Fills `l` with the defaults above. A zero field in limits given to
  * px_flood_init() also means "default". */
 void px_flood_limits_default(struct px_flood_limits *l);
+
+/* Fills `l` from the config's limits.h2_floods (borrowed); one rate window
+ * for resets, SETTINGS and PING. */
+void px_flood_limits_from_cfg(struct px_flood_limits *l, const struct cfg_h2_floods *h);
 
 /* Per-connection state; a small value embedded in the connection (no allocation). */
 struct px_flood_rate {

@@ -22,7 +22,10 @@ void px_req_init(struct px_req *r, struct px_client *c, const struct px_front_op
   memset(r, 0, sizeof *r);
   r->conn = c;
   r->front = front;
-  r->cfg = c->w->cfg;
+  r->gen = c->w->gen;
+  r->cfg = r->gen ? r->gen->cfg : c->w->cfg;
+  if (r->gen)
+    r->gen->refs++;
   r->head.content_length = -1;
   r->t_start_ns = px_now_ns();
 }
@@ -249,7 +252,10 @@ static void mirror_begin(struct px_req *r) {
                             ? r->cfg->backends[r->dec.backend_index].name
                             : "";
   if (rec_mirror_new(&r->mirror, &w->menv, r->reqid, now_us, rt->name, &r->head, &r->dec,
-                     backend, rt->record) < 0) {
+                     backend,
+                     rt->compare == CFG_COMPARE_LIVE ? REC_MIRROR_COMPARE
+                     : rt->record                    ? REC_MIRROR_RECORD
+                                                     : REC_MIRROR_NONE) < 0) {
     r->mirror = NULL; /* out of memory: the request goes on without it */
     return;
   }
@@ -278,7 +284,7 @@ static void mirror_shadows(struct px_req *r, int has_body) {
     const struct cfg_mirror *mc = &rt->mirrors[i];
     if (!rec_mirror_wanted(mc, r->head.method, &dr, px_rng_next(&w->rng)))
       continue;
-    rec_mirror_add_shadow(r->mirror, px_worker_pool(w, mc->backend_index), mc, &r->head,
+    rec_mirror_add_shadow(r->mirror, px_gen_pool(r->gen, mc->backend_index), mc, &r->head,
                           has_body);
   }
 }
@@ -311,13 +317,13 @@ static int decide(struct px_req *r) {
    * on_unhealthy fail_open its traffic goes back to the route's own backend. */
   struct px_worker *w = r->conn->w;
   size_t chosen = r->dec.backend_index;
-  if (chosen != r->route->backend_index && w->group_down && chosen < r->cfg->nbackends &&
-      w->group_down[chosen]) {
+  const unsigned char *down = r->gen ? r->gen->group_down : NULL;
+  if (chosen != r->route->backend_index && down && chosen < r->cfg->nbackends && down[chosen]) {
     int over = 0;
     r->dec.backend_index = px_health_route(r->cfg, chosen, 0, r->route->backend_index, &over);
     if (over) {
       r->dec.reason = "failover-unhealthy";
-      px_metrics_failover(w->srv->metrics, (unsigned)w->idx, chosen);
+      px_metrics_failover(r->gen->metrics, (unsigned)w->idx, chosen);
     }
   }
   if (d->format)
@@ -358,7 +364,7 @@ void px_req_begin(struct px_req *r, int has_body) {
     px_req_respond_error(r, 500, "routing decision failed");
     return;
   }
-  struct px_pool *pool = px_worker_pool(w, r->dec.backend_index);
+  struct px_pool *pool = px_gen_pool(r->gen, r->dec.backend_index);
   if (!pool) {
     r->error = "no-pool";
     px_req_respond_error(r, 503, "backend group unavailable");
@@ -421,7 +427,7 @@ void px_req_resume_response(struct px_req *r) {
 /* Counts the finished request in the proxy's metrics (lock-free, per worker shard). */
 static void count_request(struct px_req *r) {
   struct px_worker *w = r->conn->w;
-  struct px_metrics *m = w->srv->metrics;
+  struct px_metrics *m = r->gen ? r->gen->metrics : w->srv->metrics;
   if (!m || !r->route || !r->cfg)
     return;
   size_t route = (size_t)(r->route - r->cfg->routes);
@@ -502,5 +508,9 @@ void px_req_finish(struct px_req *r) {
     px_headers_clear(r->resp_trailers);
     free(r->resp_trailers);
     r->resp_trailers = NULL;
+  }
+  if (r->gen) {
+    px_gen_release(r->gen);
+    r->gen = NULL;
   }
 }

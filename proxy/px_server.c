@@ -51,10 +51,131 @@ uint64_t px_now_ns(void) {
 
 static struct worker_ext *ext_of(struct px_server *s, size_t i);
 
-struct px_pool *px_worker_pool(struct px_worker *w, size_t backend_index) {
-  if (backend_index >= w->cfg->nbackends)
+struct px_pool *px_gen_pool(const struct px_gen *g, size_t backend_index) {
+  if (!g || !g->pools || backend_index >= g->cfg->nbackends)
     return NULL;
-  return w->pools[backend_index];
+  return g->pools[backend_index];
+}
+
+static void gen_free(struct px_server *s, struct px_gen *g) {
+  if (!g)
+    return;
+  size_t nb = g->cfg->nbackends;
+  for (size_t b = 0; g->pools && b < nb; b++)
+    if (g->pools[b])
+      s->ops.pool_free(g->pools[b]);
+  for (size_t b = 0; g->outliers && b < nb; b++)
+    px_outlier_free(g->outliers[b]);
+  free(g->pools);
+  free(g->outliers);
+  free(g->group_down);
+  free(g);
+}
+
+/* Builds this worker's pools and outlier state for a snapshot. */
+static int gen_new(struct px_worker *w, struct px_gen **out, uint64_t id, const struct cfg *cfg,
+                   struct px_metrics *metrics, struct px_health_board *board, char *err,
+                   size_t errlen) {
+  struct px_server *s = w->srv;
+  struct px_gen *g = calloc(1, sizeof *g);
+  if (!g)
+    return CUT_ERR_NOMEM;
+  g->id = id;
+  g->cfg = cfg;
+  g->metrics = metrics;
+  g->board = board;
+  size_t nb = cfg->nbackends ? cfg->nbackends : 1;
+  g->pools = calloc(nb, sizeof *g->pools);
+  g->outliers = calloc(nb, sizeof *g->outliers);
+  g->group_down = calloc(nb, 1);
+  int rc = CUT_ERR_NOMEM;
+  if (!g->pools || !g->outliers || !g->group_down)
+    goto fail;
+  for (size_t b = 0; b < cfg->nbackends; b++)
+    if (cfg->backends[b].nhosts &&
+        px_outlier_new(&g->outliers[b], &cfg->backends[b].outlier, cfg->backends[b].nhosts) < 0)
+      goto fail;
+  for (size_t b = 0; b < cfg->nbackends; b++) {
+    /* tls NULL: a TLS backend's pool builds its client context from the config */
+    struct px_pool_opts po = {.tls = NULL, .dns = w->dns, .body_watermark = 64 * 1024};
+    if ((rc = s->ops.pool_new(&g->pools[b], w->base, &cfg->backends[b], &po, err, errlen)) < 0)
+      goto fail;
+  }
+  *out = g;
+  return 0;
+fail:
+  gen_free(s, g);
+  return rc;
+}
+
+static void publish_oldest(struct px_worker *w) {
+  uint64_t oldest = w->gen ? w->gen->id : 0;
+  for (struct px_gen *g = w->old_gens; g; g = g->next)
+    if (g->id < oldest)
+      oldest = g->id;
+  atomic_store(&w->oldest_gen, oldest);
+}
+
+void px_gen_release(struct px_gen *g) {
+  if (g->refs)
+    g->refs--;
+}
+
+/* Frees retired generations that no request uses any more (once a second). */
+static void reap_gens(struct px_worker *w, uint64_t now_ns) {
+  int freed = 0;
+  for (struct px_gen **pp = &w->old_gens; *pp;) {
+    struct px_gen *g = *pp;
+    if (g->refs == 0 && now_ns >= g->free_after_ns) {
+      *pp = g->next;
+      log_info("proxy", "worker %zu: config generation %llu ended; its pools are closed", w->idx,
+               (unsigned long long)g->id);
+      gen_free(w->srv, g);
+      freed = 1;
+    } else {
+      if (g->refs)
+        g->free_after_ns = now_ns + (w->menv.shadow_timeout_ms + 1000) * 1000000ull;
+      pp = &g->next;
+    }
+  }
+  if (freed)
+    publish_oldest(w);
+}
+
+static int host_is_literal(const char *h);
+
+/* Takes the snapshot px_server_reload() published, if newer than ours. */
+static void take_next(struct px_worker *w) {
+  struct px_server *s = w->srv;
+  if (atomic_load(&s->next_id) <= (w->gen ? w->gen->id : 0))
+    return;
+  pthread_mutex_lock(&s->next_mu);
+  struct px_snapshot_msg m = s->next;
+  pthread_mutex_unlock(&s->next_mu);
+  if (!m.cfg || (w->gen && m.id <= w->gen->id))
+    return;
+  int need_dns = 0;
+  for (size_t b = 0; b < m.cfg->nbackends; b++)
+    for (size_t h = 0; h < m.cfg->backends[b].nhosts; h++)
+      need_dns |= !host_is_literal(m.cfg->backends[b].hosts[h].host);
+  if (need_dns && !w->dns)
+    w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+  struct px_gen *g = NULL;
+  char err[256] = "";
+  if (gen_new(w, &g, m.id, m.cfg, m.metrics, m.board, err, sizeof err) < 0) {
+    log_error("proxy", "worker %zu: reload: %s; keeping the previous config", w->idx,
+              err[0] ? err : "out of memory");
+    return;
+  }
+  struct px_gen *old = w->gen;
+  old->retired = 1;
+  old->free_after_ns = px_now_ns() + (w->menv.shadow_timeout_ms + 1000) * 1000000ull;
+  old->next = w->old_gens;
+  w->old_gens = old;
+  w->gen = g;
+  w->cfg = g->cfg;
+  publish_oldest(w);
+  reap_gens(w, px_now_ns());
 }
 
 void px_worker_conn_gone(struct px_worker *w) {
@@ -72,26 +193,28 @@ static void update_time(struct px_worker *w) {
 /* Once a second: push active-check verdicts into this worker's pools, and run
  * outlier ejection over the pools' consecutive-failure counters. */
 static void health_tick(struct px_worker *w) {
-  struct px_server *s = w->srv;
-  const struct cfg *cfg = w->cfg;
+  struct px_gen *g = w->gen;
+  if (!g)
+    return;
+  const struct cfg *cfg = g->cfg;
   for (size_t b = 0; b < cfg->nbackends; b++) {
-    struct px_pool *p = w->pools ? w->pools[b] : NULL;
+    struct px_pool *p = g->pools ? g->pools[b] : NULL;
     if (!p)
       continue;
     uint64_t now = px_pool_now_ms(p);
     const struct cfg_backend *be = &cfg->backends[b];
     for (size_t h = 0; h < be->nhosts; h++) {
-      if (s->health)
-        px_pool_host_set_healthy(p, h, px_health_board_usable(s->health, b, h));
+      if (g->board)
+        px_pool_host_set_healthy(p, h, px_health_board_usable(g->board, b, h));
       struct px_host_stats hs;
-      if (!w->outliers || !w->outliers[b] || px_pool_host_stats(p, h, &hs) < 0)
+      if (!g->outliers || !g->outliers[b] || px_pool_host_stats(p, h, &hs) < 0)
         continue;
-      if (px_outlier_observe(w->outliers[b], h, hs.consecutive_5xx,
+      if (px_outlier_observe(g->outliers[b], h, hs.consecutive_5xx,
                              hs.consecutive_connect_failures, now) == PX_OUTLIER_EJECTED) {
         struct px_outlier_host_info info;
-        px_outlier_host_info(w->outliers[b], h, &info);
+        px_outlier_host_info(g->outliers[b], h, &info);
         px_pool_host_eject(p, h, info.until_ms);
-        px_metrics_ejection(s->metrics, (unsigned)w->idx, b);
+        px_metrics_ejection(g->metrics, (unsigned)w->idx, b);
         log_warn("proxy", "worker %zu: backend %s host %s:%u ejected for %llu ms (%u in a row)",
                  w->idx, be->name, be->hosts[h].host, (unsigned)be->hosts[h].port,
                  (unsigned long long)(info.until_ms - now),
@@ -100,9 +223,9 @@ static void health_tick(struct px_worker *w) {
                      : hs.consecutive_5xx);
       }
     }
-    int down = !px_health_group_usable(s->health, b, w->outliers ? w->outliers[b] : NULL, now);
-    if (w->group_down && down != w->group_down[b]) {
-      w->group_down[b] = (unsigned char)down;
+    int down = !px_health_group_usable(g->board, b, g->outliers ? g->outliers[b] : NULL, now);
+    if (g->group_down && down != g->group_down[b]) {
+      g->group_down[b] = (unsigned char)down;
       if (down)
         log_warn("proxy", "worker %zu: backend %s has no usable host; %s", w->idx, be->name,
                  be->on_unhealthy == CFG_UNHEALTHY_FAIL_OPEN
@@ -118,6 +241,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *user_data) {
   struct px_worker *w = user_data;
   update_time(w);
   health_tick(w);
+  if (w->old_gens)
+    reap_gens(w, px_now_ns());
   /* Killed connections stay on the list until their flush event frees them. */
   uint64_t now_ms = px_now_ns() / 1000000;
   for (struct px_client *c = w->conns; c; c = c->next)
@@ -176,6 +301,7 @@ static void ctl_cb(evutil_socket_t fd, short what, void *user_data) {
   char buf[64];
   while (read(fd, buf, sizeof buf) > 0) {
   }
+  take_next(w);
   if (atomic_load(&w->stop_req))
     begin_stop(w);
 }
@@ -277,15 +403,8 @@ static int worker_init(struct px_server *s, struct px_worker *w, struct worker_e
   event_add(w->tick_ev, &one);
   w->ls = calloc(s->nlisteners ? s->nlisteners : 1, sizeof *w->ls);
   x->actx = calloc(s->nlisteners ? s->nlisteners : 1, sizeof *x->actx);
-  w->pools = calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof *w->pools);
-  w->outliers = calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof *w->outliers);
-  w->group_down = calloc(cfg->nbackends ? cfg->nbackends : 1, 1);
-  if (!w->ls || !x->actx || !w->pools || !w->outliers || !w->group_down)
+  if (!w->ls || !x->actx)
     return CUT_ERR_NOMEM;
-  for (size_t b = 0; b < cfg->nbackends; b++)
-    if (cfg->backends[b].nhosts &&
-        px_outlier_new(&w->outliers[b], &cfg->backends[b].outlier, cfg->backends[b].nhosts) < 0)
-      return CUT_ERR_NOMEM;
   for (size_t i = 0; i < s->nlisteners; i++) {
     x->actx[i].w = w;
     x->actx[i].l = &s->listeners[i];
@@ -304,20 +423,14 @@ static int worker_init(struct px_server *s, struct px_worker *w, struct worker_e
     return CUT_ERR_AVRO;
   w->menv = (struct rec_mirror_env){.ops = &w->mops,
                                     .sink = w->codec ? s->rec_sink : NULL,
+                                    .comparer = s->comparer,
                                     .codec = w->codec,
                                     .opts = &w->ropts,
                                     .stats = s->mirror_stats,
                                     .max_inflight = cfg->recording.max_inflight_shadows,
                                     .base = w->base,
                                     .shadow_timeout_ms = cfg->recording.shadow_timeout_ms};
-  for (size_t b = 0; b < cfg->nbackends; b++) {
-    /* tls NULL: a TLS backend's pool builds its client context from the config */
-    struct px_pool_opts po = {.tls = NULL, .dns = w->dns, .body_watermark = 64 * 1024};
-    int rc = s->ops.pool_new(&w->pools[b], w->base, &cfg->backends[b], &po, err, errlen);
-    if (rc < 0)
-      return rc;
-  }
-  return 0;
+  return gen_new(w, &w->gen, 0, cfg, s->metrics, s->health, err, errlen);
 }
 
 static void worker_clear(struct px_server *s, struct px_worker *w, struct worker_ext *x) {
@@ -330,16 +443,13 @@ static void worker_clear(struct px_server *s, struct px_worker *w, struct worker
       if (w->ls[i])
         evconnlistener_free(w->ls[i]);
   free(w->ls);
-  if (w->pools)
-    for (size_t b = 0; b < s->cfg->nbackends; b++)
-      if (w->pools[b])
-        s->ops.pool_free(w->pools[b]);
-  free(w->pools);
-  if (w->outliers)
-    for (size_t b = 0; b < s->cfg->nbackends; b++)
-      px_outlier_free(w->outliers[b]);
-  free(w->outliers);
-  free(w->group_down);
+  gen_free(s, w->gen);
+  w->gen = NULL;
+  while (w->old_gens) {
+    struct px_gen *g = w->old_gens;
+    w->old_gens = g->next;
+    gen_free(s, g);
+  }
   if (w->ctl_ev)
     event_free(w->ctl_ev);
   if (w->drain_ev)
@@ -375,6 +485,7 @@ int px_server_new(struct px_server **out, const struct px_server_opts *o, char *
   if (!s)
     return CUT_ERR_NOMEM;
   s->cfg = o->cfg;
+  pthread_mutex_init(&s->next_mu, NULL);
   s->ops = *o->ops;
   s->decider = *o->decider;
   s->alog = o->alog;
@@ -382,6 +493,7 @@ int px_server_new(struct px_server **out, const struct px_server_opts *o, char *
   s->limits = o->limits;
   s->health = o->health;
   s->rec_sink = o->rec_sink;
+  s->comparer = o->comparer;
   s->mirror_stats = o->mirror_stats ? o->mirror_stats : &s->own_mirror_stats;
   const struct cfg *cfg = o->cfg;
   int rc = 0;
@@ -508,7 +620,56 @@ void px_server_free(struct px_server *s) {
       if (s->listeners[l].ssl)
         SSL_CTX_free(s->listeners[l].ssl);
   free(s->listeners);
+  pthread_mutex_destroy(&s->next_mu);
   free(s);
+}
+
+int px_server_reload_check(const struct px_server *s, const struct cfg *cfg, char *err,
+                           size_t errlen) {
+  if (cfg->nlisteners != s->cfg->nlisteners)
+    return cut_errf(err, errlen, CUT_ERR_INVALID,
+                    "listeners changed (%zu instead of %zu): restart the proxy to apply that",
+                    cfg->nlisteners, s->cfg->nlisteners);
+  for (size_t l = 0; l < cfg->nlisteners; l++) {
+    const struct cfg_listener *a = &s->cfg->listeners[l], *b = &cfg->listeners[l];
+    if (strcmp(a->listen.host, b->listen.host) != 0 || a->listen.port != b->listen.port ||
+        a->has_tls != b->has_tls ||
+        (a->has_tls && (strcmp(a->tls.cert ? a->tls.cert : "", b->tls.cert ? b->tls.cert : "") ||
+                        strcmp(a->tls.key ? a->tls.key : "", b->tls.key ? b->tls.key : ""))))
+      return cut_errf(err, errlen, CUT_ERR_INVALID,
+                      "listener %s changed its address or TLS files: restart the proxy to "
+                      "apply that", b->name ? b->name : "?");
+  }
+  return 0;
+}
+
+int px_server_reload(struct px_server *s, const struct cfg *cfg, struct px_metrics *metrics,
+                     struct px_health_board *board, uint64_t *id_out, char *err, size_t errlen) {
+  int rc = px_server_reload_check(s, cfg, err, errlen);
+  if (rc < 0)
+    return rc;
+  pthread_mutex_lock(&s->next_mu);
+  uint64_t id = atomic_load(&s->next_id) + 1;
+  s->next = (struct px_snapshot_msg){.cfg = cfg, .metrics = metrics, .board = board, .id = id};
+  atomic_store(&s->next_id, id);
+  pthread_mutex_unlock(&s->next_mu);
+  for (size_t i = 0; i < s->nworkers; i++) {
+    ssize_t n = write(ext_of(s, i)->ctl_pipe[1], "r", 1);
+    (void)n;
+  }
+  if (id_out)
+    *id_out = id;
+  return 0;
+}
+
+uint64_t px_server_oldest_gen(const struct px_server *s) {
+  uint64_t oldest = atomic_load(&s->next_id);
+  for (size_t i = 0; i < s->nworkers; i++) {
+    uint64_t o = atomic_load(&s->workers[i].oldest_gen);
+    if (o < oldest)
+      oldest = o;
+  }
+  return oldest;
 }
 
 size_t px_server_nlisteners(const struct px_server *s) { return s->nlisteners; }

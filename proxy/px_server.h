@@ -15,6 +15,7 @@ struct px_limit_counters;
 struct px_health_board;
 struct rec_sink;
 struct rec_mirror_stats;
+struct rec_comparer;
 
 /*
  * The upstream side as a table of functions with exactly the signatures of
@@ -55,6 +56,7 @@ struct px_server_opts {
   uint32_t workers;                   /* 0 = cfg->workers (0 there = online CPUs) */
   struct rec_sink *rec_sink;          /* borrowed; where recorded pairs go; NULL = none */
   struct rec_mirror_stats *mirror_stats; /* borrowed; NULL = the server keeps its own */
+  struct rec_comparer *comparer;      /* borrowed; live comparison; NULL = none */
 };
 
 struct px_server;
@@ -87,6 +89,28 @@ void px_server_wait(struct px_server *s);
 
 /* Stops (without drain) and waits if still running, then frees. NULL is ok. */
 void px_server_free(struct px_server *s);
+
+/*
+ * Hands every worker a new config snapshot: from their next loop iteration
+ * new connections and requests use its routes, backends (new pools per
+ * worker), limits, metric set and health board; requests in flight finish on
+ * the snapshot and pools they started with. Listeners cannot change: a
+ * snapshot whose listeners (address, TLS files) differ is refused with
+ * CUT_ERR_INVALID and err text, and nothing changes. `cfg`, `metrics` and
+ * `board` are borrowed: the caller keeps each snapshot's objects alive until
+ * px_server_oldest_gen() is above the id stored in *id_out. Thread-safe.
+ */
+int px_server_reload(struct px_server *s, const struct cfg *cfg, struct px_metrics *metrics,
+                     struct px_health_board *board, uint64_t *id_out, char *err, size_t errlen);
+
+/* Only the check of px_server_reload(): 0, or CUT_ERR_INVALID with err text
+ * when the snapshot's listeners differ from the running ones. */
+int px_server_reload_check(const struct px_server *s, const struct cfg *cfg, char *err,
+                           size_t errlen);
+
+/* The id of the oldest snapshot some worker still uses (0 = the one the
+ * server was created with). Thread-safe. */
+uint64_t px_server_oldest_gen(const struct px_server *s);
 
 /* Number of listeners, and the bound address of listener i ("127.0.0.1:8080";
  * the real port when the config said 0). */

@@ -30,6 +30,29 @@ typedef struct ssl_ctx_st SSL_CTX;
 
 struct px_req;
 struct px_client;
+struct px_health_board;
+
+/*
+ * One worker's view of one config snapshot: the snapshot (borrowed from the
+ * server's owner until px_server_oldest_gen() passes it), its metric set and
+ * health board, and this worker's upstream pools and outlier state for its
+ * backends. A reload gives each worker a new generation; requests hold the
+ * one they started on (refs), and a retired generation's pools are freed once
+ * its last request ended and its shadows had time to end (grace).
+ */
+struct px_gen {
+  uint64_t id;                      /* 0 for the config the server started with */
+  const struct cfg *cfg;
+  struct px_metrics *metrics;       /* may be NULL */
+  struct px_health_board *board;    /* may be NULL */
+  struct px_pool **pools;           /* one per cfg backend */
+  struct px_outlier **outliers;     /* one per cfg backend: passive ejection as this worker sees it */
+  unsigned char *group_down;        /* one per cfg backend: no usable host at the last tick */
+  size_t refs;                      /* requests running on it (worker thread only) */
+  int retired;
+  uint64_t free_after_ns;           /* retired: earliest time to free once refs == 0 */
+  struct px_gen *next;              /* the worker's retired generations */
+};
 
 /* What a request asks of its frontend (HTTP/1.1 or HTTP/2) to answer the client. */
 struct px_front_ops {
@@ -57,6 +80,7 @@ struct px_req {
   struct px_client *conn;
   const struct px_front_ops *front;
   const struct cfg *cfg;            /* the snapshot this request runs on */
+  struct px_gen *gen;               /* ... and its pools (a reference, until px_req_finish) */
   struct px_request_head head;
   struct px_exchange *x;            /* NULL when none is active */
   const struct cfg_route *route;
@@ -84,13 +108,13 @@ struct px_listener_rt {
 struct px_worker {
   struct px_server *srv;
   size_t idx;
-  const struct cfg *cfg;
+  const struct cfg *cfg;            /* = gen->cfg: what new connections and requests use */
+  struct px_gen *gen;               /* the current generation */
+  struct px_gen *old_gens;          /* retired generations still in use */
+  _Atomic uint64_t oldest_gen;      /* id of the oldest generation still alive */
   struct event_base *base;
   struct evdns_base *dns;
   struct evconnlistener **ls;       /* one per listener */
-  struct px_pool **pools;           /* one per cfg backend */
-  struct px_outlier **outliers;     /* one per cfg backend: passive ejection as this worker sees it */
-  unsigned char *group_down;        /* one per cfg backend: no usable host at the last tick */
   struct event *ctl_ev;             /* activated from other threads: check stop_req */
   struct event *drain_ev;           /* drain deadline */
   struct event *tick_ev;            /* once a second: refresh the cached time */
@@ -122,11 +146,21 @@ struct px_client {
   enum px_proto proto;
   char peer[64];                    /* client IP as text */
   void *front;                      /* struct h1_front or struct h2_front */
-  unsigned flush_pending : 1, closing : 1, dead : 1, read_eof : 1, had_request : 1;
+  uint64_t linger_until_ns;         /* lingering close: the hard deadline */
+  unsigned flush_pending : 1, closing : 1, dead : 1, read_eof : 1, had_request : 1,
+      lingering : 1, wr_shut : 1;
 };
 
 struct px_server {
-  struct cfg *cfg;
+  struct cfg *cfg;                  /* the config the server started with */
+  pthread_mutex_t next_mu;          /* guards next: the snapshot workers are to take */
+  struct px_snapshot_msg {
+    const struct cfg *cfg;
+    struct px_metrics *metrics;
+    struct px_health_board *board;
+    uint64_t id;
+  } next;
+  _Atomic uint64_t next_id;
   struct px_upstream_ops ops;
   struct px_decider decider;
   struct px_alog *alog;
@@ -135,6 +169,7 @@ struct px_server {
   struct px_health_board *health;           /* may be NULL */
   struct rec_sink *rec_sink;        /* borrowed */
   struct rec_mirror_stats *mirror_stats;
+  struct rec_comparer *comparer;    /* borrowed */
   struct rec_mirror_stats own_mirror_stats;
   struct px_listener_rt *listeners;
   size_t nlisteners;
@@ -158,6 +193,13 @@ void px_client_schedule_flush(struct px_client *c);
 void px_client_kill(struct px_client *c);
 /* Closes once everything queued for the client was written. */
 void px_client_close_after_write(struct px_client *c);
+/* Lingering close (after an error GOAWAY): input is no longer processed but
+ * still read and discarded, so the kernel does not reset the connection over
+ * unread bytes and lose what we queued; once the output drained the write
+ * side is shut down; the connection is freed when the peer closes, or after
+ * PX_LINGER_MS at most (1 s without any progress). */
+#define PX_LINGER_MS 1000
+void px_client_linger_close(struct px_client *c);
 /* Starts a graceful shutdown of the connection (GOAWAY / close when idle). */
 void px_client_drain(struct px_client *c);
 /* A request began: from now on the idle timeout applies instead of the header timeout. */
@@ -204,7 +246,10 @@ void px_req_finish(struct px_req *r);
 
 /* px_worker helpers (px_server.c) */
 uint64_t px_now_ns(void);
-struct px_pool *px_worker_pool(struct px_worker *w, size_t backend_index);
+/* The pool of a backend of generation g (NULL when out of range). */
+struct px_pool *px_gen_pool(const struct px_gen *g, size_t backend_index);
+/* A request ended on g: drop its reference. */
+void px_gen_release(struct px_gen *g);
 void px_worker_conn_gone(struct px_worker *w);
 
 #endif

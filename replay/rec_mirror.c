@@ -9,6 +9,7 @@
 #include "common/cut_err.h"
 #include "common/log.h"
 #include "replay/rec_avro.h"
+#include "replay/rec_compare.h"
 #include "replay/rec_mirror.h"
 #include "replay/rec_px.h"
 
@@ -37,6 +38,7 @@ struct rec_mirror {
   size_t nshadows;
   int refs;                       /* the primary side + shadows in flight */
   int primary_done;
+  int compare;                    /* REC_MIRROR_COMPARE */
 };
 
 static uint64_t now_us(void) {
@@ -98,9 +100,12 @@ static void unlink_live(struct rec_mirror *m) {
 static void finish(struct rec_mirror *m) {
   struct rec_mirror_env *e = m->env;
   unlink_live(m);
+  if (m->pair && !m->primary_done && m->primary)
+    rec_response_finish(m->pair, m->primary, 0, "cancelled");
+  /* Live comparison happens on the comparer's thread; a full queue records the pair as is. */
+  if (m->pair && m->compare && e->comparer && rec_comparer_submit(e->comparer, m->pair) == 0)
+    m->pair = NULL;
   if (m->pair && e->sink) {
-    if (!m->primary_done && m->primary)
-      rec_response_finish(m->pair, m->primary, 0, "cancelled");
     if (rec_sink_submit_pair(e->sink, e->codec, m->pair) == 0)
       atomic_fetch_add_explicit(&e->stats->recorded, 1, memory_order_relaxed);
   }
@@ -119,7 +124,8 @@ static void unref(struct rec_mirror *m) {
 
 int rec_mirror_new(struct rec_mirror **out, struct rec_mirror_env *env, const char *id,
                    int64_t time_us, const char *route, const struct px_request_head *head,
-                   const struct dial_decision *dec, const char *primary_backend, int record) {
+                   const struct dial_decision *dec, const char *primary_backend,
+                   enum rec_mirror_mode mode) {
   struct rec_mirror *m = calloc(1, sizeof *m);
   if (!m)
     return CUT_ERR_NOMEM;
@@ -128,7 +134,8 @@ int rec_mirror_new(struct rec_mirror **out, struct rec_mirror_env *env, const ch
   m->primary_backend = strdup(primary_backend ? primary_backend : "");
   if (!m->primary_backend)
     goto nomem;
-  if (record && env->sink) {
+  m->compare = mode == REC_MIRROR_COMPARE && env->comparer;
+  if ((mode == REC_MIRROR_RECORD && env->sink) || m->compare) {
     if (rec_pair_new(&m->pair, env->opts, id ? id : "", time_us, route) ||
         rec_pair_request_head(m->pair, head) || (dec && rec_pair_decision(m->pair, dec)) ||
         rec_pair_add_response(m->pair, REC_SIDE_PRIMARY, m->primary_backend, &m->primary))
@@ -231,6 +238,20 @@ static void shadow_cancel(struct shadow *s, const char *why) {
   shadow_end(s, why);
 }
 
+const char *rec_shadow_skip_name(enum rec_shadow_skip s) {
+  switch (s) {
+  case REC_SHADOW_SKIP_INFLIGHT: return "inflight";
+  case REC_SHADOW_SKIP_NO_BACKEND: return "no_backend";
+  case REC_SHADOW_SKIP_NOMEM: return "nomem";
+  default: return "unknown";
+  }
+}
+
+static void count_skip(struct rec_mirror_env *e, enum rec_shadow_skip why) {
+  atomic_fetch_add_explicit(&e->stats->skipped, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&e->stats->skipped_by[why], 1, memory_order_relaxed);
+}
+
 int rec_mirror_add_shadow(struct rec_mirror *m, struct px_pool *pool, const struct cfg_mirror *mc,
                           const struct px_request_head *head, int has_body) {
   struct rec_mirror_env *e = m->env;
@@ -238,7 +259,7 @@ int rec_mirror_add_shadow(struct rec_mirror *m, struct px_pool *pool, const stru
   struct shadow **ns = s ? realloc(m->shadows, (m->nshadows + 1) * sizeof *ns) : NULL;
   if (!ns) {
     free(s);
-    atomic_fetch_add_explicit(&e->stats->skipped, 1, memory_order_relaxed);
+    count_skip(e, REC_SHADOW_SKIP_NOMEM);
     return 0;
   }
   m->shadows = ns;
@@ -248,7 +269,7 @@ int rec_mirror_add_shadow(struct rec_mirror *m, struct px_pool *pool, const stru
       rec_pair_add_response(m->pair, REC_SIDE_SHADOW, mc->backend ? mc->backend : "", &s->resp))
     s->resp = NULL;
   if (e->inflight >= max_inflight(e) || !pool) {
-    atomic_fetch_add_explicit(&e->stats->skipped, 1, memory_order_relaxed);
+    count_skip(e, pool ? REC_SHADOW_SKIP_INFLIGHT : REC_SHADOW_SKIP_NO_BACKEND);
     if (s->resp)
       rec_response_finish(m->pair, s->resp, 0, "skipped");
     return 0;
@@ -381,20 +402,3 @@ void rec_mirror_env_shutdown(struct rec_mirror_env *env) {
   }
 }
 
-/* ---- metrics ---- */
-
-size_t rec_mirror_stats_prometheus(const struct rec_mirror_stats *s, char *buf, size_t len) {
-  int n = snprintf(
-      buf, len,
-      "# HELP cutover_shadow_requests_total Shadow requests, by result.\n"
-      "# TYPE cutover_shadow_requests_total counter\n"
-      "cutover_shadow_requests_total{result=\"sent\"} %llu\n"
-      "cutover_shadow_requests_total{result=\"skipped\"} %llu\n"
-      "cutover_shadow_requests_total{result=\"failed\"} %llu\n"
-      "# HELP cutover_pairs_recorded_total Pairs handed to the recording sink.\n"
-      "# TYPE cutover_pairs_recorded_total counter\n"
-      "cutover_pairs_recorded_total %llu\n",
-      (unsigned long long)atomic_load(&s->sent), (unsigned long long)atomic_load(&s->skipped),
-      (unsigned long long)atomic_load(&s->failed), (unsigned long long)atomic_load(&s->recorded));
-  return n > 0 ? (size_t)n : 0;
-}

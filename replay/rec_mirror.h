@@ -42,23 +42,33 @@ struct rec_mirror_ops {
   const char *(*host)(const struct px_exchange *x);
 };
 
+/* Why a sampled shadow was not sent. */
+enum rec_shadow_skip {
+  REC_SHADOW_SKIP_INFLIGHT = 0, /* the worker's in-flight bound was reached */
+  REC_SHADOW_SKIP_NO_BACKEND,   /* the shadow's backend group is not available */
+  REC_SHADOW_SKIP_NOMEM,        /* out of memory */
+  REC_SHADOW_SKIP_N
+};
+
+/* "inflight", "no_backend", "nomem". */
+const char *rec_shadow_skip_name(enum rec_shadow_skip s);
+
 /* Counters shared by every worker (atomics). */
 struct rec_mirror_stats {
   _Atomic uint64_t sent;      /* shadow exchanges started */
-  _Atomic uint64_t skipped;   /* not started: the worker's in-flight bound was reached */
+  _Atomic uint64_t skipped;   /* not started (any reason) */
+  _Atomic uint64_t skipped_by[REC_SHADOW_SKIP_N];
   _Atomic uint64_t failed;    /* ended without a complete response (incl. overflow, cancel) */
   _Atomic uint64_t recorded;  /* pairs handed to the sink */
 };
 
-/* Writes the counters as Prometheus text (cutover_shadow_requests_total{result=
- * "sent"|"skipped"|"failed"}, cutover_pairs_recorded_total); returns the
- * length needed, like snprintf. */
-size_t rec_mirror_stats_prometheus(const struct rec_mirror_stats *s, char *buf, size_t len);
+/* The proxy exposes these counters in /metrics as cutover_shadow_* (rec_metrics.h). */
 
 /* One per worker. All pointers are borrowed and must outlive the env. */
 struct rec_mirror_env {
   const struct rec_mirror_ops *ops;
   struct rec_sink *sink;          /* NULL = mirror without recording */
+  struct rec_comparer *comparer;  /* live comparison (rec_compare.h); NULL = none */
   struct rec_codec *codec;        /* the worker's codec (needed when sink is set) */
   const struct rec_opts *opts;    /* body cap, redaction, lineage */
   struct rec_mirror_stats *stats; /* shared */
@@ -74,6 +84,14 @@ struct rec_mirror_env {
 };
 
 struct rec_mirror;
+struct rec_comparer;
+
+/* What a mirror does with its pair (rec_mirror_new). */
+enum rec_mirror_mode {
+  REC_MIRROR_NONE = 0,    /* mirror only */
+  REC_MIRROR_RECORD = 1,  /* record every pair (needs env->sink) */
+  REC_MIRROR_COMPARE = 2, /* hand every pair to env->comparer, which records the mismatches */
+};
 
 /*
  * Returns 1 when `m` should mirror this request: the method is in m->methods
@@ -88,13 +106,16 @@ int rec_mirror_wanted(const struct cfg_mirror *m, const char *method,
  * Starts the recording context of one request. `head` (borrowed) is the
  * request as forwarded to the primary (request id set); `id` its request id;
  * `dec` (may be NULL) its decision; `primary_backend` the primary's group
- * name. The pair is recorded when `record` is set and env->sink is not NULL.
+ * name. `mode` says what happens to the pair: with REC_MIRROR_RECORD it is
+ * recorded when env->sink is set; with REC_MIRROR_COMPARE it goes to
+ * env->comparer (or, when its queue is full, straight to env->sink).
  * Returns 0 and *out, or CUT_ERR_NOMEM. The caller (the primary side) ends
  * its part with rec_mirror_primary_done() and rec_mirror_release().
  */
 int rec_mirror_new(struct rec_mirror **out, struct rec_mirror_env *env, const char *id,
                    int64_t time_us, const char *route, const struct px_request_head *head,
-                   const struct dial_decision *dec, const char *primary_backend, int record);
+                   const struct dial_decision *dec, const char *primary_backend,
+                   enum rec_mirror_mode mode);
 
 /*
  * Sends a copy of `head` (borrowed: the request as forwarded to the primary)

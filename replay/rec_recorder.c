@@ -74,13 +74,6 @@ int rec_recorder_submit(struct rec_recorder *r, struct rec_codec *codec, struct 
   return rec_sink_submit_pair(r->sink, codec, p);
 }
 
-size_t rec_recorder_metrics(const struct rec_recorder *r, char *buf, size_t len) {
-  struct rec_stats_view v = {0};
-  if (r->sink)
-    rec_sink_stats(r->sink, &v);
-  return rec_stats_prometheus(&v, buf, len);
-}
-
 void rec_recorder_free(struct rec_recorder *r) {
   if (!r)
     return;

@@ -39,11 +39,6 @@ struct rec_sink *rec_recorder_sink(struct rec_recorder *r);
  * Returns 0 (queued, or recording off) or a negative CUT_ERR_* (counted). */
 int rec_recorder_submit(struct rec_recorder *r, struct rec_codec *codec, struct rec_pair *p);
 
-/* Writes the recording metrics in Prometheus text format into buf[len]
- * (NUL-terminated, truncated when short) and returns the length the whole
- * text needs, like snprintf. */
-size_t rec_recorder_metrics(const struct rec_recorder *r, char *buf, size_t len);
-
 /* Flushes or spills what is queued, stops the sink, then the embedded broker. NULL is ok. */
 void rec_recorder_free(struct rec_recorder *r);
 

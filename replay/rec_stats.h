@@ -47,16 +47,7 @@ struct rec_stats_view {
 /* Copies the counters of s (borrowed) into *out; each is read atomically, the set is not a snapshot. */
 void rec_stats_read(const struct rec_stats *s, struct rec_stats_view *out);
 
-/*
- * Writes the counters in Prometheus text format into buf[len] (always
- * NUL-terminated when len > 0) and returns the length the whole text needs,
- * like snprintf. Metric names (docs/recording.md):
- *   cutover_records_produced_total, cutover_records_delivered_total,
- *   cutover_records_failed_total, cutover_records_spilled_total,
- *   cutover_records_drained_total, cutover_records_dropped_total{reason},
- *   cutover_records_queue_depth, cutover_records_spill_queue_depth
- */
-size_t rec_stats_prometheus(const struct rec_stats_view *v, char *buf, size_t len);
+/* The proxy exposes these counters in /metrics as cutover_record_* (rec_metrics.h). */
 
 #define rec_stat_add(s, field, n) atomic_fetch_add_explicit(&(s)->field, (n), memory_order_relaxed)
 

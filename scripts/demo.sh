@@ -67,7 +67,9 @@ wait_port "$!" 9001 "demo backend legacy"
 pids+=($!)
 wait_port "$!" 9002 "demo backend modern"
 
-"$bin" proxy -c "$config" &
+# The proxy's stdout also goes to run/proxy.out, where its "kafka bootstrap:" line is read.
+: >"$run/proxy.out"
+"$bin" proxy -c "$config" > >(tee "$run/proxy.out") &
 proxy=$!
 pids+=("$proxy")
 if ! wait_port "$proxy" 8080 "cutover proxy"; then
@@ -83,6 +85,20 @@ fi
 topic=$(sed -n 's/^[[:space:]]*topic:[[:space:]]*"\{0,1\}\([^"#[:space:]]*\).*/\1/p' "$config" 2>/dev/null \
   | head -n1 || true)
 topic=${topic:-cutover.pairs}
+# The embedded broker picks a free port at start: print the kcat command with it.
+bootstrap=
+for _ in $(seq 50); do
+  bootstrap=$(sed -n 's/^kafka bootstrap: \([^ ]*\).*/\1/p' "$run/proxy.out" | head -n1)
+  [ -n "$bootstrap" ] && break
+  sleep 0.1
+done
+if [ -n "$bootstrap" ]; then
+  kcat_hint="Read the recorded request/response pairs (Kafka bootstrap $bootstrap):"
+else
+  kcat_hint="Read the recorded request/response pairs (BOOTSTRAP: the address on the proxy's
+\"kafka bootstrap:\" line above):"
+  bootstrap=BOOTSTRAP
+fi
 cat >&2 <<EOF
 
 cutover demo is running (Ctrl-C stops everything):
@@ -102,9 +118,8 @@ Turn the dial (send a quarter of the devices to modern), then look again:
   for i in \$(seq 20); do curl -s --http2-prior-knowledge -H "x-device-id: dev-\$i" \\
     http://127.0.0.1:8080/api/checkout; done
 
-Read the recorded request/response pairs (the proxy printed the Kafka bootstrap
-address above when it started):
-  kcat -C -b BOOTSTRAP -t $topic -e -f 'key %k  %S bytes  partition %p\n'
+$kcat_hint
+  kcat -C -b $bootstrap -t $topic -e -f 'key %k  %S bytes  partition %p\n'
 
 EOF
 

@@ -421,6 +421,46 @@ static void test_config_defaults(void **state) {
   cfg_unref(c);
 }
 
+static void test_config_h2_floods(void **state) {
+  (void)state;
+  struct cfg *c = load_ok(MINIMAL);
+  const struct cfg_h2_floods *h = &c->limits.h2_floods;
+  assert_int_equal(h->max_resets, 200);
+  assert_int_equal(h->max_settings, 50);
+  assert_int_equal(h->max_pings, 100);
+  assert_int_equal(h->rate_window_ms, 10000);
+  assert_int_equal(h->max_continuations, 32);
+  assert_int_equal(h->max_header_block_bytes, 128 << 10);
+  assert_int_equal(h->zero_window_stall_ms, 30000);
+  cfg_unref(c);
+  c = load_ok(MINIMAL "limits:\n  h2_floods: { max_resets: 10, max_settings: 5, max_pings: 7,"
+                      " rate_window: 2s, max_continuations: 4, max_header_block: 16KiB,"
+                      " zero_window_stall: 1500ms }\n");
+  h = &c->limits.h2_floods;
+  assert_int_equal(h->max_resets, 10);
+  assert_int_equal(h->max_settings, 5);
+  assert_int_equal(h->max_pings, 7);
+  assert_int_equal(h->rate_window_ms, 2000);
+  assert_int_equal(h->max_continuations, 4);
+  assert_int_equal(h->max_header_block_bytes, 16 << 10);
+  assert_int_equal(h->zero_window_stall_ms, 1500);
+  assert_int_equal(c->limits.max_headers, 100); /* the rest of limits keeps its defaults */
+  char *text = print_to_string(c);
+  assert_non_null(strstr(text, "  h2_floods:\n    max_resets: 10\n"));
+  assert_non_null(strstr(text, "    zero_window_stall: 1500ms\n"));
+  free(text);
+  cfg_unref(c);
+  expect_errors(MINIMAL "limits:\n  h2_floods:\n    max_resets: 0\n    zero_window_stall: 0s\n"
+                        "    max_header_block: 100B\n    max_ping: 3\n",
+                "t.yaml:8:17: limits.h2_floods.max_resets: 0 is out of range (1-1000000)\n"
+                "t.yaml:9:24: limits.h2_floods.zero_window_stall: must be greater than 0\n"
+                "t.yaml:10:23: limits.h2_floods.max_header_block: must be at least 1KiB\n"
+                "t.yaml:11:5: limits.h2_floods.max_ping: unknown key \"max_ping\" (did you mean "
+                "\"max_pings\"?)\n");
+  expect_errors(MINIMAL "limits: { h2_floods: 3 }\n",
+                "t.yaml:6:22: limits.h2_floods: expected a map, got a scalar\n");
+}
+
 static void test_config_error_unknown_key(void **state) {
   (void)state;
   expect_errors(MINIMAL "recording:\n  sink: file\n  lineage_header: [x-lineage]\n",
@@ -918,6 +958,7 @@ int main(void) {
       cmocka_unit_test(test_config_example),        cmocka_unit_test(test_config_defaults),
       cmocka_unit_test(test_config_error_unknown_key), cmocka_unit_test(test_config_error_type),
       cmocka_unit_test(test_config_error_percent),  cmocka_unit_test(test_config_error_unit),
+      cmocka_unit_test(test_config_h2_floods),
       cmocka_unit_test(test_config_error_address),  cmocka_unit_test(test_config_error_reference),
       cmocka_unit_test(test_config_error_duplicate), cmocka_unit_test(test_config_error_rules),
       cmocka_unit_test(test_config_error_missing),  cmocka_unit_test(test_config_error_null_items),  cmocka_unit_test(test_config_error_many),

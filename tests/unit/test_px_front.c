@@ -23,6 +23,7 @@
 
 struct px_pool {
   struct event_base *base;
+  const char *backend; /* the backend's name */
 };
 
 struct px_exchange {
@@ -42,6 +43,7 @@ struct px_exchange {
 };
 
 static struct px_request_head g_last_head; /* the last head an exchange received */
+static const char *g_last_backend;         /* ... and the backend of its pool */
 static int g_cancelled;
 static int g_live;
 
@@ -50,6 +52,7 @@ static int fake_pool_new(struct px_pool **out, struct event_base *base,
                          size_t errlen) {
   *out = calloc(1, sizeof **out);
   (*out)->base = base;
+  (*out)->backend = b->name;
   return 0;
 }
 static void fake_pool_free(struct px_pool *p) { free(p); }
@@ -66,6 +69,8 @@ static void x_free(struct px_exchange *x) {
 static void x_step(evutil_socket_t fd, short what, void *arg) {
   struct px_exchange *x = arg;
   const char *path = x->head.path;
+  if (strcmp(path, "/hang") == 0)
+    return; /* never answers: the exchange stays open until cancelled */
   if (strcmp(path, "/fail") == 0) {
     x->cbs.on_done(x, CUT_ERR_NET, PX_FAIL_CONNECT, "connect refused by 127.0.0.1:1", 0, x->ud);
     x_free(x);
@@ -134,6 +139,7 @@ static int fake_start(struct px_pool *p, const struct px_request_head *head, int
   px_request_head_copy(&x->head, head);
   px_request_head_clear(&g_last_head);
   px_request_head_copy(&g_last_head, head);
+  g_last_backend = p->backend;
   x->cbs = *cbs;
   x->ud = ud;
   x->reqbody = evbuffer_new();
@@ -245,7 +251,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   struct fx *f = *state;
-  bufferevent_free(f->client);
+  if (f->client)
+    bufferevent_free(f->client);
   px_server_free(f->srv);
   px_request_head_clear(&g_last_head);
   assert_int_equal(g_live, 0);
@@ -500,6 +507,26 @@ static void test_px_front_h2_garbage_closes(void **state) {
   static const uint8_t bad[] = {0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4};
   bufferevent_write(f->client, bad, sizeof bad);
   spin(f, 20);
+  /* the GOAWAY (PROTOCOL_ERROR) was written; the connection lingers, reading
+   * and discarding, so a peer still sending does not get it reset away */
+  struct evbuffer *in = bufferevent_get_input(f->client);
+  size_t len = evbuffer_get_length(in);
+  uint8_t *p = evbuffer_pullup(in, -1);
+  uint32_t goaway_code = 0xffffffff;
+  for (size_t o = 0; o + 9 <= len;) {
+    size_t flen = (size_t)p[o] << 16 | (size_t)p[o + 1] << 8 | p[o + 2];
+    if (p[o + 3] == 7 && o + 9 + 8 <= len)
+      goaway_code = (uint32_t)p[o + 13] << 24 | (uint32_t)p[o + 14] << 16 |
+                    (uint32_t)p[o + 15] << 8 | p[o + 16];
+    o += 9 + flen;
+  }
+  assert_int_equal(goaway_code, NGHTTP2_PROTOCOL_ERROR);
+  assert_int_equal(f->w->nconns, 1);
+  bufferevent_write(f->client, bad, sizeof bad); /* more input: read and dropped */
+  spin(f, 20);
+  assert_int_equal(f->w->nconns, 1);
+  bufferevent_flush(f->client, EV_WRITE, BEV_FINISHED); /* the peer closes: the connection goes */
+  spin(f, 20);
   assert_int_equal(f->w->nconns, 0);
 }
 
@@ -668,6 +695,60 @@ static void test_px_front_h1_partial_head(void **state) {
   bufferevent_free(pair[1]);
 }
 
+/* A reload gives the worker a new generation at once; a request in flight
+ * keeps the old one (and its pools) until it ends; the old one is freed on
+ * a tick after that; a listener change is refused. */
+static void test_px_front_reload_generations(void **state) {
+  struct fx *f = *state;
+  static struct cfg_backend be2[2] = {{.name = "app"}, {.name = "new"}};
+  static struct cfg_route rt2[1] = {{.name = "api", .path_prefix = "/", .backend = "new",
+                                     .backend_index = 1}};
+  struct cfg cfg2 = g_cfg;
+  cfg2.backends = be2;
+  cfg2.nbackends = 2;
+  cfg2.routes = rt2;
+  /* grace after the last request: the shadow timeout (0 here) + 1 s */
+  struct client c;
+  client_init(&c, f->client);
+  struct cstream *slow = client_request(&c, "GET", "/hang", NULL, 0, NULL);
+  client_io(&c);
+  spin(f, 5);
+  assert_string_equal(g_last_backend, "app");
+  uint64_t id = 0;
+  char err[256] = "";
+  assert_int_equal(px_server_reload(f->srv, &cfg2, NULL, NULL, &id, err, sizeof err), 0);
+  assert_int_equal(id, 1);
+  spin(f, 5);
+  assert_int_equal(f->w->gen->id, 1);
+  assert_ptr_equal(f->w->cfg, &cfg2);
+  assert_non_null(f->w->old_gens);
+  assert_int_equal(f->w->old_gens->refs, 1);
+  assert_int_equal(px_server_oldest_gen(f->srv), 0);
+  /* the next request takes the new route and backend */
+  struct cstream *cs = client_request(&c, "GET", "/next", NULL, 0, NULL);
+  run_until_closed(f, &c, cs);
+  assert_int_equal(cs->status, 200);
+  assert_string_equal(g_last_backend, "new");
+  /* the old request ends: its generation goes after the grace, on a tick */
+  nghttp2_submit_rst_stream(c.s, NGHTTP2_FLAG_NONE, slow->id, NGHTTP2_CANCEL);
+  run_until_closed(f, &c, slow);
+  assert_int_equal(f->w->old_gens->refs, 0);
+  struct timeval t = {2, 300000};
+  event_base_loopexit(f->w->base, &t);
+  event_base_dispatch(f->w->base);
+  assert_null(f->w->old_gens);
+  assert_int_equal(px_server_oldest_gen(f->srv), 1);
+  /* listeners cannot change on reload */
+  struct cfg_listener l = {.name = "plain", .listen = {.host = "127.0.0.1", .port = 1}};
+  struct cfg cfg3 = cfg2;
+  cfg3.listeners = &l;
+  cfg3.nlisteners = 1;
+  assert_int_equal(px_server_reload(f->srv, &cfg3, NULL, NULL, NULL, err, sizeof err),
+                   CUT_ERR_INVALID);
+  assert_non_null(strstr(err, "restart"));
+  nghttp2_session_del(c.s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_px_front_h2_get, setup, teardown),
@@ -675,6 +756,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_front_h2_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_front_h2_client_reset, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_front_h2_garbage_closes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_front_reload_generations, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_front_h1_pipelined, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_front_h1_errors_and_close, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_front_h1_http10_and_bad, setup, teardown),

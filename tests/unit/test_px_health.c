@@ -238,6 +238,7 @@ static void on_backend_cb(struct evhttp_request *req, void *arg) {
 }
 
 static void backend_start(struct backend *b, struct event_base *base, int status) {
+  memset(b, 0, sizeof *b); /* hits counts from 0 */
   b->status = status;
   b->http = evhttp_new(base);
   evhttp_set_gencb(b->http, on_backend_cb, b);

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "common/metrics.h"
+#include "config/config.h"
 #include "proxy/px_limits.h"
 
 static const uint8_t preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -205,6 +206,32 @@ static void test_px_limits_counters(void **state) {
   met_registry_free(r);
 }
 
+/* The config's thresholds reach the detector: 3 pings per 1 s fire on the 4th. */
+static void test_px_limits_from_cfg(void **state) {
+  (void)state;
+  struct cfg_h2_floods h = {.max_resets = 5, .max_settings = 6, .max_pings = 3,
+                            .rate_window_ms = 1000, .max_continuations = 2,
+                            .max_header_block_bytes = 4096, .zero_window_stall_ms = 1500};
+  struct px_flood_limits l;
+  px_flood_limits_from_cfg(&l, &h);
+  assert_int_equal(l.max_resets, 5);
+  assert_int_equal(l.reset_window_ms, 1000);
+  assert_int_equal(l.settings_window_ms, 1000);
+  assert_int_equal(l.max_settings, 6);
+  assert_int_equal(l.max_continuations, 2);
+  assert_int_equal(l.max_header_block_bytes, 4096);
+  assert_int_equal(l.zero_window_ms, 1500);
+  struct px_flood f;
+  px_flood_init(&f, &l, 0);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(px_flood_on_frame(&f, 0x6, 0, 0, 8, 100), PX_FLOOD_NONE);
+  assert_int_equal(px_flood_on_frame(&f, 0x6, 0, 0, 8, 100), PX_FLOOD_PING);
+  px_flood_init(&f, &l, 0);
+  assert_int_equal(px_flood_on_window(&f, 1, 0), PX_FLOOD_NONE);
+  assert_int_equal(px_flood_on_window(&f, 1, 1400), PX_FLOOD_NONE);
+  assert_int_equal(px_flood_on_window(&f, 1, 1600), PX_FLOOD_ZERO_WINDOW);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_px_limits_rapid_reset_burst),
@@ -215,6 +242,7 @@ int main(void) {
       cmocka_unit_test(test_px_limits_feed_split_anywhere),
       cmocka_unit_test(test_px_limits_zero_window),
       cmocka_unit_test(test_px_limits_counters),
+      cmocka_unit_test(test_px_limits_from_cfg),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
