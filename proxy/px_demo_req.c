@@ -24,15 +24,26 @@ struct timeval demo_ms_tv(uint64_t ms) {
   return tv;
 }
 
-/* "500ms", "2s", "500" (milliseconds). */
-static int parse_ms(const char *v, size_t n, uint64_t *out) {
-  char tmp[32];
-  if (n == 0 || n >= sizeof tmp) return -1;
+/* Splits a knob value v[n] into its leading decimal number and the unit
+ * after it (copied into tmp). Returns 0, or -1 when there is no number. */
+static int split_number(const char *v, size_t n, char tmp[32], unsigned long long *x,
+                        const char **unit) {
+  if (n == 0 || n >= 32) return -1;
   memcpy(tmp, v, n);
   tmp[n] = '\0';
   char *end;
-  unsigned long long x = strtoull(tmp, &end, 10);
+  *x = strtoull(tmp, &end, 10);
   if (end == tmp || tmp[0] == '-') return -1;
+  *unit = end;
+  return 0;
+}
+
+/* "500ms", "2s", "500" (milliseconds). */
+static int parse_ms(const char *v, size_t n, uint64_t *out) {
+  char tmp[32];
+  unsigned long long x;
+  const char *end;
+  if (split_number(v, n, tmp, &x, &end)) return -1;
   uint64_t mul = 1;
   if (!strcmp(end, "s")) mul = 1000;
   else if (*end && strcmp(end, "ms")) return -1;
@@ -44,12 +55,9 @@ static int parse_ms(const char *v, size_t n, uint64_t *out) {
 /* "1000", "64KiB", "50MiB", "1k", "2M". */
 static int parse_size(const char *v, size_t n, int64_t *out) {
   char tmp[32];
-  if (n == 0 || n >= sizeof tmp) return -1;
-  memcpy(tmp, v, n);
-  tmp[n] = '\0';
-  char *end;
-  unsigned long long x = strtoull(tmp, &end, 10);
-  if (end == tmp || tmp[0] == '-') return -1;
+  unsigned long long x;
+  const char *end;
+  if (split_number(v, n, tmp, &x, &end)) return -1;
   uint64_t mul = 1;
   if (!strcmp(end, "KiB") || !strcmp(end, "k") || !strcmp(end, "K")) mul = 1024;
   else if (!strcmp(end, "MiB") || !strcmp(end, "M")) mul = 1024 * 1024;
