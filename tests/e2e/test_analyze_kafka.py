@@ -118,27 +118,54 @@ class AnalyzeKafkaTest(unittest.TestCase):
 
     def test_group_members_split_and_merge(self):
         # Two members started together split the partitions between them.
+        # Whether the second joins before the first has read and committed
+        # everything depends on timing. The exact merge holds when every
+        # record was read by exactly one member; when the mock coordinator
+        # refuses a commit because the other member's join started a
+        # rebalance, the documented at-least-once case (docs/analyzer.md) may
+        # count records twice, and the member says so on stderr. Only then
+        # is the scenario run again, with a fresh group; any other difference
+        # fails at once.
         single = os.path.join(self.tmp, "single2")
         analyze("--kafka", self.bootstrap, "--topic", TOPIC, "--out", single)
-        parts = [os.path.join(self.tmp, "split%d" % i) for i in range(2)]
+        refused = []
+        for attempt in range(5):
+            parts, errs = self.run_members("g2-%d" % attempt, "split%d-" % attempt)
+            merged = os.path.join(self.tmp, "merged2-%d" % attempt)
+            analyze("merge", "--out", merged, *parts)
+            if load(merged) == load(single):
+                return
+            refusal = [e for e in errs if "offset commit failed" in e]
+            if not refusal:
+                self.assertEqual(load(merged), load(single), "\n".join(errs))
+            # At least once: nothing is lost (some records may be read twice).
+            m = load(merged)
+            self.assertGreaterEqual(m["joined"] + m["duplicates"], COUNT)
+            self.assertGreaterEqual(m["records"]["primary"], COUNT)
+            refused.append(refusal)
+        self.fail("every attempt had a refused commit:\n%s" % refused)
+
+    def run_members(self, group, prefix):
+        """Runs two group members at once; returns their output dirs and stderr texts."""
+        parts = [os.path.join(self.tmp, "%s%d" % (prefix, i)) for i in range(2)]
         procs = [subprocess.Popen([BIN, "analyze", "--kafka", self.bootstrap, "--topic", TOPIC,
-                                   "--group", "g2", "--out", d, "--quiet",
+                                   "--group", group, "--out", d, "--quiet",
                                    "--property", "session.timeout.ms=3000",
                                    "--property", "heartbeat.interval.ms=500"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                  for d in parts]
+        errs = []
         try:
             for p in procs:
                 _, err = p.communicate(timeout=90)
                 self.assertEqual(p.returncode, 0, err)
+                errs.append(err)
         finally:
             for p in procs:
                 if p.poll() is None:
                     p.kill()
                     p.wait()
-        merged = os.path.join(self.tmp, "merged2")
-        analyze("merge", "--out", merged, *parts)
-        self.assertEqual(load(merged), load(single))
+        return parts, errs
 
     def test_unreachable_broker_fails(self):
         p = analyze("--kafka", "127.0.0.1:1", "--topic", TOPIC, "--out",
