@@ -98,6 +98,36 @@ def port_open(host, port, timeout=0.2):
         return False
 
 
+def tcp_established(port):
+    """How many ESTABLISHED TCP connections on this machine have local port
+    `port`: the connections a server listening there has accepted (read from
+    /proc/net/tcp and /proc/net/tcp6)."""
+    n = 0
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        n += 1
+        except OSError:
+            pass
+    return n
+
+
+def wait_until(cond, timeout=10.0, what="condition", interval=0.02):
+    """Polls cond() until it is true; raises HarnessError after `timeout`
+    seconds (doubled under the sanitizers)."""
+    deadline = time.monotonic() + timeout * (2 if sanitized() else 1)
+    while True:
+        if cond():
+            return
+        if time.monotonic() >= deadline:
+            raise HarnessError("timed out waiting for %s" % what)
+        time.sleep(interval)
+
+
 # ----------------------------------------------------------------------- processes
 
 _live = {}  # pid -> Proc, for the atexit sweep
