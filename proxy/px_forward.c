@@ -97,8 +97,7 @@ static void drop_hop(struct px_headers *h) {
       drop = strcasecmp(f->value, "trailers") != 0;
     if (drop) {
       h->bytes -= f->namelen + f->valuelen + 32;
-      free(f->name);
-      free(f->value);
+      px_header_release(f);
     } else {
       h->v[w++] = *f;
     }
@@ -112,18 +111,16 @@ static int append_list(struct px_headers *h, const char *name, const char *add) 
     struct px_header *f = &h->v[i];
     if (strcmp(f->name, name) != 0)
       continue;
-    size_t al = strlen(add);
-    char *v = malloc(f->valuelen + 2 + al + 1);
+    size_t al = strlen(add), vl = f->valuelen + 2 + al;
+    char *v = malloc(vl + 1);
     if (!v)
       return CUT_ERR_NOMEM;
     memcpy(v, f->value, f->valuelen);
     memcpy(v + f->valuelen, ", ", 2);
     memcpy(v + f->valuelen + 2, add, al + 1);
-    free(f->value);
-    f->value = v;
-    f->valuelen += 2 + al;
-    h->bytes += 2 + al;
-    return 0;
+    int rv = px_headers_set_value(h, i, v, vl);
+    free(v);
+    return rv;
   }
   return px_headers_add(h, name, strlen(name), add, strlen(add));
 }

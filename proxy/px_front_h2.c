@@ -1,5 +1,7 @@
 /* px_front_h2: the HTTP/2 server side of a client connection (nghttp2). */
+#include <stddef.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 
 #include <event2/buffer.h>
@@ -13,13 +15,17 @@
 
 #define H2_STREAM_WINDOW (256 * 1024)
 #define H2_CONN_WINDOW (4 * 1024 * 1024)
+#define H2_INLINE_BODY 512
 
 struct h2_stream {
   struct px_req req; /* first: a px_req* is an h2_stream* */
   struct h2_front *f;
   struct h2_stream *prev, *next;
   int32_t id;
-  struct evbuffer *body;        /* response bytes not yet framed */
+  struct evbuffer *body;        /* response bytes not yet framed, after those in ibuf */
+  /* A small response body waits here, not in an evbuffer chain allocated and
+   * freed for each response; every byte in ibuf precedes those in body. */
+  uint16_t ibeg, iend;
   struct px_headers trailers;   /* request trailers */
   struct px_headers *resp_trailers; /* borrowed from req until sent */
   size_t unconsumed;            /* request bytes held while the upstream is full */
@@ -27,6 +33,7 @@ struct h2_stream {
   size_t nhdr;
   unsigned resp_submitted : 1, resp_eof : 1, deferred : 1, too_big : 1, closed : 1,
       want_resume : 1, body_over : 1;
+  uint8_t ibuf[H2_INLINE_BODY]; /* last: a reused stream does not clear it */
 };
 
 struct h2_front {
@@ -41,9 +48,59 @@ struct h2_front {
   struct px_flood flood; /* flood detector fed every byte the client sends */
   size_t fed_ahead;      /* bytes at the head of the input already fed to it */
   uint32_t max_streams;  /* SETTINGS_MAX_CONCURRENT_STREAMS we advertise */
+  struct h2_stream *spare; /* closed streams kept for reuse (linked by next) */
+  unsigned nspare;
 };
 
+#define H2_SPARE_MAX 16u /* about 20 KiB at most kept per connection */
+
+/* Streams come and go by the hundred per loop iteration, more than malloc's
+ * per-thread caches hold: closed ones are kept (with their emptied body
+ * buffer) for the next. Sanitizer builds free them, to catch use after free. */
+#if defined(__SANITIZE_ADDRESS__)
+#define H2_KEEP_SPARES 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define H2_KEEP_SPARES 0
+#endif
+#endif
+#ifndef H2_KEEP_SPARES
+#define H2_KEEP_SPARES 1
+#endif
+
+static struct h2_stream *stream_alloc(struct h2_front *f) {
+  struct h2_stream *st = f->spare;
+  if (!st)
+    return calloc(1, sizeof *st);
+  f->spare = st->next;
+  f->nspare--;
+  struct evbuffer *body = st->body;
+  memset(st, 0, offsetof(struct h2_stream, ibuf));
+  st->body = body;
+  return st;
+}
+
+/* The stream is finished (px_req_finish) and unlinked. */
+static void stream_release(struct h2_front *f, struct h2_stream *st) {
+  px_headers_clear(&st->trailers);
+  if (H2_KEEP_SPARES && f->nspare < H2_SPARE_MAX) {
+    if (st->body)
+      evbuffer_drain(st->body, evbuffer_get_length(st->body));
+    st->next = f->spare;
+    f->spare = st;
+    f->nspare++;
+    return;
+  }
+  if (st->body)
+    evbuffer_free(st->body);
+  free(st);
+}
+
 static const struct px_front_ops h2_ops;
+
+static size_t body_len(const struct h2_stream *st) {
+  return (size_t)(st->iend - st->ibeg) + (st->body ? evbuffer_get_length(st->body) : 0);
+}
 
 static struct h2_stream *stream_of(struct px_req *r) { return (struct h2_stream *)r; }
 
@@ -55,15 +112,26 @@ static ssize_t data_source_read_cb(nghttp2_session *s, int32_t id, uint8_t *buf,
   struct h2_stream *st = src->ptr;
   if (evbuffer_get_length(bufferevent_get_output(f->c->bev)) >= PX_OUT_HIGH)
     return NGHTTP2_ERR_WOULDBLOCK;
-  size_t have = st->body ? evbuffer_get_length(st->body) : 0;
+  size_t have = body_len(st);
   if (have == 0 && !st->resp_eof) {
     st->deferred = 1;
     return NGHTTP2_ERR_DEFERRED;
   }
-  int n = have ? evbuffer_remove(st->body, buf, length) : 0;
-  if (n < 0)
-    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  if (st->resp_eof && (!st->body || evbuffer_get_length(st->body) == 0)) {
+  size_t n = 0;
+  if (st->iend > st->ibeg) {
+    n = (size_t)(st->iend - st->ibeg) < length ? (size_t)(st->iend - st->ibeg) : length;
+    memcpy(buf, st->ibuf + st->ibeg, n);
+    st->ibeg = (uint16_t)(st->ibeg + n);
+    if (st->ibeg == st->iend)
+      st->ibeg = st->iend = 0;
+  }
+  if (n < length && st->body && evbuffer_get_length(st->body)) {
+    int m = evbuffer_remove(st->body, buf + n, length - n);
+    if (m < 0)
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    n += (size_t)m;
+  }
+  if (st->resp_eof && body_len(st) == 0) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     if (st->resp_trailers && st->resp_trailers->n) {
       struct px_headers *t = st->resp_trailers;
@@ -79,11 +147,11 @@ static ssize_t data_source_read_cb(nghttp2_session *s, int32_t id, uint8_t *buf,
         *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
     }
   }
-  if (st->req.resp_paused && (!st->body || evbuffer_get_length(st->body) < PX_STREAM_HIGH / 2)) {
+  if (st->req.resp_paused && body_len(st) < PX_STREAM_HIGH / 2) {
     st->want_resume = 1;
     f->want_resume = 1;
   }
-  return n;
+  return (ssize_t)n;
 }
 
 static int h2_respond(struct px_req *r, const struct px_response_head *h, int end) {
@@ -132,18 +200,24 @@ static int h2_body(struct px_req *r, const uint8_t *p, size_t n) {
   struct h2_stream *st = stream_of(r);
   if (st->closed)
     return 0;
-  if (!st->body) {
-    st->body = evbuffer_new();
-    if (!st->body)
-      return 0;
+  int body_empty = !st->body || evbuffer_get_length(st->body) == 0;
+  if (body_empty && n <= (size_t)H2_INLINE_BODY - st->iend) {
+    memcpy(st->ibuf + st->iend, p, n);
+    st->iend = (uint16_t)(st->iend + n);
+  } else {
+    if (!st->body) {
+      st->body = evbuffer_new();
+      if (!st->body)
+        return 0;
+    }
+    evbuffer_add(st->body, p, n);
   }
-  evbuffer_add(st->body, p, n);
   if (st->deferred) {
     st->deferred = 0;
     nghttp2_session_resume_data(st->f->s, st->id);
   }
   px_client_schedule_flush(st->f->c);
-  return evbuffer_get_length(st->body) >= PX_STREAM_HIGH ? PX_PAUSE : 0;
+  return body_len(st) >= PX_STREAM_HIGH ? PX_PAUSE : 0;
 }
 
 static void h2_end(struct px_req *r, const struct px_headers *trailers) {
@@ -202,7 +276,7 @@ static int on_begin_headers_cb(nghttp2_session *s, const nghttp2_frame *frame, v
   struct h2_front *f = user_data;
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
     return 0;
-  struct h2_stream *st = calloc(1, sizeof *st);
+  struct h2_stream *st = stream_alloc(f);
   if (!st)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   px_req_init(&st->req, f->c, &h2_ops);
@@ -367,10 +441,7 @@ static int on_stream_close_cb(nghttp2_session *s, int32_t id, uint32_t error_cod
   if (st->next)
     st->next->prev = st->prev;
   f->nstreams--;
-  if (st->body)
-    evbuffer_free(st->body);
-  px_headers_clear(&st->trailers);
-  free(st);
+  stream_release(f, st);
   return 0;
 }
 
@@ -428,6 +499,10 @@ int px_front_h2_attach(struct px_client *c) {
   uint32_t maxhdr = lim->max_header_list_bytes ? lim->max_header_list_bytes : 65536;
   /* streams the client opens beyond the limit are refused by nghttp2 itself */
   nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+  /* We schedule nothing by RFC 7540 priority: without the priority tree
+   * nghttp2 keeps no closed streams and schedules streams in plain order. */
+  nghttp2_option_set_no_closed_streams(opt, 1);
+  nghttp2_option_set_server_fallback_rfc7540_priorities(opt, 0);
   int rv = nghttp2_session_server_new2(&f->s, cbs, f, opt);
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
@@ -439,6 +514,7 @@ int px_front_h2_attach(struct px_client *c) {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, maxstreams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, maxhdr},
+      {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
   };
   nghttp2_submit_settings(f->s, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
   nghttp2_session_set_local_window_size(f->s, NGHTTP2_FLAG_NONE, 0, H2_CONN_WINDOW);
@@ -446,12 +522,56 @@ int px_front_h2_attach(struct px_client *c) {
   return 0;
 }
 
+/* Frames for a plaintext client whose output buffer is empty are gathered
+ * here and sent with one send(): no evbuffer chain, and no write event for
+ * the bufferevent to add and remove. What the kernel does not take, and
+ * everything when the output already holds bytes, goes through the output
+ * buffer as usual. */
+#define H2_STAGE (16 * 1024)
+
+struct stage {
+  evutil_socket_t fd; /* -1: no direct sending (TLS, no socket) */
+  size_t n;
+  uint8_t buf[H2_STAGE];
+};
+
+static void stage_spill(struct stage *sg, struct evbuffer *out) {
+  if (sg->n)
+    evbuffer_add(out, sg->buf, sg->n);
+  sg->n = 0;
+  sg->fd = -1; /* the output holds bytes now: everything after them follows */
+}
+
+static void stage_put(struct stage *sg, struct evbuffer *out, const uint8_t *data, size_t n) {
+  if (sg->fd >= 0 && n <= sizeof sg->buf - sg->n) {
+    memcpy(sg->buf + sg->n, data, n);
+    sg->n += n;
+    return;
+  }
+  stage_spill(sg, out);
+  evbuffer_add(out, data, n);
+}
+
+static void stage_send(struct stage *sg, struct evbuffer *out) {
+  if (!sg->n)
+    return;
+  ssize_t w = send(sg->fd, sg->buf, sg->n, MSG_NOSIGNAL);
+  /* On an error the bufferevent meets it again on its next write and reports it. */
+  size_t done = w > 0 ? (size_t)w : 0;
+  if (done < sg->n)
+    evbuffer_add(out, sg->buf + done, sg->n - done);
+  sg->n = 0;
+}
+
 /* Sends what nghttp2 has, up to the output watermark. Never called from an nghttp2 callback. */
 static void h2_send(struct px_client *c) {
   struct h2_front *f = c->front;
   struct evbuffer *out = bufferevent_get_output(c->bev);
+  struct stage sg;
+  sg.n = 0;
+  sg.fd = !c->tls && evbuffer_get_length(out) == 0 ? bufferevent_getfd(c->bev) : -1;
   for (;;) {
-    while (evbuffer_get_length(out) < PX_OUT_HIGH) {
+    while (evbuffer_get_length(out) + sg.n < PX_OUT_HIGH) {
       const uint8_t *data;
       ssize_t n = nghttp2_session_mem_send(f->s, &data);
       if (n < 0) {
@@ -460,7 +580,7 @@ static void h2_send(struct px_client *c) {
       }
       if (n == 0)
         break;
-      evbuffer_add(out, data, (size_t)n);
+      stage_put(&sg, out, data, (size_t)n);
     }
     if (!f->want_resume)
       break;
@@ -474,9 +594,10 @@ static void h2_send(struct px_client *c) {
       if (c->dead)
         return;
     }
-    if (evbuffer_get_length(out) >= PX_OUT_HIGH)
+    if (evbuffer_get_length(out) + sg.n >= PX_OUT_HIGH)
       break;
   }
+  stage_send(&sg, out);
   if (!nghttp2_session_want_read(f->s) && !nghttp2_session_want_write(f->s)) {
     if (f->goaway_error)
       px_client_linger_close(c); /* the peer may still be sending: keep the GOAWAY */
@@ -577,7 +698,7 @@ void px_front_h2_drain(struct px_client *c) {
 static int window_stalled(struct h2_front *f) {
   int conn_closed = nghttp2_session_get_remote_window_size(f->s) <= 0;
   for (struct h2_stream *st = f->streams; st; st = st->next)
-    if (!st->closed && st->body && evbuffer_get_length(st->body) > 0 &&
+    if (!st->closed && body_len(st) > 0 &&
         (conn_closed || nghttp2_session_get_stream_remote_window_size(f->s, st->id) <= 0))
       return 1;
   return 0;
@@ -631,6 +752,12 @@ void px_front_h2_free(struct px_client *c) {
     st = next;
   }
   f->streams = NULL;
+  while ((st = f->spare)) {
+    f->spare = st->next;
+    if (st->body)
+      evbuffer_free(st->body);
+    free(st);
+  }
   nghttp2_session_del(f->s);
   free(f);
   c->front = NULL;

@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "common/cut_err.h"
 #include "proxy/px_upstream_int.h"
@@ -35,10 +36,16 @@ void px_h1_init(struct px_conn *c) {
 /* ---------------------------------------------------------------- request */
 
 static int skip_request_header(const struct px_header *f) {
-  if (px_header_is_hop(f->name, f->namelen))
-    return 1;
-  return strcmp(f->name, "host") == 0 || strcmp(f->name, "content-length") == 0 ||
-         strcmp(f->name, "te") == 0;
+  switch (f->namelen) { /* names are lower-case */
+  case 2:
+    return memcmp(f->name, "te", 2) == 0;
+  case 4:
+    return memcmp(f->name, "host", 4) == 0;
+  case 14:
+    return memcmp(f->name, "content-length", 14) == 0 || px_header_is_hop(f->name, 14);
+  default:
+    return px_header_is_hop(f->name, f->namelen);
+  }
 }
 
 static int method_wants_length(const char *m) {
@@ -68,9 +75,12 @@ static int write_head(struct px_conn *c, struct px_exchange *x) {
   for (size_t i = 0; i < h->headers.n; i++)
     if (!skip_request_header(&h->headers.v[i]))
       total += h->headers.v[i].namelen + 2 + h->headers.v[i].valuelen + 2;
-  struct evbuffer *out = bufferevent_get_output(c->bev);
-  struct evbuffer_iovec v;
-  if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) < 1)
+  /* Raw connections: built on the stack and sent at once, usually whole. */
+  char stack[2048];
+  int direct = c->raw && total <= sizeof stack;
+  struct evbuffer *out = px_conn_out(c);
+  struct evbuffer_iovec v = {stack, sizeof stack};
+  if (!direct && evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) < 1)
     return CUT_ERR_NOMEM;
   char *p = v.iov_base;
 #define PUT(s, n)                                                                                  \
@@ -96,6 +106,8 @@ static int write_head(struct px_conn *c, struct px_exchange *x) {
   PUT(framing, (size_t)flen);
   PUT("\r\n", 2);
 #undef PUT
+  if (direct)
+    return px_conn_write(c, stack, total);
   v.iov_len = total;
   return evbuffer_commit_space(out, &v, 1);
 }
@@ -105,8 +117,14 @@ void px_h1_send_body(struct px_exchange *x) {
   struct px_conn *c = x->conn;
   if (!c || x->body_flushed)
     return;
-  struct evbuffer *out = bufferevent_get_output(c->bev);
   size_t n = x->reqbuf ? evbuffer_get_length(x->reqbuf) : 0;
+  if (!n && !x->body_ended)
+    return;
+  if (!n && !x->chunked) { /* nothing to add: the end of a body without framing */
+    x->body_flushed = 1;
+    return;
+  }
+  struct evbuffer *out = px_conn_out(c);
   if (n) {
     x->body_consumed = 1;
     if (x->chunked)
@@ -129,6 +147,8 @@ void px_h1_send_body(struct px_exchange *x) {
     }
     x->body_flushed = 1;
   }
+  if (c->raw && x->state == XS_ACTIVE)
+    px_conn_flush(c);
 }
 
 int px_h1_dispatch(struct px_conn *c, struct px_exchange *x) {
@@ -148,7 +168,7 @@ int px_h1_dispatch(struct px_conn *c, struct px_exchange *x) {
   }
   x->bytes_sent = 1;
   px_h1_send_body(x);
-  bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+  px_conn_flush(c);
   return 0;
 }
 
@@ -287,9 +307,8 @@ static int on_message_complete_cb(http_parser *hp) {
  * framed both ways, then report. */
 static void h1_complete(struct px_conn *c) {
   struct px_exchange *x = c->x;
-  struct evbuffer *in = bufferevent_get_input(c->bev);
-  int keep = http_should_keep_alive(&c->parser) && x->body_flushed &&
-             evbuffer_get_length(in) == 0 && !c->closing && !c->h1_eof;
+  int keep = http_should_keep_alive(&c->parser) && x->body_flushed && c->h1_left == 0 &&
+             !c->closing && !c->h1_eof;
   TAILQ_REMOVE(&c->active, x, clink);
   if (x->in_kickq) {
     TAILQ_REMOVE(&c->kickq, x, klink);
@@ -299,9 +318,7 @@ static void h1_complete(struct px_conn *c) {
   x->conn = NULL;
   x->state = XS_NEW;
   c->served++;
-  c->h1_msg_done = 0;
-  http_parser_init(&c->parser, HTTP_RESPONSE);
-  c->parser.data = c;
+  c->h1_msg_done = 0; /* the parser is set up again at the next dispatch */
   if (keep)
     px_conn_idle(c);
   else
@@ -321,16 +338,14 @@ static void h1_protocol_error(struct px_conn *c, const char *what) {
   px_x_finish(x, CUT_ERR_PROTO, PX_FAIL_PROTOCOL, cause);
 }
 
-void px_h1_read(struct px_conn *c) {
-  struct evbuffer *in = bufferevent_get_input(c->bev);
-  c->in_io++;
-  while (!c->closing && c->x && !c->h1_paused) {
-    size_t n = evbuffer_get_contiguous_space(in);
-    if (n == 0)
-      break;
-    const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
-    size_t parsed = http_parser_execute(&c->parser, &h1_settings, data, n);
-    evbuffer_drain(in, parsed);
+/* Parses n bytes in place, `extra` more waiting behind them; returns how many
+ * were consumed. Stops early on backpressure (h1_paused), a protocol error, a
+ * connection being closed, or the exchange being gone. */
+static size_t h1_parse(struct px_conn *c, const char *data, size_t n, size_t extra) {
+  size_t off = 0;
+  while (off < n && !c->closing && c->x && !c->h1_paused) {
+    off += http_parser_execute(&c->parser, &h1_settings, data + off, n - off);
+    c->h1_left = n - off + extra;
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
     if (c->closing || !c->x)
       break; /* the caller cancelled the exchange from a callback */
@@ -341,7 +356,7 @@ void px_h1_read(struct px_conn *c) {
         continue;
       }
       c->h1_paused = 1;
-      bufferevent_disable(c->bev, EV_READ);
+      px_conn_reading(c, 0);
       break;
     }
     if (e != HPE_OK) {
@@ -349,7 +364,13 @@ void px_h1_read(struct px_conn *c) {
       break;
     }
   }
-  if (!c->closing && !c->x && c->state == CONN_READY && evbuffer_get_length(in) > 0)
+  return off;
+}
+
+/* After parsing: close on bytes nobody asked for, on a requested close, and
+ * deliver an EOF that waited for a paused response. */
+static void h1_after_parse(struct px_conn *c, size_t left) {
+  if (!c->closing && !c->x && c->state == CONN_READY && left > 0)
     c->closing = 1; /* bytes nobody asked for: the connection is out of sync */
   c->in_io--;
   if (c->closing) {
@@ -358,6 +379,59 @@ void px_h1_read(struct px_conn *c) {
   }
   if (c->h1_eof && !c->h1_paused)
     px_h1_eof(c, 0);
+}
+
+/* Parses what the connection's input buffer holds. */
+void px_h1_read(struct px_conn *c) {
+  struct evbuffer *in = px_conn_in(c);
+  c->in_io++;
+  while (!c->closing && c->x && !c->h1_paused) {
+    size_t total = evbuffer_get_length(in);
+    size_t n = evbuffer_get_contiguous_space(in);
+    if (n == 0)
+      break;
+    const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+    size_t parsed = h1_parse(c, data, n, total - n);
+    evbuffer_drain(in, parsed);
+    if (parsed < n)
+      break;
+  }
+  h1_after_parse(c, evbuffer_get_length(in));
+}
+
+#define H1_READ_CHUNK (16u * 1024u)
+
+void px_h1_raw_read(struct px_conn *c) {
+  if (c->rin_used) {
+    if (evbuffer_get_length(c->rin)) { /* parse what was kept first */
+      px_h1_read(c);
+      return;
+    }
+    c->rin_used = 0;
+  }
+  char buf[H1_READ_CHUNK];
+  ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+  if (n < 0) {
+    if (PX_IO_RETRIABLE(errno))
+      return;
+    px_h1_eof(c, 1);
+    return;
+  }
+  if (n == 0) {
+    px_h1_eof(c, 0);
+    return;
+  }
+  c->in_io++;
+  size_t used = h1_parse(c, buf, (size_t)n, 0);
+  size_t left = (size_t)n - used;
+  if (left && c->x && c->h1_paused && !c->closing) {
+    /* Backpressure: keep the rest for the resume. */
+    if (evbuffer_add(c->rin, buf + used, left) < 0)
+      c->closing = 1;
+    c->rin_used = 1;
+    left = 0;
+  }
+  h1_after_parse(c, left);
 }
 
 void px_h1_eof(struct px_conn *c, int error) {
@@ -371,7 +445,7 @@ void px_h1_eof(struct px_conn *c, int error) {
     return;
   }
   c->h1_eof = 1;
-  if (!error && x->got_response && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
+  if (!error && x->got_response && evbuffer_get_length(px_conn_in(c)) == 0) {
     /* A close-delimited body ends here; anything else ends in an error. */
     c->in_io++;
     http_parser_execute(&c->parser, &h1_settings, NULL, 0);

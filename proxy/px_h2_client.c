@@ -239,13 +239,15 @@ int px_h2_init(struct px_conn *c) {
   /* Windows open only as the caller takes the data: a paused client closes them. */
   nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_option_set_peer_max_concurrent_streams(opt, 100);
+  nghttp2_option_set_no_closed_streams(opt, 1);
   if (nghttp2_session_client_new2(&c->h2, cbs, c, opt) != 0)
     goto out;
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, PX_H2_WINDOW},
+      {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
   };
-  if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 2) != 0 ||
+  if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]) != 0 ||
       nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, H2_CONN_WINDOW) != 0)
     goto out;
   rv = 0;

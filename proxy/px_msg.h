@@ -28,6 +28,9 @@ struct px_headers {
   size_t bytes; /* sum of name + value lengths + 32 per field (the HTTP/2 accounting) */
 };
 
+/* A field's name and value live in one allocation (the name's): free or
+ * replace them only through px_header_release and px_headers_set_value. */
+
 /* Appends a copy of name (lower-cased) and value. Returns 0 or CUT_ERR_NOMEM. */
 int px_headers_add(struct px_headers *h, const char *name, size_t namelen, const char *value,
                    size_t valuelen);
@@ -35,6 +38,11 @@ int px_headers_add(struct px_headers *h, const char *name, size_t namelen, const
 const struct px_header *px_headers_get(const struct px_headers *h, const char *name);
 /* Removes every header named `name`; returns how many were removed. */
 size_t px_headers_del(struct px_headers *h, const char *name);
+/* Replaces the value of field i with a copy of value. Returns 0 or
+ * CUT_ERR_NOMEM (the field is then unchanged). */
+int px_headers_set_value(struct px_headers *h, size_t i, const char *value, size_t valuelen);
+/* Frees one field's strings (the caller removes it from its list). */
+void px_header_release(struct px_header *f);
 /* Releases all fields; the struct is left empty and reusable. */
 void px_headers_clear(struct px_headers *h);
 /* 1 for the hop-by-hop names a proxy must not forward. */

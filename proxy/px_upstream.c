@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,19 @@
 #include "proxy/px_tls_client.h"
 #include "proxy/px_upstream_int.h"
 
+/* Sanitizer builds free every exchange at once, so use-after-free is caught. */
+#if defined(__SANITIZE_ADDRESS__)
+#define PX_NO_FREELIST 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PX_NO_FREELIST 1
+#endif
+#endif
+#ifndef PX_NO_FREELIST
+#define PX_NO_FREELIST 0
+#endif
+#define PX_XFREE_MAX 512u
+
 uint64_t px_now_ms(struct px_pool *p) {
   struct timeval tv;
   event_base_gettimeofday_cached(p->base, &tv);
@@ -25,6 +39,23 @@ uint64_t px_now_ms(struct px_pool *p) {
 static void set_timer(struct event *ev, uint64_t ms) {
   struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u)};
   evtimer_add(ev, &tv);
+}
+
+/* The idle timeout of connections and the first deadline of exchanges are
+ * the same for every timer of a pool: they go to libevent's common-timeout
+ * queues (constant-time add and delete) instead of its heap. */
+static const struct timeval *common_timeout(struct event_base *base, uint64_t ms) {
+  struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u)};
+  return event_base_init_common_timeout(base, &tv);
+}
+
+static void pool_timer(struct px_pool *p, struct event *ev, uint64_t ms) {
+  if (ms == p->idle_ms && p->idle_ctv)
+    evtimer_add(ev, p->idle_ctv);
+  else if (ms == p->first_ms && p->first_ctv)
+    evtimer_add(ev, p->first_ctv);
+  else
+    set_timer(ev, ms);
 }
 
 static int fail_code(enum px_fail f) {
@@ -63,6 +94,12 @@ int px_pool_new(struct px_pool **out, struct event_base *base, const struct cfg_
   if (opts)
     p->opts = *opts;
   p->watermark = p->opts.body_watermark ? p->opts.body_watermark : 64u * 1024u;
+  p->idle_ms = be->idle_timeout_ms ? be->idle_timeout_ms : 60000;
+  p->idle_ctv = common_timeout(base, p->idle_ms);
+  p->first_ms = be->timeout_ms;
+  if (be->total_timeout_ms && (!p->first_ms || be->total_timeout_ms < p->first_ms))
+    p->first_ms = be->total_timeout_ms;
+  p->first_ctv = p->first_ms ? common_timeout(base, p->first_ms) : NULL;
   p->hosts = calloc(be->nhosts, sizeof *p->hosts);
   if (!p->hosts) {
     free(p);
@@ -133,6 +170,11 @@ void px_pool_free(struct px_pool *p) {
       c->in_io = 0;
       px_conn_close(c);
     }
+  }
+  while ((x = p->xfree)) {
+    p->xfree = x->next_free;
+    free(x->head_mem);
+    free(x);
   }
   free(p->hosts);
   SSL_CTX_free(p->own_tls);
@@ -231,6 +273,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *user_data);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *user_data);
 static void conn_kick_cb(evutil_socket_t fd, short what, void *user_data);
 static void conn_orphan_drained(struct px_conn *c);
+static int conn_go_raw(struct px_conn *c);
 
 static struct px_conn *conn_open(struct px_host *h) {
   struct px_pool *p = h->pool;
@@ -324,6 +367,15 @@ void px_conn_close(struct px_conn *c) {
     px_h2_free(c);
   if (c->bev)
     bufferevent_free(c->bev);
+  if (c->raw) {
+    event_del(&c->rev);
+    event_del(&c->wev);
+    evutil_closesocket(c->fd);
+  }
+  if (c->rin)
+    evbuffer_free(c->rin);
+  if (c->rout)
+    evbuffer_free(c->rout);
   event_free(c->timer);
   event_free(c->kick);
   free(c->hbuf);
@@ -379,9 +431,8 @@ void px_conn_idle(struct px_conn *c) {
   }
   TAILQ_INSERT_HEAD(&h->idle, c, idle_link);
   c->in_idle = 1;
-  bufferevent_enable(c->bev, EV_READ);
-  uint64_t idle = c->pool->be->idle_timeout_ms ? c->pool->be->idle_timeout_ms : 60000;
-  set_timer(c->timer, idle);
+  px_conn_reading(c, 1);
+  pool_timer(c->pool, c->timer, c->pool->idle_ms);
 }
 
 void px_conn_kick(struct px_conn *c, struct px_exchange *x, int resume, int drain) {
@@ -466,6 +517,12 @@ static void conn_connected(struct px_conn *c) {
     px_h2_write(c);
   } else {
     px_h1_init(c);
+    if (!p->opts.tls && conn_go_raw(c) < 0) {
+      px_conn_fail_all(c, PX_FAIL_CONNECT, "out of memory setting up the connection");
+      c->in_io--;
+      px_conn_close(c);
+      return;
+    }
     struct px_exchange *x = TAILQ_FIRST(&c->waiters);
     c->in_io--;
     if (x) {
@@ -476,6 +533,158 @@ static void conn_connected(struct px_conn *c) {
     }
   }
 }
+
+/* ---------------------------------------------------------------- raw I/O */
+
+static void conn_raw_read_cb(evutil_socket_t fd, short what, void *user_data);
+static void conn_raw_write_cb(evutil_socket_t fd, short what, void *user_data);
+
+/* Takes the connected socket out of its bufferevent (see struct px_conn). */
+static int conn_go_raw(struct px_conn *c) {
+  struct event_base *base = c->pool->base;
+  c->rin = evbuffer_new();
+  c->rout = evbuffer_new();
+  if (!c->rin || !c->rout)
+    return CUT_ERR_NOMEM;
+  evutil_socket_t fd = bufferevent_getfd(c->bev);
+  if (fd < 0)
+    return CUT_ERR_STATE;
+  bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+  evbuffer_add_buffer(c->rin, bufferevent_get_input(c->bev));
+  evbuffer_add_buffer(c->rout, bufferevent_get_output(c->bev));
+  c->rin_used = c->rout_used = 1;
+  bufferevent_setfd(c->bev, -1); /* the bufferevent no longer closes it */
+  bufferevent_free(c->bev);
+  c->bev = NULL;
+  c->fd = fd;
+  c->raw = 1;
+  event_assign(&c->rev, base, fd, EV_READ | EV_PERSIST, conn_raw_read_cb, c);
+  event_assign(&c->wev, base, fd, EV_WRITE | EV_PERSIST, conn_raw_write_cb, c);
+  px_conn_reading(c, 1);
+  return 0;
+}
+
+struct evbuffer *px_conn_out(struct px_conn *c) {
+  if (!c->raw)
+    return bufferevent_get_output(c->bev);
+  c->rout_used = 1; /* the caller may add to it */
+  return c->rout;
+}
+
+struct evbuffer *px_conn_in(struct px_conn *c) {
+  if (!c->raw)
+    return bufferevent_get_input(c->bev);
+  c->rin_used = 1;
+  return c->rin;
+}
+
+void px_conn_reading(struct px_conn *c, int on) {
+  if (!c->raw) {
+    if (on)
+      bufferevent_enable(c->bev, EV_READ);
+    else
+      bufferevent_disable(c->bev, EV_READ);
+    return;
+  }
+  if (on == c->rev_on)
+    return;
+  c->rev_on = on;
+  if (on)
+    event_add(&c->rev, NULL);
+  else
+    event_del(&c->rev);
+}
+
+static void raw_want_write(struct px_conn *c, int on) {
+  if (on == c->wev_on)
+    return;
+  c->wev_on = on;
+  if (on)
+    event_add(&c->wev, NULL);
+  else
+    event_del(&c->wev);
+}
+
+/* One write attempt; what the kernel refuses waits for the write event. */
+static void raw_write(struct px_conn *c) {
+  if (!c->rout_used || evbuffer_get_length(c->rout) == 0) {
+    c->rout_used = 0;
+    raw_want_write(c, 0);
+    return;
+  }
+  int n = evbuffer_write(c->rout, c->fd);
+  if (n < 0) {
+    int e = EVUTIL_SOCKET_ERROR();
+    if (!PX_IO_RETRIABLE(e)) {
+      /* Reported from the write event, never from inside the caller's stack. */
+      c->werr = e ? e : EPIPE;
+      evbuffer_drain(c->rout, evbuffer_get_length(c->rout));
+      raw_want_write(c, 0);
+      event_active(&c->wev, EV_WRITE, 1);
+      return;
+    }
+  }
+  c->rout_used = evbuffer_get_length(c->rout) > 0;
+  raw_want_write(c, c->rout_used);
+}
+
+int px_conn_write(struct px_conn *c, const void *data, size_t len) {
+  if (!c->raw || c->wev_on || c->werr || (c->rout_used && evbuffer_get_length(c->rout)))
+    return evbuffer_add(px_conn_out(c), data, len) < 0 ? CUT_ERR_NOMEM : 0;
+  ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
+  if (n < 0) {
+    int e = errno;
+    if (!PX_IO_RETRIABLE(e)) {
+      c->werr = e ? e : EPIPE; /* reported from the write event */
+      event_active(&c->wev, EV_WRITE, 1);
+      return 0;
+    }
+    n = 0;
+  }
+  if ((size_t)n < len) {
+    if (evbuffer_add(c->rout, (const char *)data + n, len - (size_t)n) < 0)
+      return CUT_ERR_NOMEM;
+    c->rout_used = 1;
+    raw_want_write(c, 1);
+  }
+  return 0;
+}
+
+void px_conn_flush(struct px_conn *c) {
+  if (!c->raw) {
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    return;
+  }
+  if (c->wev_on || c->werr)
+    return; /* the write event is already waiting */
+  raw_write(c);
+  struct px_exchange *x = c->x;
+  if (x && x->want_drain && !c->werr &&
+      (!c->rout_used || evbuffer_get_length(c->rout) <= c->pool->watermark / 2))
+    px_conn_kick(c, x, 0, 1); /* the caller hears of it from the loop */
+}
+
+static void conn_raw_read_cb(evutil_socket_t fd, short what, void *user_data) {
+  struct px_conn *c = user_data;
+  px_h1_raw_read(c);
+}
+
+static void conn_raw_write_cb(evutil_socket_t fd, short what, void *user_data) {
+  struct px_conn *c = user_data;
+  if (!c->werr)
+    raw_write(c);
+  if (c->werr) {
+    EVUTIL_SET_SOCKET_ERROR(c->werr);
+    raw_want_write(c, 0);
+    px_h1_eof(c, 1);
+    return;
+  }
+  struct px_exchange *x = c->x;
+  if (x && x->want_drain && evbuffer_get_length(c->rout) <= c->pool->watermark / 2)
+    px_x_request_drained(x);
+}
+
+/* ---------------------------------------------------------------- bufferevent I/O */
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *user_data) {
   struct px_conn *c = user_data;
@@ -581,7 +790,7 @@ static void conn_kick_cb(evutil_socket_t fd, short what, void *user_data) {
   } else if (c->x && !c->x->paused && c->h1_paused) {
     c->h1_paused = 0;
     http_parser_pause(&c->parser, 0);
-    bufferevent_enable(c->bev, EV_READ);
+    px_conn_reading(c, 1);
     px_h1_read(c);
   }
 }
@@ -593,7 +802,6 @@ static void x_arm_timer(struct px_exchange *x);
 
 static void x_free(struct px_exchange *x) {
   TAILQ_REMOVE(&x->pool->all, x, alink);
-  free(x->head_mem);
   px_response_head_clear(&x->resp);
   px_headers_clear(&x->req_trailers);
   px_headers_clear(&x->resp_trailers);
@@ -603,6 +811,16 @@ static void x_free(struct px_exchange *x) {
     evbuffer_free(x->h2_pending);
   if (x->timer)
     event_del(x->timer);
+#if !PX_NO_FREELIST
+  struct px_pool *p = x->pool;
+  if (p->nxfree < PX_XFREE_MAX && x->head_cap <= 4096) { /* keeps head_mem */
+    x->next_free = p->xfree;
+    p->xfree = x;
+    p->nxfree++;
+    return;
+  }
+#endif
+  free(x->head_mem);
   free(x);
 }
 
@@ -770,14 +988,22 @@ static void x_arm_timer(struct px_exchange *x) {
   uint64_t left = x_idle_left(x, now), t = x_total_left(x, now);
   if (t < left)
     left = t;
+  x->timer_due = left == UINT64_MAX ? UINT64_MAX : now + left;
   if (left == UINT64_MAX)
     evtimer_del(x->timer);
   else
-    set_timer(x->timer, left);
+    pool_timer(x->pool, x->timer, left);
 }
 
 void px_x_got_first_byte(struct px_exchange *x) {
-  x->last_rx_ms = px_now_ms(x->pool);
+  uint64_t now = px_now_ms(x->pool);
+  x->last_rx_ms = now;
+  uint64_t left = x_idle_left(x, now), t = x_total_left(x, now);
+  if (t < left)
+    left = t;
+  /* A timer already due no later is left alone: firing early, it re-arms. */
+  if (left != UINT64_MAX && x->timer_due <= now + left && evtimer_pending(x->timer, NULL))
+    return;
   x_arm_timer(x);
 }
 
@@ -803,9 +1029,16 @@ static int head_copy_flat(struct px_exchange *x, const struct px_request_head *s
                 str_size(src->scheme) + str_size(src->authority) + str_size(path);
   for (size_t i = 0; i < hs->n; i++)
     size += hs->v[i].namelen + hs->v[i].valuelen + 2;
-  char *mem = malloc(size ? size : 1);
-  if (!mem)
-    return CUT_ERR_NOMEM;
+  char *mem = x->head_mem; /* a reused exchange brings its block */
+  if (!mem || x->head_cap < size) {
+    size_t cap = size < 1024 ? 1024 : size;
+    free(mem);
+    x->head_mem = NULL;
+    x->head_cap = 0;
+    if (!(mem = malloc(cap)))
+      return CUT_ERR_NOMEM;
+    x->head_cap = cap;
+  }
   struct px_header *v = (struct px_header *)mem;
   char *at = mem + hs->n * sizeof(struct px_header);
   struct px_request_head *h = &x->head;
@@ -838,9 +1071,19 @@ int px_exchange_start(struct px_pool *p, const struct px_request_head *head, int
   *out = NULL;
   if (!p || !head || !head->method || !cbs || !cbs->on_done)
     return CUT_ERR_INVALID;
-  struct px_exchange *x = calloc(1, sizeof *x);
-  if (!x)
+  struct px_exchange *x = p->xfree;
+  if (x) {
+    p->xfree = x->next_free;
+    p->nxfree--;
+    char *head_mem = x->head_mem;
+    size_t head_cap = x->head_cap;
+    memset(x, 0, offsetof(struct px_exchange, cause)); /* cause is last: a string */
+    x->cause[0] = '\0';
+    x->head_mem = head_mem;
+    x->head_cap = head_cap;
+  } else if (!(x = calloc(1, sizeof *x))) {
     return CUT_ERR_NOMEM;
+  }
   x->pool = p;
   TAILQ_INSERT_TAIL(&p->all, x, alink);
   x->cbs = *cbs;
@@ -1005,7 +1248,7 @@ int px_exchange_send_body(struct px_exchange *x, const uint8_t *data, size_t len
       px_h2_send_body(x);
     } else {
       px_h1_send_body(x);
-      queued = evbuffer_get_length(bufferevent_get_output(x->conn->bev));
+      queued = evbuffer_get_length(px_conn_out(x->conn));
     }
   }
   if (queued > x->pool->watermark) {

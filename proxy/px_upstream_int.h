@@ -2,6 +2,7 @@
 #ifndef CUT_PX_UPSTREAM_INT_H
 #define CUT_PX_UPSTREAM_INT_H
 
+#include <errno.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 
@@ -60,7 +61,23 @@ struct px_host {
 struct px_conn {
   struct px_pool *pool;
   struct px_host *host;
-  struct bufferevent *bev;
+  struct bufferevent *bev;            /* NULL once a plain HTTP/1.1 connection went raw */
+  /* Plain (no TLS) HTTP/1.1 connections drop their bufferevent once connected
+   * and drive the socket directly: one persistent read event that stays on
+   * (off only while the response is paused), reads straight into a stack
+   * buffer that is parsed in place, and writes made at once, with a write
+   * event only while the kernel refuses bytes. That is one read and one write
+   * per exchange, with no FIONREAD and no epoll_ctl churn. */
+  int raw;
+  evutil_socket_t fd;                 /* raw: the socket (owned) */
+  struct event rev, wev;              /* raw: read (persistent), write (while output waits) */
+  int rev_on, wev_on;
+  int werr;                           /* raw: a write failed; reported from wev */
+  struct evbuffer *rin;               /* raw: bytes read but not parsed (paused response) */
+  struct evbuffer *rout;              /* raw: bytes not yet written */
+  /* raw: 0 when rin / rout are known to be empty, so the hot path need not
+   * touch them (two cache misses per exchange). */
+  int rin_used, rout_used;
   enum px_conn_state state;
   int is_h2;
   int in_io;                          /* inside our own read/event processing */
@@ -83,6 +100,7 @@ struct px_conn {
   int h1_hdr_state;                   /* 0 none, 1 in field, 2 in value */
   int h1_skip;                        /* skipping a 1xx head */
   int h1_eof;                         /* EOF seen while the parser was paused */
+  size_t h1_left;                     /* input bytes after what the parser consumed */
   char *hbuf;                         /* header name then value being accumulated */
   size_t hname_len, hval_len, hcap;
   /* HTTP/2 */
@@ -137,7 +155,9 @@ struct px_exchange {
   int counted_active;
   struct event *timer;                /* = &timer_ev */
   struct event timer_ev;              /* embedded: no allocation per exchange */
+  uint64_t timer_due;                 /* when the timer fires (px_now_ms), UINT64_MAX if off */
   char *head_mem;                     /* one block holding head's strings and fields */
+  size_t head_cap;                    /* its size (kept when the exchange is reused) */
   uint64_t start_ms;
   uint64_t last_rx_ms;                /* last response byte handed to the caller */
   uint64_t last_tx_ms;                /* last request body bytes from the caller */
@@ -150,7 +170,8 @@ struct px_exchange {
   int body_consumed;                  /* some request body left reqbuf for a connection */
   int h2_remote_end;                  /* h2: END_STREAM received */
   int drain_kick;                     /* XS_DRAINING: deliver pending data from the timer */
-  char cause[400];
+  struct px_exchange *next_free;      /* pool->xfree */
+  char cause[400];                    /* last (a reused exchange clears only what precedes) */
 };
 
 struct px_pool {
@@ -163,7 +184,13 @@ struct px_pool {
   size_t rr;
   struct px_pool_stats stats;
   size_t watermark;
+  uint64_t idle_ms, first_ms;         /* idle timeout; an exchange's first deadline (0: none) */
+  const struct timeval *idle_ctv, *first_ctv; /* their common timeouts (NULL: use the heap) */
   struct px_xq all;                   /* every live exchange */
+  /* Finished exchanges kept for reuse: hundreds in flight at once overflow
+   * malloc's per-thread caches, and an exchange is just above their size. */
+  struct px_exchange *xfree;
+  uint32_t nxfree;
 };
 
 /* --- pool (px_upstream.c), used by the clients --- */
@@ -186,12 +213,27 @@ void px_conn_fail_all(struct px_conn *c, enum px_fail fail, const char *cause);
 void px_conn_idle(struct px_conn *c);
 void px_conn_kick(struct px_conn *c, struct px_exchange *x, int resume, int drain);
 void px_x_got_first_byte(struct px_exchange *x);
+/* A read or write error that only means "try again later". */
+#define PX_IO_RETRIABLE(e) ((e) == EAGAIN || (e) == EWOULDBLOCK || (e) == EINTR)
+/* Connection I/O, the same for bufferevent and raw connections. */
+struct evbuffer *px_conn_out(struct px_conn *c);
+struct evbuffer *px_conn_in(struct px_conn *c);
+/* Raw connections: writes what the output holds now (a write event takes over
+ * what the kernel refuses). Bufferevent connections: enables writing. */
+void px_conn_flush(struct px_conn *c);
+/* Writes len bytes at once when nothing is queued before them (raw
+ * connections), else queues them. Returns 0 or CUT_ERR_NOMEM. */
+int px_conn_write(struct px_conn *c, const void *data, size_t len);
+/* Turns reading on or off (backpressure). */
+void px_conn_reading(struct px_conn *c, int on);
 
 /* --- HTTP/1.1 client (px_h1_client.c) --- */
 void px_h1_init(struct px_conn *c);
 /* Writes x's head (and buffered body) to the ready connection c. */
 int px_h1_dispatch(struct px_conn *c, struct px_exchange *x);
 void px_h1_read(struct px_conn *c);
+/* Raw connections: the socket is readable. */
+void px_h1_raw_read(struct px_conn *c);
 void px_h1_send_body(struct px_exchange *x);
 void px_h1_detach(struct px_exchange *x);
 void px_h1_eof(struct px_conn *c, int error);

@@ -143,6 +143,31 @@ static void test_px_route_forward_headers(void **state) {
   px_request_head_clear(&h);
 }
 
+/* Fields keep name and value in one block: replacing a value, deleting and
+ * clearing keep the list and its byte count right (ASan checks the frees). */
+static void test_px_route_header_storage(void **state) {
+  (void)state;
+  struct px_headers h = {0};
+  assert_int_equal(px_headers_add(&h, "X-One", 5, "a", 1), 0);
+  assert_int_equal(px_headers_add(&h, "x-two", 5, "", 0), 0);
+  assert_int_equal(px_headers_add(&h, "X-One", 5, "b", 1), 0);
+  assert_string_equal(h.v[0].name, "x-one");
+  assert_string_equal(h.v[1].value, "");
+  assert_int_equal(h.bytes, 5 + 1 + 32 + 5 + 0 + 32 + 5 + 1 + 32);
+  assert_int_equal(px_headers_set_value(&h, 1, "longer value", 12), 0);
+  assert_string_equal(h.v[1].name, "x-two");
+  assert_string_equal(h.v[1].value, "longer value");
+  assert_int_equal(h.v[1].valuelen, 12);
+  assert_int_equal(h.bytes, 5 + 1 + 32 + 5 + 12 + 32 + 5 + 1 + 32);
+  assert_int_equal(px_headers_del(&h, "x-one"), 2);
+  assert_int_equal(h.n, 1);
+  assert_int_equal(h.bytes, 5 + 12 + 32);
+  assert_string_equal(px_headers_get(&h, "x-two")->value, "longer value");
+  px_headers_clear(&h);
+  assert_int_equal(h.n, 0);
+  assert_null(h.v);
+}
+
 static void test_px_route_uuid_unique(void **state) {
   (void)state;
   struct px_rng rng;
@@ -202,6 +227,7 @@ int main(void) {
       cmocka_unit_test(test_px_route_match_order),
       cmocka_unit_test(test_px_route_host_forms),
       cmocka_unit_test(test_px_route_forward_headers),
+      cmocka_unit_test(test_px_route_header_storage),
       cmocka_unit_test(test_px_route_uuid_unique),
       cmocka_unit_test(test_px_route_fail_status),
       cmocka_unit_test(test_px_route_json_escape),

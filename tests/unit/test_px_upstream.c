@@ -633,7 +633,7 @@ static void test_px_upstream_h1_response_backpressure(void **state) {
   size_t got = r.body_len;
   struct px_conn *c = p->hosts[0].conns.tqh_first;
   assert_non_null(c);
-  size_t buffered = evbuffer_get_length(bufferevent_get_input(c->bev));
+  size_t buffered = evbuffer_get_length(px_conn_in(c));
   assert_true(buffered <= 2 * 64 * 1024);
   assert_true(got <= 2 * 64 * 1024);
   run_for_ms(100);
