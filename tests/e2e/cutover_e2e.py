@@ -29,6 +29,7 @@ import itertools
 import json
 import math
 import os
+import random
 import re
 import shutil
 import signal
@@ -74,14 +75,34 @@ def _unique(prefix):
 _handed_out = set()
 
 
+def _ephemeral_range():
+    """The kernel's range for outgoing connections' local ports."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(host="127.0.0.1"):
-    """Returns a loopback TCP port that is free now (bound to port 0, then
-    released). Ports already handed out by this process are never repeated, so
-    several ports picked before starting anything do not collide."""
+    """Returns a loopback TCP port that is free now. It is picked at random
+    below the kernel's ephemeral range: a port from that range (what binding
+    to port 0 gives) can be taken by any outgoing connection on the machine
+    (other tests' clients, the proxy's upstream connections) before the
+    process it is meant for binds it. Ports already handed out by this
+    process are never repeated, so several ports picked before starting
+    anything do not collide."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for _ in range(100):
+    lo, _ = _ephemeral_range()
+    first = 10000 if lo > 12000 else 1024
+    for _ in range(200):
+        port = random.randrange(first, lo) if lo > first + 1000 else 0
         with socket.socket(family, socket.SOCK_STREAM) as s:
-            s.bind((host, 0))
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
             port = s.getsockname()[1]
         if port not in _handed_out:
             _handed_out.add(port)
