@@ -858,9 +858,10 @@ class CutoverTestCase(unittest.TestCase):
         return proc
 
     def cutover(self, *args, timeout=30, input=None):
-        """Runs `cutover ARGS...` to completion; returns CompletedProcess (text)."""
+        """Runs `cutover ARGS...` to completion, in the test's own directory
+        (like start_proxy); returns CompletedProcess (text)."""
         return subprocess.run([self.bin] + [str(a) for a in args], capture_output=True,
-                              text=True, timeout=timeout, input=input)
+                              text=True, timeout=timeout, input=input, cwd=self.tmp)
 
     def start_demo_backend(self, name, protocol="http1", threads=1, lineage=None, port=None,
                            host="127.0.0.1", tls=None):
@@ -879,9 +880,12 @@ class CutoverTestCase(unittest.TestCase):
         return DemoBackend(proc, name, host, port, protocol, tls)
 
     def start_proxy(self, config_path, wait_ports=(), extra=(), timeout=10.0, env=None):
-        """Starts `cutover proxy -c CONFIG` and waits for each of wait_ports."""
+        """Starts `cutover proxy -c CONFIG` and waits for each of wait_ports.
+        It runs in the test's own directory: the relative defaults (run/ for
+        the dial state and the admin token) must not be shared with the
+        proxies of tests running at the same time."""
         return self.start([self.bin, "proxy", "-c", config_path] + list(extra), name="proxy",
-                          wait_port=list(wait_ports), timeout=timeout, env=env)
+                          wait_port=list(wait_ports), timeout=timeout, env=env, cwd=self.tmp)
 
     # files -------------------------------------------------------------------
 
