@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/cut_err.h"
+#include "common/sbuf.h"
 
 void an_diff_init(struct an_diff *d) { memset(d, 0, sizeof *d); }
 
@@ -73,59 +74,26 @@ int an_diff_add(struct an_diff *d, enum an_diff_kind kind, const char *path, jso
   return 0;
 }
 
-/* A growable path buffer: each level appends and later truncates. */
-struct pbuf {
-  char *s;
-  size_t len, cap;
-};
-
-static int pb_push(struct pbuf *b, const char *key, size_t idx) {
-  char tmp[32];
-  const char *piece;
-  size_t plen;
-  if (key != NULL) {
-    /* Keys that would not parse back as .name are quoted. */
-    int plain = key[0] != '\0';
-    for (const char *c = key; *c; c++)
-      if (*c == '.' || *c == '[' || *c == ']' || *c == '\'' || *c == ' ' || *c == '"') plain = 0;
-    size_t klen = strlen(key);
-    if (b->len + klen + 8 > b->cap) {
-      size_t cap = (b->len + klen + 8) * 2;
-      char *s = realloc(b->s, cap);
-      if (s == NULL) return CUT_ERR_NOMEM;
-      b->s = s;
-      b->cap = cap;
-    }
-    if (plain) {
-      b->s[b->len++] = '.';
-    } else {
-      b->s[b->len++] = '[';
-      b->s[b->len++] = '\'';
-    }
-    memcpy(b->s + b->len, key, klen);
-    if (!an_json_utf8_valid(key, klen)) /* paths must be JSON text too */
-      for (size_t i = 0; i < klen; i++)
-        if ((unsigned char)b->s[b->len + i] >= 0x80) b->s[b->len + i] = '?';
-    b->len += klen;
-    if (!plain) {
-      b->s[b->len++] = '\'';
-      b->s[b->len++] = ']';
-    }
-    b->s[b->len] = '\0';
-    return 0;
+/* The path buffer (an sbuf) grows by one segment per level and is truncated back after it. */
+static int pb_push(struct sbuf *b, const char *key, size_t idx) {
+  if (key == NULL) {
+    sb_fmt(b, "[%zu]", idx);
+    return b->oom ? CUT_ERR_NOMEM : 0;
   }
-  plen = (size_t)snprintf(tmp, sizeof tmp, "[%zu]", idx);
-  piece = tmp;
-  if (b->len + plen + 1 > b->cap) {
-    size_t cap = (b->len + plen + 1) * 2;
-    char *s = realloc(b->s, cap);
-    if (s == NULL) return CUT_ERR_NOMEM;
-    b->s = s;
-    b->cap = cap;
-  }
-  memcpy(b->s + b->len, piece, plen + 1);
-  b->len += plen;
-  return 0;
+  /* Keys that would not parse back as .name are quoted. */
+  int plain = key[0] != '\0';
+  for (const char *c = key; *c; c++)
+    if (*c == '.' || *c == '[' || *c == ']' || *c == '\'' || *c == ' ' || *c == '"') plain = 0;
+  size_t klen = strlen(key);
+  sb_puts(b, plain ? "." : "['");
+  size_t at = b->len;
+  sb_put(b, key, klen);
+  if (b->oom) return CUT_ERR_NOMEM;
+  if (!an_json_utf8_valid(key, klen)) /* paths must be JSON text too */
+    for (size_t i = 0; i < klen; i++)
+      if ((unsigned char)b->p[at + i] >= 0x80) b->p[at + i] = '?';
+  if (!plain) sb_puts(b, "']");
+  return b->oom ? CUT_ERR_NOMEM : 0;
 }
 
 /* Adds an entry whose values are converted from the trees. */
@@ -138,7 +106,7 @@ static int add_jv(struct an_diff *d, enum an_diff_kind kind, const char *path,
   return rc == 0 ? 1 : rc;
 }
 
-static int diff_rec(struct an_diff *d, struct pbuf *pb, const struct an_jv *a,
+static int diff_rec(struct an_diff *d, struct sbuf *pb, const struct an_jv *a,
                     const struct an_jv *b) {
   int rc, count = 0;
   if (a->type == AN_J_OBJECT && b->type == AN_J_OBJECT) {
@@ -153,11 +121,10 @@ static int diff_rec(struct an_diff *d, struct pbuf *pb, const struct an_jv *a,
               : an_json_get(b, m->key, m->keylen);
       if (vb != NULL && an_json_equal(m->v, vb)) continue;
       if ((rc = pb_push(pb, m->key, 0)) != 0) return rc;
-      rc = vb == NULL ? add_jv(d, AN_DIFF_MISSING, pb->s, m->v, NULL) : diff_rec(d, pb, m->v, vb);
+      rc = vb == NULL ? add_jv(d, AN_DIFF_MISSING, pb->p, m->v, NULL) : diff_rec(d, pb, m->v, vb);
       if (rc < 0) return rc;
       count += rc;
-      pb->len = keep;
-      pb->s[keep] = '\0';
+      sb_truncate(pb, keep);
     }
     for (size_t i = 0; i < b->n; i++) {
       const struct an_jmember *m = &b->u.members[i];
@@ -166,10 +133,9 @@ static int diff_rec(struct an_diff *d, struct pbuf *pb, const struct an_jv *a,
         continue;
       if (an_json_find(a, m->key, m->keylen) >= 0) continue;
       if ((rc = pb_push(pb, m->key, 0)) != 0) return rc;
-      if ((rc = add_jv(d, AN_DIFF_ADDED, pb->s, NULL, m->v)) < 0) return rc;
+      if ((rc = add_jv(d, AN_DIFF_ADDED, pb->p, NULL, m->v)) < 0) return rc;
       count++;
-      pb->len = keep;
-      pb->s[keep] = '\0';
+      sb_truncate(pb, keep);
     }
     return count;
   }
@@ -179,41 +145,37 @@ static int diff_rec(struct an_diff *d, struct pbuf *pb, const struct an_jv *a,
       if (i < a->n && i < b->n && an_json_equal(a->u.items[i], b->u.items[i])) continue;
       if ((rc = pb_push(pb, NULL, i)) != 0) return rc;
       if (i >= b->n)
-        rc = add_jv(d, AN_DIFF_MISSING, pb->s, a->u.items[i], NULL);
+        rc = add_jv(d, AN_DIFF_MISSING, pb->p, a->u.items[i], NULL);
       else if (i >= a->n)
-        rc = add_jv(d, AN_DIFF_ADDED, pb->s, NULL, b->u.items[i]);
+        rc = add_jv(d, AN_DIFF_ADDED, pb->p, NULL, b->u.items[i]);
       else
         rc = diff_rec(d, pb, a->u.items[i], b->u.items[i]);
       if (rc < 0) return rc;
       count += rc;
-      pb->len = keep;
-      pb->s[keep] = '\0';
+      sb_truncate(pb, keep);
     }
     return count;
   }
   if (an_json_equal(a, b)) return 0;
-  return add_jv(d, AN_DIFF_CHANGED, pb->s, a, b);
+  return add_jv(d, AN_DIFF_CHANGED, pb->p, a, b);
 }
 
 int an_diff_json(struct an_diff *d, const char *prefix, const struct an_jv *primary,
                  const struct an_jv *shadow) {
   if (primary == NULL && shadow == NULL) return 0;
   if (primary != NULL && shadow != NULL && an_json_equal(primary, shadow)) return 0;
-  struct pbuf pb = {0};
-  size_t plen = strlen(prefix);
-  pb.cap = plen + 64;
-  pb.s = malloc(pb.cap);
-  if (pb.s == NULL) return CUT_ERR_NOMEM;
-  memcpy(pb.s, prefix, plen + 1);
-  pb.len = plen;
+  struct sbuf pb;
+  sb_init(&pb);
+  sb_puts(&pb, prefix);
+  if (pb.oom) return CUT_ERR_NOMEM;
   int rc;
   if (primary == NULL)
-    rc = add_jv(d, AN_DIFF_ADDED, pb.s, NULL, shadow);
+    rc = add_jv(d, AN_DIFF_ADDED, pb.p, NULL, shadow);
   else if (shadow == NULL)
-    rc = add_jv(d, AN_DIFF_MISSING, pb.s, primary, NULL);
+    rc = add_jv(d, AN_DIFF_MISSING, pb.p, primary, NULL);
   else
     rc = diff_rec(d, &pb, primary, shadow);
-  free(pb.s);
+  sb_clear(&pb);
   return rc;
 }
 

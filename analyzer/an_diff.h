@@ -33,6 +33,7 @@ struct an_diff {
   int numeric_exact; /* reserved */
 };
 
+/* An embedded list of differences: an_diff_init before use, an_diff_clear at the end. */
 void an_diff_init(struct an_diff *d);
 void an_diff_reset(struct an_diff *d); /* drops the entries, keeps the storage */
 void an_diff_clear(struct an_diff *d); /* frees everything */

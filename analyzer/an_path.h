@@ -22,6 +22,7 @@ struct an_path;
  * sentence in err. */
 int an_path_parse(const char *expr, struct an_path **out, char *err, size_t errlen);
 
+/* Frees p and everything it owns; NULL is ok. */
 void an_path_free(struct an_path *p);
 
 /* The original expression (borrowed from p). */

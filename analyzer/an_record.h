@@ -42,6 +42,7 @@ struct an_record {
  * CUT_ERR_NOMEM, or CUT_ERR_AVRO (a field is missing or has another type). */
 int an_record_from_avro(avro_value_t *v, struct an_record **out, char *err, size_t errlen);
 
+/* Frees r and every string and body it owns; NULL is ok. */
 void an_record_free(struct an_record *r);
 
 /* Fills `pv` with views into `p` and `s` (either may be the same record):

@@ -36,6 +36,7 @@ int an_rules_load_file(struct an_rules **out, const char *path, char *err, size_
 int an_rules_add_ignore(struct an_rules *r, const char *route, const char *const *paths, size_t n,
                         char *err, size_t errlen);
 
+/* Frees the rule set and everything it owns; NULL is ok. */
 void an_rules_free(struct an_rules *r);
 
 #endif

@@ -60,7 +60,8 @@ struct an_rules {
 void an_op_clear(struct an_op *op);
 void an_ops_clear(struct an_ops *ops);
 void an_names_clear(struct an_names *n);
-int an_names_add(struct an_names *n, const char *name); /* lower-cases a copy */
+/* Appends a lower-cased copy of name (borrowed). Returns 0 or CUT_ERR_NOMEM. */
+int an_names_add(struct an_names *n, const char *name);
 int an_names_has(const struct an_names *n, const char *name); /* case-insensitive */
 
 #endif

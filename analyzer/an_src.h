@@ -13,8 +13,9 @@ typedef int (*an_src_record_fn)(struct an_record *rec, void *user_data);
 
 /* Reads every record of an Avro container file of Pair records (any codec
  * avro-c reads: null, deflate); when `path` is a directory, every *.avro
- * file in it, in name order. Returns 0, the callback's error, CUT_ERR_IO
- * (cannot open) or CUT_ERR_AVRO (malformed; sentence in err). */
+ * file in it, in name order (none is fine). Returns 0, the callback's
+ * error, CUT_ERR_IO (cannot open) or CUT_ERR_AVRO (malformed, truncated,
+ * or not Pair records; err names the file and the record number). */
 int an_src_file(const char *path, an_src_record_fn fn, void *user_data, char *err, size_t errlen);
 
 struct an_kafka_opts {

@@ -10,6 +10,7 @@
 
 #include "analyzer/an_src.h"
 #include "common/cut_err.h"
+#include "replay/rec_avrofile.h"
 
 static int read_one(const char *path, an_src_record_fn fn, void *user_data, char *err,
                     size_t errlen);
@@ -47,7 +48,7 @@ static int read_dir(const char *path, an_src_record_fn fn, void *user_data, char
     n++;
   }
   closedir(d);
-  if (rc == 0) qsort(names, n, sizeof *names, cmp_names);
+  if (rc == 0 && n > 1) qsort(names, n, sizeof *names, cmp_names);
   for (size_t i = 0; i < n && rc == 0; i++) rc = read_one(names[i], fn, user_data, err, errlen);
   for (size_t i = 0; i < n; i++) free(names[i]);
   free(names);
@@ -63,15 +64,16 @@ int an_src_file(const char *path, an_src_record_fn fn, void *user_data, char *er
 static int read_one(const char *path, an_src_record_fn fn, void *user_data, char *err,
                     size_t errlen) {
   avro_file_reader_t reader;
-  /* Check the magic first: avro-c leaks what it allocated when opening a
-   * file that is not a container fails. */
+  /* Check the header and the first block first: avro-c leaks what it
+   * allocated when opening a file that is not a container fails. */
   FILE *probe = fopen(path, "rb");
   if (probe == NULL) return cut_errf(err, errlen, CUT_ERR_IO, "%s: %s", path, strerror(errno));
-  unsigned char magic[4] = {0};
-  size_t got = fread(magic, 1, sizeof magic, probe);
+  int bad = rec_avrofile_check(probe);
   fclose(probe);
-  if (got != sizeof magic || memcmp(magic, "Obj\x01", 4) != 0)
-    return cut_errf(err, errlen, CUT_ERR_AVRO, "%s: not an Avro container file", path);
+  if (bad)
+    return cut_errf(err, errlen, CUT_ERR_AVRO,
+                    "%s: not an Avro container file, or cut short in its header or first block",
+                    path);
   if (avro_file_reader(path, &reader) != 0)
     return cut_errf(err, errlen, CUT_ERR_AVRO, "%s: not an Avro container file: %s", path,
                     avro_strerror());

@@ -175,6 +175,18 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *e
   return 0;
 }
 
+/* How many skipped messages are named in the log; the rest are only counted. */
+#define SKIP_LOG_MAX 5
+
+static const char *skip_reason(int drc, const void *payload, size_t len) {
+  if (drc == CUT_ERR_UNSUPPORTED)
+    return "written with another schema (its fingerprint differs from pair.avsc)";
+  if (drc == CUT_ERR_PARSE)
+    return payload == NULL || len < 10 ? "too short for an Avro single-object record"
+                                       : "not an Avro single-object record (no C3 01 marker)";
+  return "a damaged Pair record";
+}
+
 int an_src_kafka(const struct an_kafka_opts *o, an_src_record_fn fn, void *user_data,
                  uint64_t *skipped, char *err, size_t errlen) {
   struct consumer c;
@@ -295,7 +307,11 @@ int an_src_kafka(const struct an_kafka_opts *o, an_src_record_fn fn, void *user_
         if (drc == CUT_ERR_NOMEM) {
           rc = drc;
         } else if (drc != 0) {
-          (*skipped)++; /* not a Pair record of this schema */
+          /* Not a Pair record of this schema: counted, and the first few are
+           * named so that a wrong producer or a schema change can be found. */
+          if ((*skipped)++ < SKIP_LOG_MAX)
+            log_warn("analyze", "topic %s partition %" PRId32 " offset %" PRId64 ": %s; skipped",
+                     o->topic, m->partition, m->offset, skip_reason(drc, m->payload, m->len));
         } else {
           struct an_record *rec = NULL;
           rc = record_from_pair(pair, &rec);

@@ -1,6 +1,5 @@
 /* metrics: a sharded, lock-free-on-the-hot-path metrics registry with Prometheus exposition. */
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +8,7 @@
 #include "common/cut_err.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/sbuf.h"
 
 #define CACHE_LINE 64
 #define CELLS_PER_LINE (CACHE_LINE / sizeof(_Atomic uint64_t))
@@ -421,54 +421,15 @@ int64_t met_series_value(const struct met_series *s) {
   return 0;
 }
 
-/* A growing output buffer that remembers an allocation failure. */
-struct sbuf {
-  char *p;
-  size_t len, cap;
-  int oom;
-};
-
-static void sb_put(struct sbuf *b, const char *s, size_t n) {
-  if (b->oom)
-    return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (b->len + n + 1 > cap)
-      cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-      b->oom = 1;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-__attribute__((format(printf, 2, 3))) static void sb_fmt(struct sbuf *b, const char *fmt, ...) {
-  char tmp[128];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-  va_end(ap);
-  if (n > 0)
-    sb_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
 /* Escapes for label values (quote too) or HELP text (backslash and newline only). */
 static void sb_escaped(struct sbuf *b, const char *s, int quote) {
   for (; *s; s++) {
     if (*s == '\\')
-      sb_str(b, "\\\\");
+      sb_puts(b, "\\\\");
     else if (*s == '\n')
-      sb_str(b, "\\n");
+      sb_puts(b, "\\n");
     else if (quote && *s == '"')
-      sb_str(b, "\\\"");
+      sb_puts(b, "\\\"");
     else
       sb_put(b, s, 1);
   }
@@ -480,24 +441,24 @@ static void sb_labels(struct sbuf *b, const struct met_series *s, const char *ex
   const struct met_family *f = s->family;
   if (f->nlabels == 0 && !extra_name)
     return;
-  sb_str(b, "{");
+  sb_puts(b, "{");
   for (size_t i = 0; i < f->nlabels; i++) {
     if (i)
-      sb_str(b, ",");
-    sb_str(b, f->labels[i]);
-    sb_str(b, "=\"");
+      sb_puts(b, ",");
+    sb_puts(b, f->labels[i]);
+    sb_puts(b, "=\"");
     sb_escaped(b, s->values[i], 1);
-    sb_str(b, "\"");
+    sb_puts(b, "\"");
   }
   if (extra_name) {
     if (f->nlabels)
-      sb_str(b, ",");
-    sb_str(b, extra_name);
-    sb_str(b, "=\"");
-    sb_str(b, extra_value);
-    sb_str(b, "\"");
+      sb_puts(b, ",");
+    sb_puts(b, extra_name);
+    sb_puts(b, "=\"");
+    sb_puts(b, extra_value);
+    sb_puts(b, "\"");
   }
-  sb_str(b, "}");
+  sb_puts(b, "}");
 }
 
 static void sb_double(struct sbuf *b, double v) { sb_fmt(b, "%.10g", v); }
@@ -506,20 +467,20 @@ static void render_series(struct sbuf *b, const struct met_series *s) {
   const struct met_family *f = s->family;
   switch (f->type) {
   case MET_COUNTER:
-    sb_str(b, f->name);
+    sb_puts(b, f->name);
     sb_labels(b, s, NULL, NULL);
     sb_fmt(b, " %llu\n", (unsigned long long)sum_cell(s, 0));
     break;
   case MET_GAUGE: {
     int64_t v = met_series_value(s);
-    sb_str(b, f->name);
+    sb_puts(b, f->name);
     sb_labels(b, s, NULL, NULL);
-    sb_str(b, " ");
+    sb_puts(b, " ");
     if (f->divisor == 1.0)
       sb_fmt(b, "%lld", (long long)v);
     else
       sb_double(b, (double)v / f->divisor);
-    sb_str(b, "\n");
+    sb_puts(b, "\n");
     break;
   }
   case MET_HISTOGRAM: {
@@ -531,19 +492,19 @@ static void render_series(struct sbuf *b, const struct met_series *s) {
         snprintf(le, sizeof le, "%.10g", (double)f->buckets[i] / f->divisor);
       else
         snprintf(le, sizeof le, "+Inf");
-      sb_str(b, f->name);
-      sb_str(b, "_bucket");
+      sb_puts(b, f->name);
+      sb_puts(b, "_bucket");
       sb_labels(b, s, "le", le);
       sb_fmt(b, " %llu\n", (unsigned long long)cum);
     }
-    sb_str(b, f->name);
-    sb_str(b, "_sum");
+    sb_puts(b, f->name);
+    sb_puts(b, "_sum");
     sb_labels(b, s, NULL, NULL);
-    sb_str(b, " ");
+    sb_puts(b, " ");
     sb_double(b, (double)sum_cell(s, f->nbuckets + 1) / f->divisor);
-    sb_str(b, "\n");
-    sb_str(b, f->name);
-    sb_str(b, "_count");
+    sb_puts(b, "\n");
+    sb_puts(b, f->name);
+    sb_puts(b, "_count");
     sb_labels(b, s, NULL, NULL);
     /* The count is read last, so it may include observations whose bucket was
      * read before they landed; scrapes tolerate that skew. */
@@ -566,28 +527,25 @@ int met_render(struct met_registry *r, char **out, size_t *len) {
   sb_put(&b, "", 0);
   pthread_mutex_lock(&r->mu);
   for (const struct met_family *f = r->families; f; f = f->next) {
-    sb_str(&b, "# HELP ");
-    sb_str(&b, f->name);
-    sb_str(&b, " ");
+    sb_puts(&b, "# HELP ");
+    sb_puts(&b, f->name);
+    sb_puts(&b, " ");
     sb_escaped(&b, f->help, 0);
-    sb_str(&b, "\n# TYPE ");
-    sb_str(&b, f->name);
-    sb_str(&b, " ");
-    sb_str(&b, type_names[f->type]);
-    sb_str(&b, "\n");
+    sb_puts(&b, "\n# TYPE ");
+    sb_puts(&b, f->name);
+    sb_puts(&b, " ");
+    sb_puts(&b, type_names[f->type]);
+    sb_puts(&b, "\n");
     for (const struct met_series *s = f->series; s; s = s->next)
       render_series(&b, s);
     if (f->fold_used)
       render_series(&b, f->fold);
   }
   pthread_mutex_unlock(&r->mu);
-  if (b.oom) {
-    free(b.p);
+  char *text = sb_take(&b, len);
+  if (!text)
     return CUT_ERR_NOMEM;
-  }
-  *out = b.p;
-  if (len)
-    *len = b.len;
+  *out = text;
   return 0;
 }
 

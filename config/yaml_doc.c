@@ -9,6 +9,7 @@
 #include <yaml.h>
 
 #include "common/cut_err.h"
+#include "common/sbuf.h"
 #include "config/cfg_arena.h"
 #include "config/units.h"
 #include "config/yaml_doc.h"
@@ -280,33 +281,6 @@ nomem:
   return CUT_ERR_NOMEM;
 }
 
-/* Growable byte string for substitution. */
-struct sbuf {
-  char *p;
-  size_t n, cap;
-  int nomem;
-};
-
-static void sb_add(struct sbuf *s, const char *p, size_t n) {
-  if (s->nomem)
-    return;
-  if (s->n + n + 1 > s->cap) {
-    size_t cap = s->cap ? s->cap : 64;
-    while (cap < s->n + n + 1)
-      cap *= 2;
-    char *q = realloc(s->p, cap);
-    if (!q) {
-      s->nomem = 1;
-      return;
-    }
-    s->p = q;
-    s->cap = cap;
-  }
-  memcpy(s->p + s->n, p, n);
-  s->n += n;
-  s->p[s->n] = '\0';
-}
-
 static int valid_var_name(const char *p, size_t n) {
   if (n == 0 || isdigit((unsigned char)p[0]))
     return 0;
@@ -326,13 +300,13 @@ static void substitute(struct builder *b, struct cfg_yaml_node *node) {
   int changed = 0, bad = 0;
   while (i < node->len) {
     if (s[i] == '$' && i + 2 < node->len && s[i + 1] == '$' && s[i + 2] == '{') {
-      sb_add(&out, "${", 2);
+      sb_put(&out, "${", 2);
       i += 3;
       changed = 1;
       continue;
     }
     if (s[i] != '$' || i + 1 >= node->len || s[i + 1] != '{') {
-      sb_add(&out, s + i, 1);
+      sb_put(&out, s + i, 1);
       i++;
       continue;
     }
@@ -367,9 +341,9 @@ static void substitute(struct builder *b, struct cfg_yaml_node *node) {
     name[namelen] = '\0';
     const char *val = getenv(name);
     if (val && *val) {
-      sb_add(&out, val, strlen(val));
+      sb_put(&out, val, strlen(val));
     } else if (dflt) {
-      sb_add(&out, dflt, dlen);
+      sb_put(&out, dflt, dlen);
     } else if (val) {
       /* set but empty: substitute the empty string */
     } else {
@@ -381,23 +355,23 @@ static void substitute(struct builder *b, struct cfg_yaml_node *node) {
     changed = 1;
     i = (size_t)(close - s) + 1;
   }
-  if (out.nomem) {
+  if (out.oom) {
     b->nomem = 1;
   } else if (bad) {
     b->failed = 1;
     node->invalid = 1;
   } else if (changed) {
-    char *p = cfg_arena_strndup(b->arena, out.p ? out.p : "", out.n);
+    char *p = cfg_arena_strndup(b->arena, out.p ? out.p : "", out.len);
     if (!p) {
       b->nomem = 1;
     } else {
       node->str = p;
-      node->len = out.n;
+      node->len = out.len;
       node->substituted = 1;
       node->is_null = 0;
     }
   }
-  free(out.p);
+  sb_clear(&out);
 }
 
 static int is_null_plain(const char *s) {

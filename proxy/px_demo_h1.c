@@ -39,7 +39,7 @@ static void h1_free(struct demo_h1 *c) {
   demo_link_del(&c->link);
   if (c->timer) event_free(c->timer);
   if (c->bev) bufferevent_free(c->bev);
-  demo_req_free(&c->req);
+  demo_req_clear(&c->req);
   demo_resp_free(&c->resp);
   free(c);
 }

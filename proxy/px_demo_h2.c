@@ -40,7 +40,7 @@ static void stream_free(struct demo_stream *s) {
   s->prev->next = s->next;
   s->next->prev = s->prev;
   if (s->timer) event_free(s->timer);
-  demo_req_free(&s->req);
+  demo_req_clear(&s->req);
   demo_resp_free(&s->resp);
   free(s);
 }

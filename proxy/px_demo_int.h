@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
+#include "common/sbuf.h"
 #include "proxy/px_demo.h"
 
 /* Bounds: whatever a client sends, one request never holds more than this. */
@@ -21,17 +22,11 @@
 #define DEMO_CHUNK (16 * 1024)            /* body bytes produced per step */
 #define DEMO_DRIP_PIECES 10               /* drip=MS sends the body in this many pieces */
 
-/* A growable byte buffer; the struct is embedded, starts zeroed. */
-struct demo_buf {
-  char *p;
-  size_t len;
-  size_t cap;
-};
+/* Request buffers are sbufs (embedded, start zeroed; free with sb_clear). */
 /* Appends n bytes, keeping a NUL after them. Returns 0 or CUT_ERR_NOMEM. */
-int demo_buf_add(struct demo_buf *b, const void *d, size_t n);
+int demo_buf_add(struct sbuf *b, const void *d, size_t n);
 /* Appends a JSON string literal (quotes included) for s[n]. Returns 0 or CUT_ERR_NOMEM. */
-int demo_buf_add_json(struct demo_buf *b, const char *s, size_t n);
-void demo_buf_free(struct demo_buf *b);
+int demo_buf_add_json(struct sbuf *b, const char *s, size_t n);
 
 /* The behaviours a request asks for in its query string. */
 struct demo_knobs {
@@ -55,9 +50,9 @@ int demo_knobs_parse(const char *target, size_t len, struct demo_knobs *k, char 
  * requests of an HTTP/1.1 connection (demo_req_reset keeps the allocations). */
 struct demo_req {
   char method[24];
-  struct demo_buf target;    /* path and query */
-  struct demo_buf authority; /* :authority or Host */
-  struct demo_buf hdrs;      /* pairs "name\0value\0", names lower-case */
+  struct sbuf target;    /* path and query */
+  struct sbuf authority; /* :authority or Host */
+  struct sbuf hdrs;      /* pairs "name\0value\0", names lower-case */
   size_t nhdrs;
   uint64_t body_bytes;
   int hashing;               /* echo=1: hash the body */
@@ -66,8 +61,10 @@ struct demo_req {
   char knob_err[128];        /* non-empty: answer 400 with this text */
 };
 
+/* Makes r ready for the next request on the same connection (keeps the buffers). */
 void demo_req_reset(struct demo_req *r);
-void demo_req_free(struct demo_req *r);
+/* Frees what the embedded r owns; r stays usable as a zeroed request. */
+void demo_req_clear(struct demo_req *r);
 /* Copies a header (name lower-cased). Returns 0, CUT_ERR_FULL over
  * DEMO_MAX_HEADERS, or CUT_ERR_NOMEM. */
 int demo_req_header(struct demo_req *r, const char *name, size_t namelen, const char *value,
@@ -88,7 +85,7 @@ enum demo_body_state {
 struct demo_resp {
   int status;
   const char *content_type; /* static string */
-  struct demo_buf body;     /* the JSON document (when !generated) */
+  struct sbuf body;     /* the JSON document (when !generated) */
   int generated;            /* size=N: bytes from a pattern */
   uint64_t total;           /* announced body length */
   uint64_t sent;            /* bytes read so far */

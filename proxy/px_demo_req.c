@@ -9,52 +9,14 @@
 #include "common/cut_err.h"
 #include "proxy/px_demo_int.h"
 
-int demo_buf_add(struct demo_buf *b, const void *d, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) return CUT_ERR_NOMEM;
-    b->p = p;
-    b->cap = cap;
-  }
-  if (n) memcpy(b->p + b->len, d, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-  return 0;
+int demo_buf_add(struct sbuf *b, const void *d, size_t n) {
+  sb_put(b, d, n);
+  return b->oom ? CUT_ERR_NOMEM : 0;
 }
 
-int demo_buf_add_json(struct demo_buf *b, const char *s, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  int rv = demo_buf_add(b, "\"", 1);
-  size_t run = 0; /* bytes that need no escaping, copied in one go */
-  for (size_t i = 0; rv == 0 && i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c >= 0x20 && c != '"' && c != '\\') {
-      run++;
-      continue;
-    }
-    rv = demo_buf_add(b, s + i - run, run);
-    run = 0;
-    if (rv) break;
-    char esc[6] = {'\\', (char)c, 0, 0, 0, 0};
-    size_t elen = 2;
-    if (c < 0x20) {
-      memcpy(esc, "\\u00", 4);
-      esc[4] = hex[c >> 4];
-      esc[5] = hex[c & 15];
-      elen = 6;
-    }
-    rv = demo_buf_add(b, esc, elen);
-  }
-  if (rv == 0) rv = demo_buf_add(b, s + n - run, run);
-  if (rv == 0) rv = demo_buf_add(b, "\"", 1);
-  return rv;
-}
-
-void demo_buf_free(struct demo_buf *b) {
-  free(b->p);
-  memset(b, 0, sizeof *b);
+int demo_buf_add_json(struct sbuf *b, const char *s, size_t n) {
+  sb_json(b, s, n);
+  return b->oom ? CUT_ERR_NOMEM : 0;
 }
 
 struct timeval demo_ms_tv(uint64_t ms) {
@@ -62,15 +24,26 @@ struct timeval demo_ms_tv(uint64_t ms) {
   return tv;
 }
 
-/* "500ms", "2s", "500" (milliseconds). */
-static int parse_ms(const char *v, size_t n, uint64_t *out) {
-  char tmp[32];
-  if (n == 0 || n >= sizeof tmp) return -1;
+/* Splits a knob value v[n] into its leading decimal number and the unit
+ * after it (copied into tmp). Returns 0, or -1 when there is no number. */
+static int split_number(const char *v, size_t n, char tmp[32], unsigned long long *x,
+                        const char **unit) {
+  if (n == 0 || n >= 32) return -1;
   memcpy(tmp, v, n);
   tmp[n] = '\0';
   char *end;
-  unsigned long long x = strtoull(tmp, &end, 10);
+  *x = strtoull(tmp, &end, 10);
   if (end == tmp || tmp[0] == '-') return -1;
+  *unit = end;
+  return 0;
+}
+
+/* "500ms", "2s", "500" (milliseconds). */
+static int parse_ms(const char *v, size_t n, uint64_t *out) {
+  char tmp[32];
+  unsigned long long x;
+  const char *end;
+  if (split_number(v, n, tmp, &x, &end)) return -1;
   uint64_t mul = 1;
   if (!strcmp(end, "s")) mul = 1000;
   else if (*end && strcmp(end, "ms")) return -1;
@@ -82,12 +55,9 @@ static int parse_ms(const char *v, size_t n, uint64_t *out) {
 /* "1000", "64KiB", "50MiB", "1k", "2M". */
 static int parse_size(const char *v, size_t n, int64_t *out) {
   char tmp[32];
-  if (n == 0 || n >= sizeof tmp) return -1;
-  memcpy(tmp, v, n);
-  tmp[n] = '\0';
-  char *end;
-  unsigned long long x = strtoull(tmp, &end, 10);
-  if (end == tmp || tmp[0] == '-') return -1;
+  unsigned long long x;
+  const char *end;
+  if (split_number(v, n, tmp, &x, &end)) return -1;
   uint64_t mul = 1;
   if (!strcmp(end, "KiB") || !strcmp(end, "k") || !strcmp(end, "K")) mul = 1024;
   else if (!strcmp(end, "MiB") || !strcmp(end, "M")) mul = 1024 * 1024;
@@ -157,9 +127,9 @@ int demo_knobs_parse(const char *target, size_t len, struct demo_knobs *k, char 
 
 void demo_req_reset(struct demo_req *r) {
   r->method[0] = '\0';
-  r->target.len = 0;
-  r->authority.len = 0;
-  r->hdrs.len = 0;
+  sb_reset(&r->target);
+  sb_reset(&r->authority);
+  sb_reset(&r->hdrs);
   r->nhdrs = 0;
   r->body_bytes = 0;
   r->hashing = 0;
@@ -168,10 +138,10 @@ void demo_req_reset(struct demo_req *r) {
   r->knob_err[0] = '\0';
 }
 
-void demo_req_free(struct demo_req *r) {
-  demo_buf_free(&r->target);
-  demo_buf_free(&r->authority);
-  demo_buf_free(&r->hdrs);
+void demo_req_clear(struct demo_req *r) {
+  sb_clear(&r->target);
+  sb_clear(&r->authority);
+  sb_clear(&r->hdrs);
   EVP_MD_CTX_free(r->sha);
   r->sha = NULL;
 }
@@ -227,7 +197,7 @@ static const char *req_get(const struct demo_req *r, const char *name, size_t *v
   return NULL;
 }
 
-static int add_str_or_null(struct demo_buf *b, const char *v, size_t n) {
+static int add_str_or_null(struct sbuf *b, const char *v, size_t n) {
   return v ? demo_buf_add_json(b, v, n) : demo_buf_add(b, "null", 4);
 }
 
@@ -235,7 +205,7 @@ static int add_str_or_null(struct demo_buf *b, const char *v, size_t n) {
 
 /* {"backend":..,"method":..,"path":..,"query":..,"device":..,"request_id":..} and, for
  * echo, the authority, headers, body size and SHA-256. */
-static int build_json(struct demo_buf *b, const struct px_demo_opts *opts, struct demo_req *req,
+static int build_json(struct sbuf *b, const struct px_demo_opts *opts, struct demo_req *req,
                       int status) {
   const char *t = req->target.p ? req->target.p : "";
   size_t tlen = req->target.len;
@@ -301,7 +271,7 @@ static int build_json(struct demo_buf *b, const struct px_demo_opts *opts, struc
 int demo_resp_build(struct demo_resp *resp, const struct px_demo_opts *opts,
                     struct demo_req *req) {
   const struct demo_knobs *k = &req->knobs;
-  struct demo_buf keep = resp->body;
+  struct sbuf keep = resp->body;
   memset(resp, 0, sizeof *resp);
   resp->body = keep;
   resp->body.len = 0;
@@ -372,4 +342,4 @@ size_t demo_resp_read(struct demo_resp *resp, uint8_t *dst, size_t max) {
 
 void demo_resp_next_piece(struct demo_resp *resp) { resp->piece_left = resp->piece; }
 
-void demo_resp_free(struct demo_resp *resp) { demo_buf_free(&resp->body); }
+void demo_resp_free(struct demo_resp *resp) { sb_clear(&resp->body); }

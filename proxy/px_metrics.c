@@ -115,15 +115,6 @@ static int register_families(struct met_registry *r, const struct cfg *cfg, stru
   return rc;
 }
 
-static const char *via_name(enum dial_via v) {
-  switch (v) {
-  case DIAL_VIA_DIAL: return "dial";
-  case DIAL_VIA_EXPERIMENT: return "experiment";
-  case DIAL_VIA_ALLOCATION: return "allocation";
-  default: return "default";
-  }
-}
-
 static int add_slot(struct route_m *rm, size_t cap, struct met_family *f, const char *route,
                     enum dial_via via, const char *decision, const char *arm, int other) {
   if (rm->nslots >= cap)
@@ -136,7 +127,7 @@ static int add_slot(struct route_m *rm, size_t cap, struct met_family *f, const 
     return CUT_ERR_NOMEM;
   rm->nslots++;
   for (int c = 0; c < NCLASSES; c++) {
-    const char *v[] = {route, other ? "other" : via_name(via), decision, arm, class_names[c]};
+    const char *v[] = {route, other ? "other" : dial_via_name(via), decision, arm, class_names[c]};
     s->by_class[c] = met_series_get(f, v);
   }
   return 0;

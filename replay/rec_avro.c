@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "common/cut_err.h"
+#include "common/sbuf.h"
 #include "replay/rec_avro.h"
 #include "replay/rec_avro_int.h"
 #include "replay/rec_schema_text.h"
@@ -20,52 +21,8 @@ const char *rec_schema_text_get(size_t *len) {
 
 /* ---- Parsing Canonical Form ---- */
 
-struct sbuf {
-  char *p;
-  size_t len, cap;
-  int oom;
-};
-
-static void sb_put(struct sbuf *b, const char *s, size_t n) {
-  if (b->oom)
-    return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    char *np = realloc(b->p, cap);
-    if (!np) {
-      b->oom = 1;
-      return;
-    }
-    b->p = np;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-static void sb_puts(struct sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
 /* A JSON string literal; names and symbols are plain ASCII, but escape anyway. */
-static void sb_str(struct sbuf *b, const char *s) {
-  sb_put(b, "\"", 1);
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') {
-      char e[2] = {'\\', (char)c};
-      sb_put(b, e, 2);
-    } else if (c < 0x20) {
-      char e[8];
-      snprintf(e, sizeof e, "\\u%04x", c);
-      sb_puts(b, e);
-    } else {
-      sb_put(b, (const char *)&c, 1);
-    }
-  }
-  sb_put(b, "\"", 1);
-}
+static void json_str(struct sbuf *b, const char *s) { sb_json(b, s, strlen(s)); }
 
 static int is_primitive(const char *t) {
   static const char *const prims[] = {"null", "boolean", "int", "long", "float",
@@ -119,7 +76,7 @@ static void canon_named(struct canon *c, json_t *node, const char *type, const c
   }
   if (json_object_get(c->seen, full)) {
     /* Defined earlier: canonical form refers to it by name. */
-    sb_str(&c->out, full);
+    json_str(&c->out, full);
     free(full);
     return;
   }
@@ -137,9 +94,9 @@ static void canon_named(struct canon *c, json_t *node, const char *type, const c
   else
     inner[0] = '\0';
   sb_puts(&c->out, "{\"name\":");
-  sb_str(&c->out, full);
+  json_str(&c->out, full);
   sb_puts(&c->out, ",\"type\":");
-  sb_str(&c->out, type);
+  json_str(&c->out, type);
   if (!strcmp(type, "record") || !strcmp(type, "error")) {
     json_t *fields = json_object_get(node, "fields");
     if (!json_is_array(fields)) {
@@ -157,7 +114,7 @@ static void canon_named(struct canon *c, json_t *node, const char *type, const c
         if (i)
           sb_puts(&c->out, ",");
         sb_puts(&c->out, "{\"name\":");
-        sb_str(&c->out, fname);
+        json_str(&c->out, fname);
         sb_puts(&c->out, ",\"type\":");
         canon_node(c, ftype, inner);
         sb_puts(&c->out, "}");
@@ -175,7 +132,7 @@ static void canon_named(struct canon *c, json_t *node, const char *type, const c
       }
       if (i)
         sb_puts(&c->out, ",");
-      sb_str(&c->out, s);
+      json_str(&c->out, s);
     }
     sb_puts(&c->out, "]");
   } else { /* fixed */
@@ -199,14 +156,14 @@ static void canon_node(struct canon *c, json_t *node, const char *ns) {
   if (json_is_string(node)) {
     const char *s = json_string_value(node);
     if (is_primitive(s)) {
-      sb_str(&c->out, s);
+      json_str(&c->out, s);
     } else {
       char *full = fullname(s, ns);
       if (!full) {
         c->out.oom = 1;
         return;
       }
-      sb_str(&c->out, full);
+      json_str(&c->out, full);
       free(full);
     }
     return;
@@ -235,7 +192,7 @@ static void canon_node(struct canon *c, json_t *node, const char *ns) {
   }
   const char *type = json_string_value(t);
   if (is_primitive(type)) {
-    sb_str(&c->out, type); /* drops logicalType and every other attribute */
+    json_str(&c->out, type); /* drops logicalType and every other attribute */
   } else if (!strcmp(type, "record") || !strcmp(type, "error") || !strcmp(type, "enum") ||
              !strcmp(type, "fixed")) {
     canon_named(c, node, type, ns);
@@ -265,11 +222,14 @@ int rec_schema_canonical(const char *json, size_t len, char **out, char *err, si
   canon_node(&c, root, "");
   json_decref(root);
   json_decref(c.seen);
-  if (c.failed || c.out.oom) {
-    free(c.out.p);
-    return c.failed ? CUT_ERR_PARSE : CUT_ERR_NOMEM;
+  if (c.failed) {
+    sb_clear(&c.out);
+    return CUT_ERR_PARSE;
   }
-  *out = c.out.p;
+  char *text = sb_take(&c.out, NULL);
+  if (!text)
+    return CUT_ERR_NOMEM;
+  *out = text;
   return 0;
 }
 

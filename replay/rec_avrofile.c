@@ -88,6 +88,7 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 static void fsync_dir(const char *dir);
+static off_t complete_end(FILE *fp);
 
 static int count_cb(const uint8_t *rec, size_t len, void *ud) {
   (void)rec;
@@ -109,12 +110,24 @@ long rec_avrofile_recover(const char *dir, const char *prefix) {
       continue;
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0)
       continue;
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) { /* a live writer's current file */
       close(fd);
       continue;
+    }
+    /* Cut off a block the crash left half-written, so that the recovered
+     * file reads cleanly to its end (reading treats a torn block as damage). */
+    FILE *fp = fdopen(dup(fd), "rb");
+    off_t end = fp ? complete_end(fp) : -1;
+    if (fp)
+      fclose(fp);
+    struct stat st;
+    if (end > 0 && fstat(fd, &st) == 0 && end < st.st_size) {
+      if (ftruncate(fd, end) == 0 && fsync(fd) == 0)
+        log_warn("rec", "%s: dropped %lld bytes of a block left incomplete", path,
+                 (long long)(st.st_size - end));
     }
     long n = rec_avrofile_each(path, count_cb, NULL, NULL, 0);
     if (n > 0) {
@@ -524,11 +537,11 @@ static int fp_skip(FILE *fp, int64_t n, int64_t size) {
   return fseek(fp, (long)n, SEEK_CUR);
 }
 
-static int container_plausible(FILE *fp) {
-  struct stat st;
-  char magic[4], sync[16], sync2[16];
+/* Skips the container header (magic, metadata map) and reads the sync marker. */
+static int skip_header(FILE *fp, int64_t size, char sync[16]) {
+  char magic[4];
   int64_t n, len;
-  if (fstat(fileno(fp), &st) != 0 || fread(magic, 1, 4, fp) != 4 || memcmp(magic, "Obj\x01", 4))
+  if (fread(magic, 1, 4, fp) != 4 || memcmp(magic, "Obj\x01", 4))
     return -1;
   for (;;) { /* the metadata map */
     if (fp_varint(fp, &n))
@@ -541,18 +554,58 @@ static int container_plausible(FILE *fp) {
       n = -n;
     }
     for (int64_t i = 0; i < n; i++) /* key, then value */
-      if (fp_varint(fp, &len) || fp_skip(fp, len, st.st_size) || fp_varint(fp, &len) ||
-          fp_skip(fp, len, st.st_size))
+      if (fp_varint(fp, &len) || fp_skip(fp, len, size) || fp_varint(fp, &len) ||
+          fp_skip(fp, len, size))
         return -1;
   }
-  if (fread(sync, 1, 16, fp) != 16)
-    return -1;
-  /* first block: count, byte size, data, sync marker */
-  if (fp_varint(fp, &n) || n <= 0 || fp_varint(fp, &len) || fp_skip(fp, len, st.st_size) ||
+  return fread(sync, 1, 16, fp) == 16 ? 0 : -1;
+}
+
+/* Skips one block (count, byte size, data, sync marker); 0 when it is complete. */
+static int skip_block(FILE *fp, int64_t size, const char sync[16]) {
+  char sync2[16];
+  int64_t n, len;
+  if (fp_varint(fp, &n) || n <= 0 || fp_varint(fp, &len) || fp_skip(fp, len, size) ||
       fread(sync2, 1, 16, fp) != 16 || memcmp(sync, sync2, 16))
+    return -1;
+  return 0;
+}
+
+static int container_plausible(FILE *fp) {
+  struct stat st;
+  char sync[16];
+  if (fstat(fileno(fp), &st) != 0 || skip_header(fp, st.st_size, sync) ||
+      skip_block(fp, st.st_size, sync))
     return -1;
   rewind(fp);
   return 0;
+}
+
+int rec_avrofile_check(FILE *fp) {
+  struct stat st;
+  char sync[16];
+  if (fstat(fileno(fp), &st) != 0 || skip_header(fp, st.st_size, sync))
+    return -1;
+  int c = getc(fp);
+  if (c != EOF && (ungetc(c, fp) == EOF || skip_block(fp, st.st_size, sync)))
+    return -1;
+  rewind(fp);
+  return 0;
+}
+
+/* The offset just past the last complete block of a container, 0 when it has
+ * no complete block, -1 when it cannot be read. */
+static off_t complete_end(FILE *fp) {
+  struct stat st;
+  char sync[16];
+  if (fstat(fileno(fp), &st) != 0)
+    return -1;
+  if (skip_header(fp, st.st_size, sync))
+    return 0;
+  off_t end = 0;
+  while (skip_block(fp, st.st_size, sync) == 0)
+    end = ftello(fp);
+  return end;
 }
 
 long rec_avrofile_each(const char *path, int (*cb)(const uint8_t *rec, size_t len, void *ud),
@@ -594,9 +647,10 @@ long rec_avrofile_each(const char *path, int (*cb)(const uint8_t *rec, size_t le
     goto out;
   }
   has_v = 1;
-  /* avro-c reports the end of the last block as a read error: files are only
-   * renamed to .avro once complete, so the first failing read is the end. */
-  while (avro_file_reader_read_value(r, &v) == 0) {
+  /* avro-c returns EOF after the last complete block; any other failure is a
+   * damaged or truncated file, reported with the number of the bad record. */
+  int rr = EOF;
+  while ((rr = avro_file_reader_read_value(r, &v)) == 0) {
     size_t size;
     if (avro_value_sizeof(&v, &size)) {
       count = cut_errf(err, errlen, CUT_ERR_AVRO, "%s: %s", path, avro_strerror());
@@ -627,6 +681,9 @@ long rec_avrofile_each(const char *path, int (*cb)(const uint8_t *rec, size_t le
     }
     avro_value_reset(&v);
   }
+  if (rr != EOF)
+    count = cut_errf(err, errlen, CUT_ERR_PARSE, "%s: record %ld: %s", path, count + 1,
+                     avro_strerror());
 out:
   free(buf);
   if (has_v)

@@ -3,6 +3,7 @@
 #define CUT_REC_AVROFILE_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "replay/rec_stats.h"
@@ -61,12 +62,23 @@ void rec_avrofile_rotate(struct rec_avrofile *f);
 void rec_avrofile_free(struct rec_avrofile *f);
 
 /*
+ * Checks that `fp` (borrowed, open for reading at its start) holds an Avro
+ * container header followed by either nothing or a complete first block,
+ * and rewinds it. Call it before avro-c's file reader: avro-c 1.11 leaks
+ * memory when opening a damaged file fails. Returns 0, or -1 when the file
+ * is not such a container.
+ */
+int rec_avrofile_check(FILE *fp);
+
+/*
  * Calls `cb` for each bare binary record of one container file, in order.
  * The record bytes are borrowed for the call. `cb` returns 0 to go on, or a
  * negative value to stop (returned as is). Returns the number of records
  * read, CUT_ERR_IO when the file cannot be opened, CUT_ERR_PARSE when it is
- * not a container with at least one complete block, CUT_ERR_AVRO when its
- * schema is not the pair schema.
+ * not a container with at least one complete block or is damaged or cut
+ * short after it (err names the file and the first unreadable record; `cb`
+ * has seen the records before it), CUT_ERR_AVRO when its schema is not the
+ * pair schema.
  */
 long rec_avrofile_each(const char *path, int (*cb)(const uint8_t *rec, size_t len, void *ud),
                        void *ud, char *err, size_t errlen);
@@ -75,8 +87,8 @@ long rec_avrofile_each(const char *path, int (*cb)(const uint8_t *rec, size_t le
  * Recovers the `.avro.part` files of `dir` left by a process that stopped
  * without finishing them (a crash): a file no writer holds (each writer
  * keeps an flock on its current file) is renamed to `.avro` when it holds
- * readable records, else removed. Records of a block that was not completely
- * written are lost. Returns the number of files recovered, or CUT_ERR_IO.
+ * readable records, else removed. A block that was not completely written
+ * is cut off the file (its records are lost), so the file reads cleanly. Returns the number of files recovered, or CUT_ERR_IO.
  */
 long rec_avrofile_recover(const char *dir, const char *prefix);
 

@@ -75,13 +75,6 @@ static int produce_cb(const uint8_t *rec, size_t len, void *ud) {
   return 0;
 }
 
-static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen) {
-  char errstr[512];
-  if (rd_kafka_conf_set(conf, k, v, errstr, sizeof errstr) != RD_KAFKA_CONF_OK)
-    return cut_errf(err, errlen, CUT_ERR_CONFIG, "kafka property %s=%s: %s", k, v, errstr);
-  return 0;
-}
-
 static int lock_dir(const char *dir, int *fd_out, char *err, size_t errlen) {
   char path[4096];
   snprintf(path, sizeof path, "%s/.drain.lock", dir);
@@ -120,15 +113,9 @@ int rec_drain(const struct rec_drain_opts *o, struct rec_stats *stats,
     goto out;
 
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  rc = conf_set(conf, "client.id", "cutover-drain", err, errlen);
-  for (size_t i = 0; !rc && i < o->nprops; i++)
-    rc = conf_set(conf, o->props[i].key, o->props[i].value, err, errlen);
+  rc = rec_kafka_conf_set(conf, "client.id", "cutover-drain", err, errlen);
   if (!rc)
-    rc = conf_set(conf, "bootstrap.servers", o->brokers, err, errlen);
-  if (!rc)
-    rc = conf_set(conf, "enable.idempotence", "true", err, errlen);
-  if (!rc)
-    rc = conf_set(conf, "acks", "all", err, errlen);
+    rc = rec_kafka_conf_producer(conf, o->props, o->nprops, o->brokers, err, errlen);
   if (rc) {
     rd_kafka_conf_destroy(conf);
     goto out;

@@ -162,11 +162,35 @@ static void kafka_free(struct rec_sink *s) {
 
 static const struct rec_sink_ops kafka_ops = {"kafka", kafka_submit, kafka_flush, kafka_free};
 
-static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen) {
+int rec_kafka_conf_set(void *conf, const char *k, const char *v, char *err, size_t errlen) {
   char errstr[512];
   if (rd_kafka_conf_set(conf, k, v, errstr, sizeof errstr) != RD_KAFKA_CONF_OK)
     return cut_errf(err, errlen, CUT_ERR_CONFIG, "kafka property %s=%s: %s", k, v, errstr);
   return 0;
+}
+
+int rec_kafka_conf_producer(void *conf, const struct cfg_kv *props, size_t nprops,
+                            const char *brokers, char *err, size_t errlen) {
+  int rc = 0;
+  for (size_t i = 0; !rc && i < nprops; i++) {
+    if (!props[i].secret) {
+      rc = rec_kafka_conf_set(conf, props[i].key, props[i].value, err, errlen);
+      continue;
+    }
+    /* librdkafka's reason may quote the value: name only the key. */
+    char errstr[512];
+    if (rd_kafka_conf_set(conf, props[i].key, props[i].value, errstr, sizeof errstr) !=
+        RD_KAFKA_CONF_OK)
+      rc = cut_errf(err, errlen, CUT_ERR_CONFIG, "kafka property %s: value rejected (secret, not shown)",
+                    props[i].key);
+  }
+  if (!rc)
+    rc = rec_kafka_conf_set(conf, "bootstrap.servers", brokers, err, errlen);
+  if (!rc)
+    rc = rec_kafka_conf_set(conf, "enable.idempotence", "true", err, errlen);
+  if (!rc)
+    rc = rec_kafka_conf_set(conf, "acks", "all", err, errlen);
+  return rc;
 }
 
 int rec_sink_kafka_new(struct rec_sink **out, const struct rec_kafka_opts *o, char *err,
@@ -186,25 +210,20 @@ int rec_sink_kafka_new(struct rec_sink **out, const struct rec_kafka_opts *o, ch
   }
   char num[32];
   /* Defaults first, the user's properties next, the guarantees last. */
-  rc = conf_set(conf, "client.id", "cutover", err, errlen);
+  rc = rec_kafka_conf_set(conf, "client.id", "cutover", err, errlen);
   if (!rc)
-    rc = conf_set(conf, "message.timeout.ms", "30000", err, errlen);
+    rc = rec_kafka_conf_set(conf, "message.timeout.ms", "30000", err, errlen);
   if (!rc)
-    rc = conf_set(conf, "compression.type", o->compression ? o->compression : "lz4", err, errlen);
+    rc = rec_kafka_conf_set(conf, "compression.type", o->compression ? o->compression : "lz4", err,
+                            errlen);
   snprintf(num, sizeof num, "%llu", (unsigned long long)(o->linger_ms ? o->linger_ms : 5));
   if (!rc)
-    rc = conf_set(conf, "linger.ms", num, err, errlen);
+    rc = rec_kafka_conf_set(conf, "linger.ms", num, err, errlen);
   snprintf(num, sizeof num, "%u", o->queue_max_messages ? o->queue_max_messages : 100000u);
   if (!rc)
-    rc = conf_set(conf, "queue.buffering.max.messages", num, err, errlen);
-  for (size_t i = 0; !rc && i < o->nprops; i++)
-    rc = conf_set(conf, o->props[i].key, o->props[i].value, err, errlen);
+    rc = rec_kafka_conf_set(conf, "queue.buffering.max.messages", num, err, errlen);
   if (!rc)
-    rc = conf_set(conf, "bootstrap.servers", o->brokers, err, errlen);
-  if (!rc)
-    rc = conf_set(conf, "enable.idempotence", "true", err, errlen);
-  if (!rc)
-    rc = conf_set(conf, "acks", "all", err, errlen);
+    rc = rec_kafka_conf_producer(conf, o->props, o->nprops, o->brokers, err, errlen);
   if (rc) {
     rd_kafka_conf_destroy(conf);
     free(ks);

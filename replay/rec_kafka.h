@@ -78,4 +78,18 @@ void rec_broker_free(struct rec_broker *b);
 /* Routes librdkafka's log lines to common/log (module "kafka"); `conf` is an rd_kafka_conf_t. */
 void rec_kafka_conf_logging(void *conf);
 
+/* Sets one property on `conf` (an rd_kafka_conf_t, borrowed). Returns 0, or
+ * CUT_ERR_CONFIG with "kafka property KEY=VALUE: reason" in err. */
+int rec_kafka_conf_set(void *conf, const char *key, const char *value, char *err, size_t errlen);
+
+/* Applies what every cutover producer sets after its own defaults: the user's
+ * `props` (borrowed, in order), then `brokers` as bootstrap.servers, then the
+ * delivery guarantees (enable.idempotence=true, acks=all), which the user
+ * cannot override. Stops at the first rejected property. Returns 0, or
+ * CUT_ERR_CONFIG with the rejected property in err (only the key for a
+ * property marked secret); `conf` stays owned by the
+ * caller either way. */
+int rec_kafka_conf_producer(void *conf, const struct cfg_kv *props, size_t nprops,
+                            const char *brokers, char *err, size_t errlen);
+
 #endif

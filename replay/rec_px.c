@@ -23,13 +23,9 @@ int rec_response_head(struct rec_pair *p, struct rec_response *r,
   return rc;
 }
 
+/* Recorded pairs call the default path "route" (the route's own backend). */
 static const char *via_name(enum dial_via v) {
-  switch (v) {
-  case DIAL_VIA_DIAL: return "dial";
-  case DIAL_VIA_EXPERIMENT: return "experiment";
-  case DIAL_VIA_ALLOCATION: return "allocation";
-  default: return "route";
-  }
+  return v == DIAL_VIA_DEFAULT ? "route" : dial_via_name(v);
 }
 
 int rec_pair_decision(struct rec_pair *p, const struct dial_decision *d) {

@@ -44,6 +44,7 @@ struct rec_stats_view {
   int64_t queue_depth, spill_queue_depth;
 };
 
+/* Copies the counters of s (borrowed) into *out; each is read atomically, the set is not a snapshot. */
 void rec_stats_read(const struct rec_stats *s, struct rec_stats_view *out);
 
 /* The proxy exposes these counters in /metrics as cutover_record_* (rec_metrics.h). */

@@ -55,11 +55,11 @@ static void test_px_demo_knobs(void **state) {
 
 static void test_px_demo_json_escape(void **state) {
   (void)state;
-  struct demo_buf b = {0};
+  struct sbuf b = {0};
   const char s[] = "a\"b\\c\n\x01z";
   assert_int_equal(demo_buf_add_json(&b, s, sizeof s - 1), 0);
   assert_string_equal(b.p, "\"a\\\"b\\\\c\\u000a\\u0001z\"");
-  demo_buf_free(&b);
+  sb_clear(&b);
   assert_null(b.p);
 }
 
@@ -96,7 +96,7 @@ static void test_px_demo_default_json(void **state) {
   assert_int_equal(demo_resp_build(&resp, &opts, &r), 0);
   assert_int_equal(resp.status, 400);
   assert_non_null(strstr(resp.body.p, "\"error\":\"bad value for knob status"));
-  demo_req_free(&r);
+  demo_req_clear(&r);
   demo_resp_free(&resp);
 }
 
@@ -155,7 +155,7 @@ static void test_px_demo_size_drip_cut(void **state) {
   assert_int_equal(demo_resp_build(&resp, &opts, &r), 0);
   assert_true(resp.total > 0);
   assert_int_equal(demo_resp_state(&resp), DEMO_BODY_DONE);
-  demo_req_free(&r);
+  demo_req_clear(&r);
   demo_resp_free(&resp);
 }
 
@@ -179,7 +179,7 @@ static void test_px_demo_echo(void **state) {
   fill_req(&r, "/e?echo=1");
   assert_int_equal(demo_resp_build(&resp, &opts, &r), 0);
   assert_non_null(strstr(resp.body.p, "\"body_size\":0,\"body_sha256\":\"" SHA256_EMPTY "\""));
-  demo_req_free(&r);
+  demo_req_clear(&r);
   demo_resp_free(&resp);
 }
 
@@ -195,7 +195,7 @@ static void test_px_demo_header_bound(void **state) {
   assert_int_equal(demo_req_header(&r, "x-ok", 4, big, 1000), 0);
   assert_int_equal(r.nhdrs, 1);
   free(big);
-  demo_req_free(&r);
+  demo_req_clear(&r);
 }
 
 int main(void) {

@@ -19,21 +19,9 @@
 #include "replay/rec_avrofile.h"
 #include "replay/rec_drain.h"
 #include "replay/rec_kafka.h"
+#include "rec_fixture.h"
 
 #define MAXN 1000
-
-static char *make_dir(void) {
-  char *d = strdup("/tmp/cutover-test-kafka-XXXXXX");
-  assert_non_null(mkdtemp(d));
-  return d;
-}
-
-static void remove_dir(char *d) {
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-  assert_int_equal(system(cmd), 0);
-  free(d);
-}
 
 static int64_t now_ms(void) {
   struct timespec ts;
@@ -108,7 +96,7 @@ static void test_rec_kafka_produce_and_read_back(void **state) {
   char err[512];
   assert_int_equal(rec_broker_new(&b, 1, "pairs", 3, err, sizeof err), 0);
   assert_non_null(strstr(rec_broker_bootstrap(b), "127.0.0.1:"));
-  char *dir = make_dir();
+  char *dir = rec_fixture_make_dir("kafka");
   struct rec_kafka_opts o = {.brokers = rec_broker_bootstrap(b), .topic = "pairs", .spill_dir = dir};
   struct rec_sink *s;
   assert_int_equal(rec_sink_kafka_new(&s, &o, err, sizeof err), 0);
@@ -127,7 +115,7 @@ static void test_rec_kafka_produce_and_read_back(void **state) {
   assert_int_equal(consume_distinct(rec_broker_bootstrap(b), "pairs", 3, 200, c), 200);
   rec_codec_free(c);
   rec_broker_free(b);
-  remove_dir(dir);
+  rec_fixture_remove_dir(dir);
 }
 
 static void test_rec_kafka_bad_config(void **state) {
@@ -140,7 +128,7 @@ static void test_rec_kafka_bad_config(void **state) {
   assert_non_null(strstr(err, "no.such.property"));
   /* Records Kafka would refuse for their size are dropped, not spilled (they would block the drain). */
   struct cfg_kv small[] = {{.key = "message.max.bytes", .value = "1000"}};
-  char *dir = make_dir();
+  char *dir = rec_fixture_make_dir("kafka");
   struct rec_kafka_opts t = {.brokers = "127.0.0.1:1", .props = small, .nprops = 1,
                              .spill_dir = dir, .shutdown_timeout_ms = 100};
   assert_int_equal(rec_sink_kafka_new(&s, &t, err, sizeof err), 0);
@@ -159,7 +147,7 @@ static void test_rec_kafka_bad_config(void **state) {
   rec_codec_free(c);
   rec_sink_free(s);
   s = NULL;
-  remove_dir(dir);
+  rec_fixture_remove_dir(dir);
   struct rec_kafka_opts e = {.brokers = "embedded"};
   assert_int_equal(rec_sink_kafka_new(&s, &e, err, sizeof err), CUT_ERR_INVALID);
   assert_null(s);
@@ -171,7 +159,7 @@ static void test_rec_kafka_broker_down_spill_drain(void **state) {
   struct rec_broker *b;
   char err[512];
   assert_int_equal(rec_broker_new(&b, 1, "pairs", 3, err, sizeof err), 0);
-  char *dir = make_dir();
+  char *dir = rec_fixture_make_dir("kafka");
   struct rec_kafka_opts o = {.brokers = rec_broker_bootstrap(b),
                              .topic = "pairs",
                              .spill_dir = dir,
@@ -228,7 +216,7 @@ static void test_rec_kafka_broker_down_spill_drain(void **state) {
   assert_int_equal(consume_distinct(rec_broker_bootstrap(b), "pairs", 3, 150, c), 150);
   rec_codec_free(c);
   rec_broker_free(b);
-  remove_dir(dir);
+  rec_fixture_remove_dir(dir);
 }
 
 static int count_cb(const uint8_t *rec, size_t len, void *ud) {
@@ -245,7 +233,7 @@ static void test_rec_kafka_queue_full(void **state) {
   char err[512];
   assert_int_equal(rec_broker_new(&b, 1, "pairs", 1, err, sizeof err), 0);
   assert_int_equal(rec_broker_set_down(b, 1), 0);
-  char *dir = make_dir();
+  char *dir = rec_fixture_make_dir("kafka");
   struct rec_kafka_opts o = {.brokers = rec_broker_bootstrap(b),
                              .topic = "pairs",
                              .queue_max_messages = 5,
@@ -278,7 +266,7 @@ static void test_rec_kafka_queue_full(void **state) {
   assert_int_equal(total, 20);
   rec_codec_free(c);
   rec_broker_free(b);
-  remove_dir(dir);
+  rec_fixture_remove_dir(dir);
 }
 
 struct worker_arg {
@@ -311,7 +299,7 @@ static void test_rec_kafka_threads(void **state) {
   struct rec_broker *b;
   char err[512];
   assert_int_equal(rec_broker_new(&b, 1, "pairs", 3, err, sizeof err), 0);
-  char *dir = make_dir();
+  char *dir = rec_fixture_make_dir("kafka");
   struct rec_kafka_opts o = {.brokers = rec_broker_bootstrap(b), .topic = "pairs", .spill_dir = dir,
                              .queue_max_messages = 100, .props = fast_timeout, .nprops = 1,
                              .shutdown_timeout_ms = 500};
@@ -343,13 +331,46 @@ static void test_rec_kafka_threads(void **state) {
   assert_int_equal(consume_distinct(rec_broker_bootstrap(b), "pairs", 3, 800, c), 800);
   rec_codec_free(c);
   rec_broker_free(b);
-  remove_dir(dir);
+  rec_fixture_remove_dir(dir);
+}
+
+/* The user's properties apply, but never over the delivery guarantees. */
+static void test_rec_kafka_conf_producer_guarantees_win(void **state) {
+  (void)state;
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  const struct cfg_kv props[] = {{"acks", "1", 0}, {"linger.ms", "7", 0}};
+  char err[256] = "";
+  assert_int_equal(rec_kafka_conf_producer(conf, props, 2, "127.0.0.1:9", err, sizeof err), 0);
+  char v[64];
+  size_t n = sizeof v;
+  assert_int_equal(rd_kafka_conf_get(conf, "acks", v, &n), RD_KAFKA_CONF_OK);
+  assert_true(strcmp(v, "all") == 0 || strcmp(v, "-1") == 0);
+  n = sizeof v;
+  assert_int_equal(rd_kafka_conf_get(conf, "linger.ms", v, &n), RD_KAFKA_CONF_OK);
+  assert_string_equal(v, "7");
+  n = sizeof v;
+  assert_int_equal(rd_kafka_conf_get(conf, "bootstrap.servers", v, &n), RD_KAFKA_CONF_OK);
+  assert_string_equal(v, "127.0.0.1:9");
+
+  const struct cfg_kv bad[] = {{"no.such.property", "1", 0}};
+  assert_int_equal(rec_kafka_conf_producer(conf, bad, 1, "127.0.0.1:9", err, sizeof err),
+                   CUT_ERR_CONFIG);
+  assert_non_null(strstr(err, "no.such.property"));
+
+  /* A secret value (sasl.password, ${VAR}) never reaches the error text. */
+  const struct cfg_kv secret[] = {{"acks", "hunter2", 1}};
+  assert_int_equal(rec_kafka_conf_producer(conf, secret, 1, "127.0.0.1:9", err, sizeof err),
+                   CUT_ERR_CONFIG);
+  assert_non_null(strstr(err, "acks"));
+  assert_null(strstr(err, "hunter2"));
+  rd_kafka_conf_destroy(conf);
 }
 
 int main(void) {
   log_setup(LOG_ERROR, LOG_TEXT);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rec_kafka_bad_config),
+      cmocka_unit_test(test_rec_kafka_conf_producer_guarantees_win),
       cmocka_unit_test(test_rec_kafka_produce_and_read_back),
       cmocka_unit_test(test_rec_kafka_broker_down_spill_drain),
       cmocka_unit_test(test_rec_kafka_queue_full),

@@ -14,19 +14,7 @@
 #include "replay/rec_avro.h"
 #include "replay/rec_avrofile.h"
 #include "replay/rec_recorder.h"
-
-static char *make_dir(void) {
-  char *d = strdup("/tmp/cutover-test-recorder-XXXXXX");
-  assert_non_null(mkdtemp(d));
-  return d;
-}
-
-static void remove_dir(char *d) {
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-  assert_int_equal(system(cmd), 0);
-  free(d);
-}
+#include "rec_fixture.h"
 
 static void submit_n(struct rec_recorder *r, int n) {
   struct rec_codec *c;
@@ -44,7 +32,7 @@ static void submit_n(struct rec_recorder *r, int n) {
 
 static void test_rec_recorder_embedded(void **state) {
   (void)state;
-  char *dir = make_dir();
+  char *dir = rec_fixture_make_dir("recorder");
   struct cfg_recording rc = {.sink = CFG_SINK_KAFKA, .brokers = "embedded", .topic = "t",
                              .spill_dir = dir};
   struct rec_recorder *r;
@@ -60,7 +48,7 @@ static void test_rec_recorder_embedded(void **state) {
   assert_int_equal(v.dropped_total, 0);
   assert_int_equal(v.queue_depth, 0);
   rec_recorder_free(r);
-  remove_dir(dir);
+  rec_fixture_remove_dir(dir);
 }
 
 static void test_rec_recorder_none_and_file(void **state) {
@@ -74,7 +62,7 @@ static void test_rec_recorder_none_and_file(void **state) {
   rec_recorder_free(r);
   rec_recorder_free(NULL);
 
-  char *dir = make_dir();
+  char *dir = rec_fixture_make_dir("recorder");
   struct cfg_recording file = {.sink = CFG_SINK_FILE, .file_dir = dir};
   assert_int_equal(rec_recorder_new(&r, &file, NULL, 0), 0);
   assert_false(rec_recorder_embedded(r));
@@ -83,7 +71,7 @@ static void test_rec_recorder_none_and_file(void **state) {
   char **list;
   assert_int_equal(rec_avrofile_list(dir, "pairs", &list), 1);
   rec_avrofile_list_free(list);
-  remove_dir(dir);
+  rec_fixture_remove_dir(dir);
 }
 
 int main(void) {
