@@ -29,6 +29,7 @@ import itertools
 import json
 import math
 import os
+import random
 import re
 import shutil
 import signal
@@ -74,14 +75,34 @@ def _unique(prefix):
 _handed_out = set()
 
 
+def _ephemeral_range():
+    """The kernel's range for outgoing connections' local ports."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(host="127.0.0.1"):
-    """Returns a loopback TCP port that is free now (bound to port 0, then
-    released). Ports already handed out by this process are never repeated, so
-    several ports picked before starting anything do not collide."""
+    """Returns a loopback TCP port that is free now. It is picked at random
+    below the kernel's ephemeral range: a port from that range (what binding
+    to port 0 gives) can be taken by any outgoing connection on the machine
+    (other tests' clients, the proxy's upstream connections) before the
+    process it is meant for binds it. Ports already handed out by this
+    process are never repeated, so several ports picked before starting
+    anything do not collide."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for _ in range(100):
+    lo, _ = _ephemeral_range()
+    first = 10000 if lo > 12000 else 1024
+    for _ in range(200):
+        port = random.randrange(first, lo) if lo > first + 1000 else 0
         with socket.socket(family, socket.SOCK_STREAM) as s:
-            s.bind((host, 0))
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
             port = s.getsockname()[1]
         if port not in _handed_out:
             _handed_out.add(port)
@@ -96,6 +117,36 @@ def port_open(host, port, timeout=0.2):
             return True
     except OSError:
         return False
+
+
+def tcp_established(port):
+    """How many ESTABLISHED TCP connections on this machine have local port
+    `port`: the connections a server listening there has accepted (read from
+    /proc/net/tcp and /proc/net/tcp6)."""
+    n = 0
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        n += 1
+        except OSError:
+            pass
+    return n
+
+
+def wait_until(cond, timeout=10.0, what="condition", interval=0.02):
+    """Polls cond() until it is true; raises HarnessError after `timeout`
+    seconds (doubled under the sanitizers)."""
+    deadline = time.monotonic() + timeout * (2 if sanitized() else 1)
+    while True:
+        if cond():
+            return
+        if time.monotonic() >= deadline:
+            raise HarnessError("timed out waiting for %s" % what)
+        time.sleep(interval)
 
 
 # ----------------------------------------------------------------------- processes
@@ -807,9 +858,10 @@ class CutoverTestCase(unittest.TestCase):
         return proc
 
     def cutover(self, *args, timeout=30, input=None):
-        """Runs `cutover ARGS...` to completion; returns CompletedProcess (text)."""
+        """Runs `cutover ARGS...` to completion, in the test's own directory
+        (like start_proxy); returns CompletedProcess (text)."""
         return subprocess.run([self.bin] + [str(a) for a in args], capture_output=True,
-                              text=True, timeout=timeout, input=input)
+                              text=True, timeout=timeout, input=input, cwd=self.tmp)
 
     def start_demo_backend(self, name, protocol="http1", threads=1, lineage=None, port=None,
                            host="127.0.0.1", tls=None):
@@ -828,9 +880,12 @@ class CutoverTestCase(unittest.TestCase):
         return DemoBackend(proc, name, host, port, protocol, tls)
 
     def start_proxy(self, config_path, wait_ports=(), extra=(), timeout=10.0, env=None):
-        """Starts `cutover proxy -c CONFIG` and waits for each of wait_ports."""
+        """Starts `cutover proxy -c CONFIG` and waits for each of wait_ports.
+        It runs in the test's own directory: the relative defaults (run/ for
+        the dial state and the admin token) must not be shared with the
+        proxies of tests running at the same time."""
         return self.start([self.bin, "proxy", "-c", config_path] + list(extra), name="proxy",
-                          wait_port=list(wait_ports), timeout=timeout, env=env)
+                          wait_port=list(wait_ports), timeout=timeout, env=env, cwd=self.tmp)
 
     # files -------------------------------------------------------------------
 

@@ -216,7 +216,8 @@ class TestOpsAdmin(AdminCase):
             result["r"] = self.curl("http://127.0.0.1:%d/other?delay=1500ms" % self.port)
         t = threading.Thread(target=slow)
         t.start()
-        time.sleep(0.4)  # in flight at the old backend
+        e2e.wait_until(lambda: e2e.tcp_established(self.legacy.port) >= 1,
+                       what="the slow request to reach the old backend")
         cfg["backends"]["third"] = {"hosts": [third.address], "protocol": "http1"}
         cfg["routes"][1]["backend"] = "third"
         cfg["limits"] = {"max_headers": 5}
@@ -390,11 +391,12 @@ class TestOpsAdmin(AdminCase):
             result["r"] = self.curl("http://127.0.0.1:%d/other?delay=1500ms" % self.port)
         t = threading.Thread(target=slow)
         t.start()
-        time.sleep(0.4)  # the request is in flight at the backend
+        e2e.wait_until(lambda: e2e.tcp_established(self.legacy.port) >= 1,
+                       what="the slow request to reach the backend")
         self.proxy.signal(signal.SIGTERM)
         # While draining, /healthz tells load balancers to go away.
         status, body = None, None
-        deadline = time.monotonic() + 1.0
+        deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
             try:
                 status, body = self.api("GET", "/healthz")

@@ -343,7 +343,9 @@ class TestLifecycle(ProxyCase):
 
         t = threading.Thread(target=slow)
         t.start()
-        time.sleep(0.3)
+        # in flight: the proxy has connected to the legacy backend for it
+        e2e.wait_until(lambda: e2e.tcp_established(self.legacy_port) >= 1,
+                       what="the slow request to reach the backend")
         self.proxy.signal(signal.SIGTERM)
         t.join(10)
         self.assertEqual(results["r"].status, 200)

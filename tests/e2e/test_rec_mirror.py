@@ -231,13 +231,30 @@ class BrokerOutageTest(e2e.CutoverTestCase):
         legacy = self.start_demo_backend("legacy")
         port = e2e.free_port()
         spill = os.path.join(self.tmp, "spill")
+        admin_port = e2e.free_port()
+        token_file = os.path.join(self.tmp, "run", "admin.token")
         cfg = e2e.proxy_config(
             port, {"legacy": legacy},
             routes=[{"name": "api", "backend": "legacy", "record": True}],
             recording={"kafka": {"brokers": bootstrap, "topic": "cutover.pairs",
                                  "properties": {"message.timeout.ms": "1000"}},
-                       "spill": {"dir": spill}})
-        proxy = self.start_proxy(self.write_config(cfg), wait_ports=[port])
+                       "spill": {"dir": spill}},
+            admin={"listen": "127.0.0.1:%d" % admin_port, "token_file": token_file})
+        proxy = self.start_proxy(self.write_config(cfg), wait_ports=[port, admin_port])
+
+        def counter(name):
+            with open(token_file) as f:
+                token = f.read().strip()
+            c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
+            try:
+                c.request("GET", "/metrics", headers={"Authorization": "Bearer " + token})
+                text = c.getresponse().read().decode()
+            finally:
+                c.close()
+            for line in text.splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+            return 0.0
 
         def send(lo, hi):
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -249,11 +266,15 @@ class BrokerOutageTest(e2e.CutoverTestCase):
             c.close()
 
         send(0, 30)
-        time.sleep(0.5)
+        e2e.wait_until(lambda: counter("cutover_record_delivered_total") >= 30,
+                       what="the first 30 records to be delivered")
         broker.signal(signal.SIGUSR1)
         broker_wait(broker, "broker down")
         send(30, 60)      # the client sees nothing of the outage
-        time.sleep(2.5)   # past message.timeout.ms: these records fail and spill
+        # past message.timeout.ms these 30 records fail and spill (the only
+        # ones that can: the first 30 were delivered)
+        e2e.wait_until(lambda: counter("cutover_record_spilled_total") >= 30,
+                       what="the outage's records to spill")
         broker.signal(signal.SIGUSR2)
         broker_wait(broker, "broker up")
         send(60, 80)

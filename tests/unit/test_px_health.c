@@ -266,6 +266,32 @@ struct changes {
   int healthy, unhealthy;
 };
 
+/* Runs the loop in 10 ms slices until done(ud) holds, at most about 10 s: the
+ * probes run every 20 ms of wall time, which a loaded machine stretches, so
+ * the test waits for the states it checks rather than for a fixed time. */
+static void run_until(struct event_base *base, int (*done)(void *), void *ud) {
+  for (int i = 0; i < 1000 && !done(ud); i++)
+    run_for(base, 10);
+}
+
+struct phase {
+  struct px_health_board *b;
+  struct backend *good;
+  struct changes *ch;
+};
+
+static int first_verdicts(void *ud) {
+  struct phase *p = ud;
+  return p->good->hits >= 3 && px_health_board_usable(p->b, 1, 0) &&
+         !px_health_board_usable(p->b, 1, 1);
+}
+
+static int swapped_verdicts(void *ud) {
+  struct phase *p = ud;
+  return px_health_board_usable(p->b, 1, 1) && !px_health_board_usable(p->b, 1, 0) &&
+         p->ch->healthy >= 2 && p->ch->unhealthy >= 2;
+}
+
 static void on_change(size_t backend, size_t host, enum px_hc_event e, void *ud) {
   struct changes *c = ud;
   if (e == PX_HC_BECAME_HEALTHY)
@@ -292,7 +318,8 @@ static void test_px_health_checker(void **state) {
   struct px_health_checker *c;
   char err[128];
   assert_int_equal(px_health_checker_new(&c, base, &f.cfg, b, &o, err, sizeof err), 0);
-  run_for(base, 150); /* about 7 probes per host at 20 ms */
+  struct phase ph = {b, &good, &ch};
+  run_until(base, first_verdicts, &ph); /* about 7 probes per host in 150 ms when idle */
   assert_true(px_health_board_usable(b, 1, 0));
   assert_false(px_health_board_usable(b, 1, 1));
   assert_true(px_health_board_usable(b, 0, 0)); /* "old" has no checks */
@@ -304,7 +331,7 @@ static void test_px_health_checker(void **state) {
   /* The bad host recovers after healthy_threshold good probes; the good one dies. */
   bad.status = 200;
   evhttp_free(good.http);
-  run_for(base, 200);
+  run_until(base, swapped_verdicts, &ph);
   assert_true(px_health_board_usable(b, 1, 1));
   assert_false(px_health_board_usable(b, 1, 0));
   assert_true(ch.healthy >= 2 && ch.unhealthy >= 2);
