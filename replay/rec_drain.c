@@ -1,4 +1,5 @@
-/* rec_drain: spill files -> Kafka, file by file, deleting only acknowledged files. */
+/* rec_drain: spill files -> Kafka, file by file, deleting only acknowledged files
+ * (damaged ones are renamed to NAME.damaged once their readable part is acknowledged). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -109,6 +110,7 @@ int rec_drain(const struct rec_drain_opts *o, struct rec_stats *stats,
   rd_kafka_t *rk = NULL;
   rd_kafka_topic_t *rkt = NULL;
   struct produce_ctx pc = {0};
+  char first_damage[1024] = "";
   if (nfiles == 0)
     goto out;
 
@@ -151,6 +153,11 @@ int rec_drain(const struct rec_drain_opts *o, struct rec_stats *stats,
       rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
       rd_kafka_flush(rk, 5000);
     }
+    /* A damaged file: its readable records were published (the callback saw
+     * every record before the first unreadable one). */
+    int damaged = n == CUT_ERR_PARSE;
+    if (damaged)
+      n = (long)pc.sent;
     if (n < 0) {
       rc = n == CUT_ERR_KAFKA ? cut_errf(err, errlen, CUT_ERR_KAFKA, "%s: produce: %s", files[i],
                                          rd_kafka_err2str(pc.err))
@@ -165,7 +172,23 @@ int rec_drain(const struct rec_drain_opts *o, struct rec_stats *stats,
                     rd_kafka_err2str((rd_kafka_resp_err_t)atomic_load(&fp.first_err)));
       goto out;
     }
-    if (unlink(files[i]) != 0) {
+    if (damaged) {
+      /* Kept for inspection under a name the drain never lists again, so
+       * neither this file nor its readable records are published twice. */
+      char dpath[4200];
+      snprintf(dpath, sizeof dpath, "%s.damaged", files[i]);
+      if (rename(files[i], dpath) != 0) {
+        rc = cut_errf(err, errlen, CUT_ERR_IO, "%s: rename: %s", files[i], strerror(errno));
+        goto out;
+      }
+      log_error("rec", "damaged spill file %s: %ld readable records published, renamed to %s",
+                ferr, n, dpath);
+      if (!res->files_damaged)
+        snprintf(first_damage, sizeof first_damage,
+                 "%s (%ld readable records published; file kept with the suffix .damaged)", ferr,
+                 n);
+      res->files_damaged++;
+    } else if (unlink(files[i]) != 0) {
       rc = cut_errf(err, errlen, CUT_ERR_IO, "%s: %s", files[i], strerror(errno));
       goto out;
     }
@@ -174,7 +197,8 @@ int rec_drain(const struct rec_drain_opts *o, struct rec_stats *stats,
       fsync(dfd);
       close(dfd);
     }
-    log_info("rec", "drained %s: %ld records", files[i], n);
+    if (!damaged)
+      log_info("rec", "drained %s: %ld records", files[i], n);
     res->files_done++;
     res->files_left--;
     res->records += acked;
@@ -182,6 +206,9 @@ int rec_drain(const struct rec_drain_opts *o, struct rec_stats *stats,
       rec_stat_add(stats, drained, acked);
   }
   rc = 0;
+  if (res->files_damaged)
+    rc = cut_errf(err, errlen, CUT_ERR_PARSE, "%llu damaged spill file(s); first: %s",
+                  (unsigned long long)res->files_damaged, first_damage);
 out:
   free(pc.buf);
   if (rkt)

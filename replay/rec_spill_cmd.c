@@ -171,9 +171,9 @@ int rec_spill_cmd(int argc, char **argv) {
   struct rec_drain_result res;
   char err[1024] = "";
   int rc = rec_drain(&o, NULL, &res, err, sizeof err);
-  printf("drained %llu records from %llu files; %llu files left\n",
+  printf("drained %llu records from %llu files; %llu files left; %llu damaged\n",
          (unsigned long long)res.records, (unsigned long long)res.files_done,
-         (unsigned long long)res.files_left);
+         (unsigned long long)res.files_left, (unsigned long long)res.files_damaged);
   if (rc) {
     fprintf(stderr, "cutover spill drain: %s\n", err[0] ? err : cut_strerror(rc));
     status = 1;

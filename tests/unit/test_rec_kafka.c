@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -86,6 +87,48 @@ static int consume_distinct(const char *bootstrap, const char *topic, int partit
   rd_kafka_consumer_close(rk);
   rd_kafka_destroy(rk);
   return distinct;
+}
+
+/* Reads the whole topic from the beginning: returns the number of records,
+ * stopping 1 s after `want` were seen (so extra copies are counted) or after
+ * 15 s; `seen[i]` counts the copies of k-<i>. */
+static int consume_count(const char *bootstrap, const char *topic, int partitions, int want,
+                         unsigned char *seen, struct rec_codec *c) {
+  char errstr[256];
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, errstr, sizeof errstr), 0);
+  assert_int_equal(rd_kafka_conf_set(conf, "group.id", "count", errstr, sizeof errstr), 0);
+  rec_kafka_conf_logging(conf);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+  assert_non_null(rk);
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(partitions);
+  for (int p = 0; p < partitions; p++)
+    rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  assert_int_equal(rd_kafka_assign(rk, l), 0);
+  rd_kafka_topic_partition_list_destroy(l);
+  memset(seen, 0, MAXN);
+  int total = 0;
+  int64_t deadline = now_ms() + 15000;
+  while (now_ms() < deadline) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+    if (total >= want && deadline > now_ms() + 1000)
+      deadline = now_ms() + 1000;
+    if (!m)
+      continue;
+    if (!m->err) {
+      struct rec_pair *p;
+      assert_int_equal(rec_codec_decode(c, m->payload, m->len, &p), 0);
+      int idx = atoi(p->correlation_id + 2);
+      assert_true(idx >= 0 && idx < MAXN);
+      seen[idx]++;
+      total++;
+      rec_pair_free(p);
+    }
+    rd_kafka_message_destroy(m);
+  }
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+  return total;
 }
 
 static struct cfg_kv fast_timeout[] = {{.key = "message.timeout.ms", .value = "1500"}};
@@ -214,6 +257,83 @@ static void test_rec_kafka_broker_down_spill_drain(void **state) {
   rec_avrofile_list_free(files);
   /* Sent 150, read back 150 distinct correlation ids. */
   assert_int_equal(consume_distinct(rec_broker_bootstrap(b), "pairs", 3, 150, c), 150);
+  rec_codec_free(c);
+  rec_broker_free(b);
+  rec_fixture_remove_dir(dir);
+}
+
+/* Writes spill file `k` of the damaged-drain test: records k*20..k*20+19 in
+ * two blocks of ten. */
+static void write_spill_file(const char *dir, struct rec_codec *c, int k) {
+  struct rec_stats st = {0};
+  struct rec_avrofile *f;
+  struct rec_avrofile_opts o = {.dir = dir, .prefix = "spill"};
+  assert_int_equal(rec_avrofile_new(&f, &o, &st, &st.spilled, NULL, 0), 0);
+  for (int i = k * 20; i < k * 20 + 20; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "k-%05d", i);
+    struct rec_pair *p;
+    assert_int_equal(rec_pair_new(&p, NULL, id, i, "route"), 0);
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(rec_codec_encode(c, p, &buf, &len), 0);
+    assert_int_equal(rec_avrofile_push(f, buf + REC_SOE_HEADER_LEN, len - REC_SOE_HEADER_LEN), 0);
+    free(buf);
+    rec_pair_free(p);
+    if (i == k * 20 + 9)
+      rec_avrofile_flush(f);
+  }
+  rec_avrofile_free(f);
+  usleep(2000); /* file names order by microsecond */
+}
+
+/* Three spill files, the middle one cut short: the drain publishes files 1
+ * and 3 and the readable half of 2 exactly once, renames 2 to .damaged,
+ * fails at the end, and a second drain publishes nothing more. */
+static void test_rec_kafka_drain_damaged_file(void **state) {
+  (void)state;
+  struct rec_broker *b;
+  char err[1024];
+  assert_int_equal(rec_broker_new(&b, 1, "pairs", 3, err, sizeof err), 0);
+  char *dir = rec_fixture_make_dir("kafka");
+  struct rec_codec *c;
+  assert_int_equal(rec_codec_new(&c, NULL, 0), 0);
+  for (int k = 0; k < 3; k++)
+    write_spill_file(dir, c, k);
+  char **files;
+  assert_int_equal(rec_avrofile_list(dir, "spill", &files), 3);
+  struct stat sb;
+  assert_int_equal(stat(files[1], &sb), 0);
+  assert_int_equal(truncate(files[1], sb.st_size - 20), 0);
+  char damaged[4200];
+  snprintf(damaged, sizeof damaged, "%s.damaged", files[1]);
+  rec_avrofile_list_free(files);
+
+  struct rec_drain_opts d = {.dir = dir, .brokers = rec_broker_bootstrap(b), .topic = "pairs"};
+  struct rec_drain_result res;
+  err[0] = 0;
+  assert_int_equal(rec_drain(&d, NULL, &res, err, sizeof err), CUT_ERR_PARSE);
+  assert_non_null(strstr(err, "damaged"));
+  assert_non_null(strstr(err, "spill-"));
+  assert_int_equal(res.files_done, 3);
+  assert_int_equal(res.files_damaged, 1);
+  assert_int_equal(res.files_left, 0);
+  assert_int_equal(res.records, 50);
+  assert_int_equal(stat(damaged, &sb), 0);
+  assert_int_equal(rec_avrofile_list(dir, "spill", &files), 0);
+  rec_avrofile_list_free(files);
+
+  static unsigned char seen[MAXN];
+  assert_int_equal(consume_count(rec_broker_bootstrap(b), "pairs", 3, 50, seen, c), 50);
+  for (int i = 0; i < 60; i++)
+    assert_int_equal(seen[i], i >= 30 && i < 40 ? 0 : 1);
+
+  /* A second drain finds nothing to do and keeps the damaged file. */
+  assert_int_equal(rec_drain(&d, NULL, &res, err, sizeof err), 0);
+  assert_int_equal(res.files_done, 0);
+  assert_int_equal(res.records, 0);
+  assert_int_equal(stat(damaged, &sb), 0);
+  assert_int_equal(consume_count(rec_broker_bootstrap(b), "pairs", 3, 50, seen, c), 50);
   rec_codec_free(c);
   rec_broker_free(b);
   rec_fixture_remove_dir(dir);
@@ -373,6 +493,7 @@ int main(void) {
       cmocka_unit_test(test_rec_kafka_conf_producer_guarantees_win),
       cmocka_unit_test(test_rec_kafka_produce_and_read_back),
       cmocka_unit_test(test_rec_kafka_broker_down_spill_drain),
+      cmocka_unit_test(test_rec_kafka_drain_damaged_file),
       cmocka_unit_test(test_rec_kafka_queue_full),
       cmocka_unit_test(test_rec_kafka_threads),
   };
