@@ -21,7 +21,8 @@ int an_src_file(const char *path, an_src_record_fn fn, void *user_data, char *er
 struct an_kafka_opts {
   const char *bootstrap;
   const char *topic;
-  const char *group;    /* NULL: assign every partition; else subscribe in this group */
+  const char *group;    /* NULL: assign every partition; else subscribe in this group
+                           (a record reaches `fn` only once its offset is committed) */
   int from;             /* AN_FROM_EARLIEST, AN_FROM_LATEST or AN_FROM_TIME */
   int64_t from_ms;      /* AN_FROM_TIME: message timestamp, ms since the epoch */
   int64_t until_ms;     /* stop at messages newer than this (0 = no limit) */

@@ -73,7 +73,16 @@ fail:
 
 struct part {
   int32_t id;
-  int done; /* reached its end (or --until) */
+  int done;          /* reached its end (or --until) */
+  int64_t next;      /* offset after the last message read; -1: none read */
+  int64_t committed; /* offset last committed by this member; -1: none */
+};
+
+/* What a group member does with its pending records when a commit fails. */
+enum on_refusal {
+  KEEP_PENDING, /* try again at the next commit */
+  DROP_PENDING, /* partitions move away: their next owner reads them */
+  COUNT_PENDING /* last resort: count them (at least once) */
 };
 
 struct consumer {
@@ -83,6 +92,16 @@ struct consumer {
   size_t nparts, ndone;
   int assigned; /* a (group) assignment has arrived */
   int failed;
+  int closing;  /* the loop has ended: a revocation must not drop records */
+  /* Group mode: records read but not yet counted. A record is passed to
+   * `fn` (counted in this member's summary) only after its offset was
+   * committed, so a member never counts a record that the group's next owner
+   * of its partition will read again. */
+  struct an_record **pend;
+  size_t npend, pendcap;
+  an_src_record_fn fn;
+  void *user_data;
+  int fnrc;
   char *err;
   size_t errlen;
 };
@@ -119,18 +138,69 @@ static int track(struct consumer *c, const rd_kafka_topic_partition_list_t *list
   if (c->parts == NULL) return CUT_ERR_NOMEM;
   c->nparts = (size_t)list->cnt;
   c->ndone = 0;
-  for (int i = 0; i < list->cnt; i++) c->parts[i].id = list->elems[i].partition;
+  for (int i = 0; i < list->cnt; i++) {
+    c->parts[i].id = list->elems[i].partition;
+    c->parts[i].next = c->parts[i].committed = -1;
+  }
   return 0;
 }
 
-/* Commits the offsets read so far (group mode). A refused commit is not an
- * error for this process, but the next owner of those partitions will read
- * the records again: say so. */
-static void commit_now(rd_kafka_t *rk) {
-  rd_kafka_resp_err_t e = rd_kafka_commit(rk, NULL, 0);
-  if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
-    log_warn("analyze", "offset commit failed: %s (another group member may read these records "
-                        "again)", rd_kafka_err2str(e));
+static void feed_pending(struct consumer *c) {
+  for (size_t i = 0; i < c->npend; i++) {
+    if (c->fnrc == 0)
+      c->fnrc = c->fn(c->pend[i], c->user_data);
+    else
+      an_record_free(c->pend[i]);
+  }
+  c->npend = 0;
+}
+
+/* Group mode: commits synchronously the exact offsets of everything read,
+ * then counts the pending records. When the coordinator refuses the commit
+ * (as during a rebalance) `how` says what becomes of them. */
+static void settle(struct consumer *c, enum on_refusal how) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)c->nparts + 1);
+  for (size_t i = 0; i < c->nparts; i++)
+    if (c->parts[i].next >= 0 && c->parts[i].next != c->parts[i].committed)
+      rd_kafka_topic_partition_list_add(l, c->o->topic, c->parts[i].id)->offset = c->parts[i].next;
+  rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (l->cnt > 0) {
+    e = rd_kafka_commit(c->rk, l, 0);
+    for (int i = 0; e == RD_KAFKA_RESP_ERR_NO_ERROR && i < l->cnt; i++)
+      if (l->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) e = l->elems[i].err;
+  }
+  if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    for (int i = 0; i < l->cnt; i++) {
+      struct part *p = find_part(c, l->elems[i].partition);
+      if (p != NULL) p->committed = l->elems[i].offset;
+    }
+    feed_pending(c);
+  } else if (how == DROP_PENDING) {
+    log_warn("analyze", "offset commit refused: %s; %zu records read by this member are left to "
+                        "the partitions' next owner", rd_kafka_err2str(e), c->npend);
+    for (size_t i = 0; i < c->npend; i++) an_record_free(c->pend[i]);
+    c->npend = 0;
+  } else if (how == COUNT_PENDING) {
+    log_warn("analyze", "offset commit failed: %s (another group member may read %zu records "
+                        "again)", rd_kafka_err2str(e), c->npend);
+    feed_pending(c);
+  }
+  rd_kafka_topic_partition_list_destroy(l);
+}
+
+static int add_pending(struct consumer *c, struct an_record *rec) {
+  if (c->npend == c->pendcap) {
+    size_t cap = c->pendcap ? 2 * c->pendcap : 256;
+    struct an_record **np = realloc(c->pend, cap * sizeof *np);
+    if (np == NULL) {
+      an_record_free(rec);
+      return CUT_ERR_NOMEM;
+    }
+    c->pend = np;
+    c->pendcap = cap;
+  }
+  c->pend[c->npend++] = rec;
+  return 0;
 }
 
 static void on_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -145,9 +215,10 @@ static void on_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     rd_kafka_assign(rk, parts);
     c->assigned = 1;
   } else {
-    /* Commit what was read before the partitions move to another member,
-     * so it does not read them again (which would count pairs twice). */
-    if (c->o->group != NULL) commit_now(rk);
+    /* Commit what was read before the partitions move (maybe to another
+     * member), and count it only if the commit holds: else the next owner
+     * reads it from the last committed offset, and counts it instead. */
+    settle(c, c->closing ? COUNT_PENDING : DROP_PENDING);
     rd_kafka_assign(rk, NULL);
     c->nparts = c->ndone = 0;
     c->assigned = 0;
@@ -199,6 +270,8 @@ int an_src_kafka(const struct an_kafka_opts *o, an_src_record_fn fn, void *user_
   c.o = o;
   c.err = err;
   c.errlen = errlen;
+  c.fn = fn;
+  c.user_data = user_data;
   *skipped = 0;
   if ((rc = rec_codec_new(&codec, e, sizeof e)) != 0)
     return cut_errf(err, errlen, rc, "pair schema: %s", e);
@@ -208,8 +281,7 @@ int an_src_kafka(const struct an_kafka_opts *o, an_src_record_fn fn, void *user_
   if ((rc = conf_set(conf, "bootstrap.servers", o->bootstrap, err, errlen)) != 0 ||
       (rc = conf_set(conf, "group.id", o->group ? o->group : group, err, errlen)) != 0 ||
       (rc = conf_set(conf, "enable.partition.eof", "true", err, errlen)) != 0 ||
-      (rc = conf_set(conf, "enable.auto.commit", o->group ? "true" : "false", err, errlen)) != 0 ||
-      (rc = conf_set(conf, "auto.commit.interval.ms", "1000", err, errlen)) != 0 ||
+      (rc = conf_set(conf, "enable.auto.commit", "false", err, errlen)) != 0 ||
       (rc = conf_set(conf, "auto.offset.reset", o->from == AN_FROM_LATEST ? "latest" : "earliest",
                      err, errlen)) != 0 ||
       (rc = conf_set(conf, "log_level", "3", err, errlen)) != 0) {
@@ -273,15 +345,15 @@ int an_src_kafka(const struct an_kafka_opts *o, an_src_record_fn fn, void *user_
   }
 
   rc = 0;
-  while (rc == 0 && !all_done(&c) && !(o->stop && *o->stop) && !c.failed) {
+  while (rc == 0 && c.fnrc == 0 && !all_done(&c) && !(o->stop && *o->stop) && !c.failed) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(c.rk, 200);
-    if (m == NULL) continue;
+    if (m == NULL) {
+      if (o->group != NULL) settle(&c, KEEP_PENDING);
+      continue;
+    }
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       mark_done(&c, m->partition);
-      /* Everything read so far is settled: commit now rather than at a
-       * rebalance, when a busy coordinator may refuse the commit and the
-       * next owner of the partition would read it again. */
-      if (o->group != NULL) commit_now(c.rk);
+      if (o->group != NULL) settle(&c, KEEP_PENDING);
     } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       if (m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
           m->err == RD_KAFKA_RESP_ERR__FATAL || m->err == RD_KAFKA_RESP_ERR__AUTHENTICATION)
@@ -290,7 +362,10 @@ int an_src_kafka(const struct an_kafka_opts *o, an_src_record_fn fn, void *user_
       rd_kafka_timestamp_type_t tt;
       int64_t ts = rd_kafka_message_timestamp(m, &tt);
       struct part *p = find_part(&c, m->partition);
-      if (o->from == AN_FROM_TIME && ts >= 0 && ts < o->from_ms) {
+      if (p != NULL && !p->done) p->next = m->offset + 1;
+      if (o->group != NULL && p == NULL) {
+        /* a late message of a partition no longer assigned: its next owner reads it */
+      } else if (o->from == AN_FROM_TIME && ts >= 0 && ts < o->from_ms) {
         /* older than --from: skip */
       } else if (o->until_ms > 0 && ts > o->until_ms) {
         /* Past --until: this partition is finished. */
@@ -316,19 +391,35 @@ int an_src_kafka(const struct an_kafka_opts *o, an_src_record_fn fn, void *user_
           struct an_record *rec = NULL;
           rc = record_from_pair(pair, &rec);
           rec_pair_free(pair);
-          if (rc == 0) rc = fn(rec, user_data);
+          if (rc == 0) rc = o->group != NULL ? add_pending(&c, rec) : fn(rec, user_data);
+          if (rc == 0 && c.npend >= 1000) settle(&c, KEEP_PENDING);
         }
       }
     }
     rd_kafka_message_destroy(m);
   }
   if (c.failed && rc == 0) rc = CUT_ERR_KAFKA;
-  if (o->group != NULL) commit_now(c.rk);
+  if (o->group != NULL) {
+    /* A commit refused at the end (a rebalance under way) is tried again
+     * for a while; then the records are counted anyway (at least once). */
+    for (int i = 0; i < 25 && c.npend > 0; i++) {
+      settle(&c, KEEP_PENDING);
+      if (c.npend == 0) break;
+      rd_kafka_message_t *m = rd_kafka_consumer_poll(c.rk, 200);
+      if (m != NULL) rd_kafka_message_destroy(m);
+    }
+    c.closing = 1;
+    settle(&c, COUNT_PENDING);
+  }
+  if (rc == 0) rc = c.fnrc;
 out:
   if (md != NULL) rd_kafka_metadata_destroy(md);
   if (list != NULL) rd_kafka_topic_partition_list_destroy(list);
+  c.closing = 1;
   rd_kafka_consumer_close(c.rk);
   rd_kafka_destroy(c.rk);
+  for (size_t i = 0; i < c.npend; i++) an_record_free(c.pend[i]);
+  free(c.pend);
   free(c.parts);
   rec_codec_free(codec);
   return rc;

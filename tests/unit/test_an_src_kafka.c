@@ -1,0 +1,128 @@
+/* Unit tests for analyzer/an_src_kafka group mode against librdkafka's mock cluster. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <librdkafka/rdkafka.h>
+
+#include "analyzer/an_record.h"
+#include "analyzer/an_src.h"
+#include "common/cut_err.h"
+#include "replay/rec_avro.h"
+#include "replay/rec_kafka.h"
+#include "replay/rec_pair.h"
+
+#define NREC 3000
+
+static _Atomic int counted[NREC];
+static _Atomic int total;
+
+struct member {
+  struct an_kafka_opts o;
+  pthread_t t;
+  int rc;
+  _Atomic int n;
+  char err[512];
+};
+
+static int slow_count_cb(struct an_record *rec, void *user_data) {
+  struct member *m = user_data;
+  int idx = atoi(rec->correlation_id + 2);
+  if (idx >= 0 && idx < NREC)
+    atomic_fetch_add(&counted[idx], 1);
+  atomic_fetch_add(&m->n, 1);
+  atomic_fetch_add(&total, 1);
+  an_record_free(rec);
+  usleep(1500); /* a slow member, so that the second one joins mid-run */
+  return 0;
+}
+
+static void *member_main(void *arg) {
+  struct member *m = arg;
+  uint64_t skipped;
+  m->rc = an_src_kafka(&m->o, slow_count_cb, m, &skipped, m->err, sizeof m->err);
+  return NULL;
+}
+
+static void produce(const char *bootstrap) {
+  char errstr[256];
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, errstr, sizeof errstr), 0);
+  rec_kafka_conf_logging(conf);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+  assert_non_null(rk);
+  struct rec_codec *c;
+  assert_int_equal(rec_codec_new(&c, NULL, 0), 0);
+  for (int i = 0; i < NREC; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "k-%05d", i);
+    struct rec_pair *p;
+    assert_int_equal(rec_pair_new(&p, NULL, id, i, "route"), 0);
+    assert_int_equal(rec_pair_set_request(p, "GET", "example.com", "/x"), 0);
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(rec_codec_encode(c, p, &buf, &len), 0);
+    assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("pairs"), RD_KAFKA_V_KEY(id, strlen(id)),
+                                       RD_KAFKA_V_VALUE(buf, len),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                     0);
+    free(buf);
+    rec_pair_free(p);
+    rd_kafka_poll(rk, 0);
+  }
+  assert_int_equal(rd_kafka_flush(rk, 10000), 0);
+  rd_kafka_destroy(rk);
+  rec_codec_free(c);
+}
+
+static const char *const props[] = {"session.timeout.ms=3000", "heartbeat.interval.ms=500"};
+
+/* A second member joins while the first is consuming: the group rebalances
+ * mid-run, and still every record is counted by exactly one member. */
+static void test_an_src_kafka_rebalance_counts_once(void **state) {
+  (void)state;
+  struct rec_broker *b;
+  char err[512];
+  assert_int_equal(rec_broker_new(&b, 1, "pairs", 3, err, sizeof err), 0);
+  produce(rec_broker_bootstrap(b));
+  struct member m[2];
+  memset(m, 0, sizeof m);
+  for (int i = 0; i < 2; i++) {
+    m[i].o = (struct an_kafka_opts){.bootstrap = rec_broker_bootstrap(b), .topic = "pairs",
+                                    .group = "g", .properties = props, .nproperties = 2};
+  }
+  assert_int_equal(pthread_create(&m[0].t, NULL, member_main, &m[0]), 0);
+  while (atomic_load(&m[0].n) < 200)
+    usleep(10000);
+  assert_int_equal(pthread_create(&m[1].t, NULL, member_main, &m[1]), 0);
+  for (int i = 0; i < 2; i++) {
+    pthread_join(m[i].t, NULL);
+    if (m[i].rc)
+      fail_msg("member %d: %s", i, m[i].err);
+  }
+  /* The rebalance happened while the first member was reading. */
+  assert_true(atomic_load(&m[0].n) < NREC);
+  assert_true(atomic_load(&m[1].n) > 0);
+  for (int i = 0; i < NREC; i++)
+    if (atomic_load(&counted[i]) != 1)
+      fail_msg("record %d counted %d times (members: %d + %d)", i, atomic_load(&counted[i]),
+               atomic_load(&m[0].n), atomic_load(&m[1].n));
+  assert_int_equal(atomic_load(&total), NREC);
+  rec_broker_free(b);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_an_src_kafka_rebalance_counts_once),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
