@@ -17,6 +17,7 @@
 #include "common/cut_err.h"
 #include "common/log.h"
 #include "proxy/px_limits.h"
+#include "proxy/px_metrics.h"
 #include "proxy/px_server_int.h"
 
 static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -43,6 +44,9 @@ void px_client_free(struct px_client *c) {
   else if (c->proto == PX_PROTO_H1)
     px_front_h1_free(c);
   c->front = NULL;
+  if (c->mproto >= 0)
+    px_metrics_conn_close(px_worker_metrics(c->w), (unsigned)c->w->idx,
+                          (enum px_metrics_proto)c->mproto);
   if (c->flush_ev)
     event_free(c->flush_ev);
   if (c->bev)
@@ -157,6 +161,7 @@ static int conn_setup(struct px_worker *w, struct bufferevent *bev, int tls, con
     return CUT_ERR_NOMEM;
   }
   c->w = w;
+  c->mproto = -1;
   c->bev = bev;
   c->tls = tls;
   c->l = l;
@@ -270,6 +275,10 @@ static int detect(struct px_client *c) {
     c->proto = PX_PROTO_DETECT;
     return rc;
   }
+  /* counted once its protocol is known: from here until px_client_free */
+  c->mproto = c->proto == PX_PROTO_H1 ? PX_METRICS_HTTP1 : c->tls ? PX_METRICS_H2 : PX_METRICS_H2C;
+  px_metrics_conn_open(px_worker_metrics(c->w), (unsigned)c->w->idx,
+                       (enum px_metrics_proto)c->mproto);
   return 1;
 }
 

@@ -17,6 +17,7 @@
 #include "common/cut_err.h"
 #include "common/log.h"
 #include "proxy/px_limits.h"
+#include "proxy/px_metrics.h"
 #include "proxy/px_server_int.h"
 
 struct h1_front {
@@ -48,7 +49,24 @@ struct h1_front {
   int too_many;     /* the head had more than max_headers fields */
   int draining;
   int in_parse;
+  int counted;      /* the current request is counted in cutover_client_streams */
 };
+
+/* An HTTP/1.1 request counts as one stream from its first byte (or the proxy's
+ * own error answer) until its response is written or the connection ends. */
+static void stream_open(struct h1_front *f) {
+  if (f->counted)
+    return;
+  f->counted = 1;
+  px_metrics_stream_open(px_worker_metrics(f->c->w), (unsigned)f->c->w->idx);
+}
+
+static void stream_close(struct h1_front *f) {
+  if (!f->counted)
+    return;
+  f->counted = 0;
+  px_metrics_stream_close(px_worker_metrics(f->c->w), (unsigned)f->c->w->idx);
+}
 
 static const struct px_front_ops h1_ops;
 
@@ -85,6 +103,7 @@ static int on_message_begin(http_parser *p) {
   f->in_trailers = 0;
   px_headers_clear(&f->trailers);
   f->active = 1;
+  stream_open(f);
   f->msg_done = f->resp_done = 0;
   f->chunked_out = f->no_body = f->body_full = f->out_paused = 0;
   return 0;
@@ -386,6 +405,7 @@ static void bad_request(struct h1_front *f, int status, const char *why) {
     if (!f->active) {
       px_req_init(&f->req, c, &h1_ops);
       f->active = 1;
+      stream_open(f);
     }
     f->keepalive = 0;
     f->msg_done = 1;
@@ -403,6 +423,7 @@ static int finish_current(struct h1_front *f) {
     return !f->active;
   px_req_finish(&f->req);
   f->active = 0;
+  stream_close(f);
   if (!f->keepalive || !f->msg_done || f->draining || f->c->read_eof) {
     px_client_close_after_write(f->c);
     return 0;
@@ -512,6 +533,7 @@ void px_front_h1_free(struct px_client *c) {
     px_req_finish(&f->req);
   else
     px_request_head_clear(&f->req.head);
+  stream_close(f);
   px_headers_clear(&f->trailers);
   free(f->url);
   free(f->field);

@@ -11,6 +11,7 @@
 #include "common/cut_err.h"
 #include "common/log.h"
 #include "proxy/px_limits.h"
+#include "proxy/px_metrics.h"
 #include "proxy/px_server_int.h"
 
 #define H2_STREAM_WINDOW (256 * 1024)
@@ -287,6 +288,7 @@ static int on_begin_headers_cb(nghttp2_session *s, const nghttp2_frame *frame, v
     f->streams->prev = st;
   f->streams = st;
   f->nstreams++;
+  px_metrics_stream_open(px_worker_metrics(f->c->w), (unsigned)f->c->w->idx);
   nghttp2_session_set_stream_user_data(s, st->id, st);
   return 0;
 }
@@ -441,6 +443,7 @@ static int on_stream_close_cb(nghttp2_session *s, int32_t id, uint32_t error_cod
   if (st->next)
     st->next->prev = st->prev;
   f->nstreams--;
+  px_metrics_stream_close(px_worker_metrics(f->c->w), (unsigned)f->c->w->idx);
   stream_release(f, st);
   return 0;
 }
@@ -745,6 +748,7 @@ void px_front_h2_free(struct px_client *c) {
     struct h2_stream *next = st->next;
     st->closed = 1;
     px_req_finish(&st->req);
+    px_metrics_stream_close(px_worker_metrics(c->w), (unsigned)c->w->idx);
     if (st->body)
       evbuffer_free(st->body);
     px_headers_clear(&st->trailers);

@@ -147,6 +147,7 @@ struct px_client {
   char peer[64];                    /* client IP as text */
   void *front;                      /* struct h1_front or struct h2_front */
   uint64_t linger_until_ns;         /* lingering close: the hard deadline */
+  int mproto;                       /* enum px_metrics_proto counted as open; -1 = none */
   unsigned flush_pending : 1, closing : 1, dead : 1, read_eof : 1, had_request : 1,
       lingering : 1, wr_shut : 1;
 };
@@ -180,6 +181,13 @@ struct px_server {
   int joined;
   _Atomic size_t running;           /* worker threads not yet ended */
 };
+
+/* The metric set new connections and streams are counted in (the current
+ * generation's; every generation's set shares the registry's series, so a
+ * gauge raised on one generation may be lowered on a later one). May be NULL. */
+static inline struct px_metrics *px_worker_metrics(const struct px_worker *w) {
+  return w->gen ? w->gen->metrics : w->srv ? w->srv->metrics : NULL;
+}
 
 /* px_client.c */
 /* Wraps an accepted socket (takes ownership of fd, also on failure). */

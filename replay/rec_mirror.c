@@ -192,7 +192,8 @@ static void over_reset(struct shadow *s) {
   s->full = 0;
 }
 
-static void shadow_end(struct shadow *s, const char *error) {
+/* min_latency_us: the least latency to record (the timeout when the timer fired) */
+static void shadow_end(struct shadow *s, const char *error, uint64_t min_latency_us) {
   struct rec_mirror *m = s->m;
   over_reset(s);
   s->x = NULL;
@@ -204,8 +205,11 @@ static void shadow_end(struct shadow *s, const char *error) {
   m->env->inflight--;
   if (error)
     atomic_fetch_add_explicit(&m->env->stats->failed, 1, memory_order_relaxed);
-  if (s->resp)
-    rec_response_finish(m->pair, s->resp, (int64_t)(now_us() - s->t0_us), error);
+  if (s->resp) {
+    uint64_t lat = now_us() - s->t0_us;
+    rec_response_finish(m->pair, s->resp, (int64_t)(lat < min_latency_us ? min_latency_us : lat),
+                        error);
+  }
   unref(m);
 }
 
@@ -215,7 +219,7 @@ static void on_shadow_done_cb(struct px_exchange *x, int err, enum px_fail fail,
   (void)x;
   (void)cause;
   (void)got_response;
-  shadow_end(s, err < 0 ? (rec_px_fail_name(fail) ? rec_px_fail_name(fail) : "error") : NULL);
+  shadow_end(s, err < 0 ? (rec_px_fail_name(fail) ? rec_px_fail_name(fail) : "error") : NULL, 0);
 }
 
 static void on_shadow_drain_cb(struct px_exchange *x, void *user_data) {
@@ -224,12 +228,16 @@ static void on_shadow_drain_cb(struct px_exchange *x, void *user_data) {
   over_reset(s);
 }
 
-static void shadow_cancel(struct shadow *s, const char *why);
+static void shadow_cancel(struct shadow *s, const char *why, uint64_t min_latency_us);
 
 static void on_shadow_timeout_cb(evutil_socket_t fd, short what, void *user_data) {
+  struct shadow *s = user_data;
   (void)fd;
   (void)what;
-  shadow_cancel(user_data, "timeout");
+  /* libevent arms timers on its cached coarse clock (a tick of a few ms), so
+   * the timer may fire slightly before the precise clock reaches the timeout:
+   * a timed-out shadow is recorded as taking at least shadow_timeout. */
+  shadow_cancel(s, "timeout", s->m->env->shadow_timeout_ms * 1000u);
 }
 
 static const struct px_exchange_cbs shadow_cbs = {
@@ -239,11 +247,11 @@ static const struct px_exchange_cbs shadow_cbs = {
     .on_request_drain = on_shadow_drain_cb,
 };
 
-static void shadow_cancel(struct shadow *s, const char *why) {
+static void shadow_cancel(struct shadow *s, const char *why, uint64_t min_latency_us) {
   if (!s->x)
     return;
   s->m->env->ops->cancel(s->x); /* no callback follows a cancel */
-  shadow_end(s, why);
+  shadow_end(s, why, min_latency_us);
 }
 
 const char *rec_shadow_skip_name(enum rec_shadow_skip s) {
@@ -385,12 +393,12 @@ void rec_mirror_request_body(struct rec_mirror *m, const uint8_t *data, size_t l
       continue;
     if (s->full && (s->over + len > cap || e->over_total + len > total)) {
       /* The shadow cannot keep up: give it up rather than buffer the body. */
-      shadow_cancel(s, "overflow");
+      shadow_cancel(s, "overflow", 0);
       continue;
     }
     int rc = e->ops->send_body(s->x, data, len);
     if (rc < 0 && rc != CUT_ERR_FULL) {
-      shadow_cancel(s, "reset");
+      shadow_cancel(s, "reset", 0);
       continue;
     }
     if (rc == CUT_ERR_FULL)
@@ -411,7 +419,7 @@ void rec_mirror_request_end(struct rec_mirror *m, const struct px_headers *trail
   for (size_t i = 0; i < m->nshadows; i++) {
     struct shadow *s = m->shadows[i];
     if (s->x && m->env->ops->end_body(s->x, trailers) < 0)
-      shadow_cancel(s, "reset");
+      shadow_cancel(s, "reset", 0);
   }
 }
 
@@ -442,7 +450,7 @@ void rec_mirror_env_shutdown(struct rec_mirror_env *env) {
     /* Hold the mirror while its shadows are cancelled one by one. */
     m->refs++;
     for (size_t i = 0; i < m->nshadows; i++)
-      shadow_cancel(m->shadows[i], "cancelled");
+      shadow_cancel(m->shadows[i], "cancelled", 0);
     unlink_live(m); /* the primary side still holds its reference */
     m->refs--;
     if (m->refs == 0)

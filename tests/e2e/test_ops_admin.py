@@ -278,6 +278,62 @@ class TestOpsAdmin(AdminCase):
         status, body = self.api("GET", "/healthz")
         self.assertEqual((status, body["status"]), (200, "ok"))
 
+    def test_client_connections_and_streams_counted(self):
+        import socket
+        names = ('cutover_client_connections{protocol="http1"}',
+                 'cutover_client_connections{protocol="h2c"}',
+                 'cutover_client_connections{protocol="h2"}',
+                 'cutover_client_connections_total{protocol="http1"}',
+                 'cutover_client_connections_total{protocol="h2c"}',
+                 'cutover_client_connections_total{protocol="h2"}',
+                 'cutover_client_streams')
+
+        def counts():
+            m = self.metrics()
+            return tuple(m[n] for n in names)
+        self.assertEqual(counts(), (0, 0, 0, 0, 0, 0, 0))
+        h2c = e2e.H2Conn("127.0.0.1", self.port)
+        h1 = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        gone = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        silent = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        try:
+            sids = [h2c.request("GET", "x", "/other?delay=1s") for _ in range(3)]
+            h1.sendall(b"GET /other?delay=1s HTTP/1.1\r\nHost: x\r\n\r\n")
+            gone.sendall(b"GET /other?delay=5s HTTP/1.1\r\nHost: x\r\n\r\n")
+            # 3 streams + 2 HTTP/1.1 exchanges in flight; `silent` has no protocol yet
+            e2e.wait_until(lambda: counts() == (2, 1, 0, 2, 1, 0, 5), timeout=5,
+                           what="the open connections and streams to be counted")
+            # A reload while they are open: they are subtracted on the new generation.
+            self.write_config(self.config(percent="50%"))
+            status, body = self.api("POST", "/reload")
+            self.assertEqual(status, 200, body)
+            gone.close()  # ends its request before the answer
+            silent.close()
+            self.assertEqual([h2c.wait(s).status for s in sids], [200, 200, 200])
+            data = b""
+            while b"backend" not in data:
+                chunk = h1.recv(65536)
+                self.assertTrue(chunk, data)
+                data += chunk
+            self.assertTrue(data.startswith(b"HTTP/1.1 200"), data)
+            # A malformed request: the proxy answers 400 itself and closes.
+            h1.sendall(b"NOT A REQUEST\r\n\r\n")
+            data = b""
+            while True:
+                chunk = h1.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            self.assertTrue(data.startswith(b"HTTP/1.1 400"), data)
+            e2e.wait_until(lambda: counts() == (0, 1, 0, 2, 1, 0, 0), timeout=5,
+                           what="the ended connections and streams to be subtracted")
+        finally:
+            h2c.close()
+            for s in (h1, gone, silent):
+                s.close()
+        e2e.wait_until(lambda: counts() == (0, 0, 0, 2, 1, 0, 0), timeout=5,
+                       what="the gauges to return to 0")
+
     def test_rapid_reset_closed_while_others_served(self):
         import h2.errors
         good = e2e.H2Conn("127.0.0.1", self.port)
