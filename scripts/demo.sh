@@ -19,11 +19,17 @@ say() { printf '%s\n' "$*" >&2; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 pids=()
+proxy=
+# Stops in reverse start order, so the proxy drains (up to its drain_timeout, 30 s in
+# the example) while the backends still answer; then the backends.
 stop_all() {
-  local pid
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  local i pid tries
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    pid=${pids[i]}
+    tries=30
+    [ "$pid" = "$proxy" ] && tries=350
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq "$tries"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
@@ -58,18 +64,20 @@ if [ ! -s "$run/admin.token" ]; then
   (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$run/admin.token")
 fi
 
-"$bin" demo-backend --name legacy --listen 127.0.0.1:9001 --protocol http1 \
+setsid "$bin" demo-backend --name legacy --listen 127.0.0.1:9001 --protocol http1 \
   --lineage "$legacy_lineage" &
 pids+=($!)
 wait_port "$!" 9001 "demo backend legacy"
-"$bin" demo-backend --name modern --listen 127.0.0.1:9002 --protocol h2c \
+setsid "$bin" demo-backend --name modern --listen 127.0.0.1:9002 --protocol h2c \
   --lineage "$modern_lineage" &
 pids+=($!)
 wait_port "$!" 9002 "demo backend modern"
 
 # The proxy's stdout also goes to run/proxy.out, where its "kafka bootstrap:" line is read.
+# Every process runs in a session of its own: Ctrl-C reaches only this script, which sends the
+# proxy exactly one SIGTERM (a second signal would cut its graceful drain short).
 : >"$run/proxy.out"
-"$bin" proxy -c "$config" > >(tee "$run/proxy.out") &
+setsid "$bin" proxy -c "$config" > >(tee "$run/proxy.out") &
 proxy=$!
 pids+=("$proxy")
 if ! wait_port "$proxy" 8080 "cutover proxy"; then
