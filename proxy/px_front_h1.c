@@ -229,6 +229,8 @@ static int on_body(http_parser *p, const char *at, size_t n) {
     px_limit_hit(f->c->w->srv->limits, PX_LIMIT_REQUEST_BODY, (unsigned)f->c->w->idx);
     if (!f->req.responded)
       px_req_respond_error(&f->req, 413, "request body too large");
+    else if (!f->req.error)
+      f->req.error = "request body too large";
     f->keepalive = 0;
     return -1;
   }
@@ -528,7 +530,7 @@ static void parse_input(struct h1_front *f) {
         /* the response has begun (an upstream's, or our 413) and cannot carry
          * this error: finish the request and close once its output is written */
         if (!f->resp_done) {
-          f->req.error = f->req.error ? f->req.error : "request-error";
+          f->req.error = f->req.error ? f->req.error : http_errno_description(e);
           px_req_finish(&f->req);
         }
         close_lingering(c);
