@@ -3,11 +3,13 @@
 error answers (the client still receives the error while it is sending)."""
 
 import base64
+import http.server
 import json
 import os
 import socket
 import struct
 import sys
+import threading
 import time
 import unittest
 
@@ -30,6 +32,9 @@ backends:
   modern:
     hosts: ["{{modern}}"]
     protocol: h2c
+  shadow:
+    hosts: ["{{shadow}}"]
+    protocol: http1
 dials:
   checkout-v2:
     key: "header:x-device-id"
@@ -41,8 +46,10 @@ routes:
     backend: legacy
     dial: checkout-v2
     decision_header: true
+    mirror: [shadow]
   - name: default
     backend: legacy
+    mirror: [shadow]
 limits:
   drain_timeout: 2s
   max_request_body: 1000
@@ -79,9 +86,29 @@ def read_until_closed(s, limit=10.0):
     return data, "open", time.monotonic() - t0
 
 
+class ShadowHandler(http.server.BaseHTTPRequestHandler):
+    """A shadow backend that notes each request's path and request id."""
+    protocol_version = "HTTP/1.1"
+    seen = None  # list, set per server
+
+    def do_GET(self):
+        self.server.seen.append((self.path, self.headers.get("x-request-id")))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
 class UpgradeCase(e2e.CutoverTestCase):
     def setUp(self):
         super().setUp()
+        self.shadow = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ShadowHandler)
+        self.shadow.daemon_threads = True
+        self.shadow.seen = []
+        threading.Thread(target=self.shadow.serve_forever, daemon=True).start()
+        self.addCleanup(self.shadow.server_close)
+        self.addCleanup(self.shadow.shutdown)
         self.legacy = self.start_demo_backend("legacy")
         self.modern = self.start_demo_backend("modern", protocol="h2c")
         self.certs = self.gen_cert()
@@ -90,6 +117,7 @@ class UpgradeCase(e2e.CutoverTestCase):
         cfg = self.write_config(CONFIG, port=self.port, tls_port=self.tls_port,
                                 cert=self.certs["cert"], key=self.certs["key"],
                                 legacy=self.legacy.address, modern=self.modern.address,
+                                shadow="127.0.0.1:%d" % self.shadow.server_address[1],
                                 access_log=self.access_log)
         self.proxy = self.start_proxy(cfg, wait_ports=[self.port, self.tls_port])
         self.addCleanup(self.check_clean_exit)
@@ -99,6 +127,16 @@ class UpgradeCase(e2e.CutoverTestCase):
         # SIGTERM drains and exits 0; sanitizer reports (leaks included) would change that
         if self.proxy.returncode is None:
             self.assertEqual(self.proxy.stop(grace=6.0), 0, self.proxy.stderr_text(40))
+
+    def shadowed(self, path, timeout=5.0):
+        """The request id the shadow backend saw for `path` (None if it never came)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for p, rid in list(self.shadow.seen):
+                if p == path:
+                    return rid
+            time.sleep(0.05)
+        return None
 
     def access_lines(self, want, timeout=3.0):
         deadline = time.monotonic() + timeout
@@ -162,6 +200,9 @@ class TestH2cUpgrade(UpgradeCase):
         self.assertEqual(by_path["/post?echo=1"]["proto"], "http/1.1")
         self.assertEqual(by_path["/nghttp?echo=1"]["proto"], "h2")
         self.assertEqual(by_path["/nghttp?echo=1"]["status"], 200)
+        # mirrored like any request
+        self.assertEqual(self.shadowed("/api/checkout/pay?echo=1"), "rid-upgrade")
+        self.assertIsNotNone(self.shadowed("/nghttp?echo=1"))
 
     def test_upgrade_python_h2_pipelined(self):
         import h2.config
@@ -224,6 +265,8 @@ class TestH2cUpgrade(UpgradeCase):
         self.assertEqual(sorted(l["path"] for l in lines),
                          ["/first?echo=1", "/second?echo=1", "/third?echo=1"])
         self.assertTrue(all(l["proto"] == "h2" for l in lines), lines)
+        self.assertEqual(self.shadowed("/first?echo=1"), "rid-first")
+        self.assertIsNotNone(self.shadowed("/second?echo=1"))
 
     def test_upgrade_malformed_settings(self):
         cases = [
