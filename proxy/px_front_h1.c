@@ -194,7 +194,8 @@ static int on_headers_complete(http_parser *p) {
   const struct px_header *expect = px_headers_get(&h->headers, "expect");
   int want_continue =
       has_body && !f->http10 && expect && strcasecmp(expect->value, "100-continue") == 0;
-  if (!has_body && !f->http10 && !f->c->tls && !f->draining &&
+  /* p->upgrade: http-parser saw Upgrade and Connection: upgrade (a cheap first test) */
+  if (p->upgrade && !has_body && !f->http10 && !f->c->tls && !f->draining &&
       px_h2c_requested(&h->headers)) {
     /* h2c upgrade: checked now, switched once the parser stopped after this
      * head (parse_input); without a usable HTTP2-Settings field the request
