@@ -191,8 +191,18 @@ class TestH2cUpgrade(UpgradeCase):
         self.assertIn("HTTP Upgrade success", out)
         self.assertIn(":status: 200", out)
         self.assertIn('"path":"/nghttp"', out)
+        # with a body nghttp upgrades with `OPTIONS *` first, then sends the POST as stream 3
+        body = os.path.join(self.tmp, "body")
+        with open(body, "wb") as f:
+            f.write(b"hello")
+        p = e2e.subprocess.run(["nghttp", "-u", "-v", "-t", "10", "-d", body,
+                                self.base + "/upload?echo=1"], capture_output=True, timeout=20)
+        out = p.stdout.decode("utf-8", "replace")
+        self.assertEqual(p.returncode, 0, out + p.stderr.decode("utf-8", "replace"))
+        self.assertIn("HTTP Upgrade success", out)
+        self.assertIn('"body_size":5', out)
         # the access log names the upgraded requests' protocol and request id
-        lines = self.access_lines(4)
+        lines = self.access_lines(6)
         by_path = {l["path"]: l for l in lines}
         self.assertEqual(by_path["/api/checkout/pay?echo=1"]["proto"], "h2")
         self.assertEqual(by_path["/api/checkout/pay?echo=1"]["request_id"], "rid-upgrade")
@@ -200,6 +210,8 @@ class TestH2cUpgrade(UpgradeCase):
         self.assertEqual(by_path["/post?echo=1"]["proto"], "http/1.1")
         self.assertEqual(by_path["/nghttp?echo=1"]["proto"], "h2")
         self.assertEqual(by_path["/nghttp?echo=1"]["status"], 200)
+        self.assertEqual(by_path["/upload?echo=1"]["proto"], "h2")
+        self.assertEqual(by_path["/upload?echo=1"]["bytes_in"], 5)
         # mirrored like any request
         self.assertEqual(self.shadowed("/api/checkout/pay?echo=1"), "rid-upgrade")
         self.assertIsNotNone(self.shadowed("/nghttp?echo=1"))
