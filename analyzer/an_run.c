@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "analyzer/an_compare.h"
+#include "common/cut_fs.h"
 #include "analyzer/an_join.h"
 #include "analyzer/an_out.h"
 #include "analyzer/an_report.h"
@@ -30,9 +31,7 @@ struct an_run {
 };
 
 static int ensure_dir(const char *dir, char *err, size_t errlen) {
-  if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-    return cut_errf(err, errlen, CUT_ERR_IO, "%s: %s", dir, strerror(errno));
-  return 0;
+  return cut_mkdir_p(dir, 0777, err, errlen);
 }
 
 static int on_pair(struct an_record *rec, void *user_data) {

@@ -37,8 +37,72 @@ SLOW_C, SLOW_RPS = 4, 100
 class Row:
     """One line of the results table."""
 
-    def __init__(self, name, proto, result=None, note=""):
+    def __init__(self, name, proto, result=None, note="", cpu=None):
         self.name, self.proto, self.result, self.note = name, proto, result, note
+        self.cpu = cpu  # CpuUse of the measured run, or None
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_tree(root):
+    """root and every descendant process (nginx and nghttpx fork their workers)."""
+    parent = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                parent[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid in tree:
+            continue
+        tree.add(pid)
+        todo += [c for c, pp in parent.items() if pp == pid]
+    return tree
+
+
+def proc_cpu(pids):
+    """(user, system) seconds used so far by these processes (all their threads)."""
+    user = system = 0.0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        user += int(fields[11]) / CLK_TCK
+        system += int(fields[12]) / CLK_TCK
+    return user, system
+
+
+def machine_busy():
+    """Seconds of CPU time the whole machine has spent not idle so far (all CPUs)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return (sum(v[:8]) - idle) / CLK_TCK
+
+
+class CpuUse:
+    """CPU time of one measured run, per request: the target's user and system time
+    and the whole machine's (every process: h2load, backends, broker, the target)."""
+
+    def __init__(self, pids):
+        self.pids = pids
+        self.t0, self.m0 = proc_cpu(pids), machine_busy()
+
+    def finish(self, requests):
+        u1, s1 = proc_cpu(self.pids)
+        n = max(requests, 1)
+        self.user_us = (u1 - self.t0[0]) * 1e6 / n
+        self.sys_us = (s1 - self.t0[1]) * 1e6 / n
+        self.machine_us = (machine_busy() - self.m0) * 1e6 / n
+        return self
 
 
 def fmt_us(us):
@@ -69,8 +133,10 @@ class Bench:
         self.rows = []
         self.direct_rps = None
         self.rps = {}        # (target, protocol) -> req/s
-        self.recorded = {}   # target -> (delivered, spilled, dropped, requests sent)
+        self.recorded = {}
+        self.cpu = {}        # (target, protocol) -> CpuUse   # target -> (delivered, spilled, dropped, requests sent)
         self.shadow_port = None
+        self.target = None   # the proxy process under test (its CPU time is reported)
         self.load_before = os.getloadavg()[0]
 
     # processes -----------------------------------------------------------------
@@ -98,8 +164,14 @@ class Bench:
         c, m = c or a.c, m or a.m
         warm = max(1000, a.n // 10)
         e2e.run_h2load(url, n=warm, c=c, m=m, t=a.t, h1=h1, log_dir=self.dir, timeout=a.timeout)
-        return e2e.run_h2load(url, n=a.n, c=c, m=m, t=a.t, h1=h1, log_dir=self.dir,
-                              timeout=a.timeout)
+        pids = proc_tree(self.target.pid) if self.target else set()
+        use = CpuUse(pids)
+        r = e2e.run_h2load(url, n=a.n, c=c, m=m, t=a.t, h1=h1, log_dir=self.dir,
+                           timeout=a.timeout)
+        r.cpu = use.finish(r.total)
+        if not pids:
+            r.cpu.user_us = r.cpu.sys_us = None
+        return r
 
     def measure(self, name, proto, url, h1=False, c=None, m=None, runner=None):
         try:
@@ -111,8 +183,10 @@ class Bench:
         if r.failed or r.errored or r.timeout or r.s2xx != r.total:
             note = "%d failed, %d errored, %d timeout, %d non-2xx" % (
                 r.failed, r.errored, r.timeout, r.total - r.s2xx)
-        self.add(Row(name, proto, r, note))
+        self.add(Row(name, proto, r, note, cpu=getattr(r, "cpu", None)))
         self.rps[(name, proto)] = r.req_per_s
+        if getattr(r, "cpu", None):
+            self.cpu[(name, proto)] = r.cpu
         return r
 
     def add(self, row):
@@ -233,9 +307,11 @@ class Bench:
             why = lines[-1].strip() if lines else str(exc).splitlines()[0]
             self.add(Row(name, "h2c", note="skipped: did not start: %s" % why[:100]))
             return
+        self.target = proc
         r = self.measure(name, "h2c", "http://127.0.0.1:%d%s" % (port, PATH))
         if self.args.tls and name not in MIRRORS:
             self.measure(name, "h2+TLS", "https://127.0.0.1:%d%s" % (tls_port, PATH))
+        self.target = None
         self.stop(proc)
         if name == "cutover-mirror" and r:
             # the proxy logs what its recorder did when it stops
@@ -266,30 +342,60 @@ class Bench:
                                            fmt_us(b.p99_us), fmt_us(a.p99_us)))
         return lines
 
+    def cpu_summary(self):
+        """Where each request's CPU time goes, and what that allows at most: with every
+        core busy, req/s cannot exceed cores / (CPU time per request). For cutover the
+        ceiling is also computed as if its user-space time were zero, i.e. what its
+        kernel work (sockets, loopback TCP, wake-ups) and the rest of the machine allow."""
+        lines = []
+        ncpu = os.cpu_count() or 1
+        for proto in ("h2c", "h2+TLS"):
+            c = self.cpu.get(("cutover", proto))
+            others = [(n, self.rps[(n, proto)]) for n in PROXIES[1:] if (n, proto) in self.rps]
+            if not c or c.user_us is None or not others or c.machine_us <= 0:
+                continue
+            best, best_rps = max(others, key=lambda x: x[1])
+            rest = c.machine_us - c.user_us - c.sys_us
+            ceiling = ncpu * 1e6 / max(c.machine_us - c.user_us, 1e-9)
+            need = ncpu * 1e6 / (1.2 * best_rps) - (c.machine_us - c.user_us)
+            lines.append(
+                "cutover %s: %.1f us/req in user space, %.1f in the kernel, %.1f for the rest of "
+                "the machine (h2load, backend); even with zero user-space time the CPU-bound "
+                "ceiling is %.0f req/s = %.2f x the best other proxy (%s, %.0f req/s); 1.2 x it "
+                "would leave %.1f us/req of user-space time"
+                % (proto, c.user_us, c.sys_us, rest, ceiling, ceiling / best_rps, best, best_rps,
+                   need))
+        return lines
+
     # reporting -----------------------------------------------------------------
 
     def cells(self, row):
         r = row.result
         if r is None:
-            return [row.name, row.proto, "-", "-", "-", "-", "-", "-", row.note]
+            return [row.name, row.proto] + ["-"] * 9 + [row.note]
         ratio = "%.2f x" % (r.req_per_s / self.direct_rps) if self.direct_rps else "-"
+        cpu = row.cpu
+        usr = "%.1f" % cpu.user_us if cpu and cpu.user_us is not None else "-"
+        sys_ = "%.1f" % cpu.sys_us if cpu and cpu.sys_us is not None else "-"
+        mach = "%.1f" % cpu.machine_us if cpu else "-"
         return [row.name, row.proto, "%.0f" % r.req_per_s, fmt_us(r.mean_us), fmt_us(r.p50_us),
-                fmt_us(r.p99_us), fmt_us(r.max_us), ratio, row.note]
+                fmt_us(r.p99_us), fmt_us(r.max_us), ratio, usr, sys_, mach, row.note]
 
-    HEAD = ["target", "protocol", "req/s", "mean", "p50", "p99", "max", "vs direct", "note"]
+    HEAD = ["target", "protocol", "req/s", "mean", "p50", "p99", "max", "vs direct",
+            "usr us/req", "sys us/req", "all us/req", "note"]
+    FMT = "%-22s %-7s %10s %9s %9s %9s %9s %9s %10s %10s %10s  %s"
 
     def format_row(self, row, plain=False):
-        c = self.cells(row)
-        return "%-22s %-7s %10s %9s %9s %9s %9s %9s  %s" % tuple(c)
+        return self.FMT % tuple(self.cells(row))
 
     def table_text(self):
-        lines = ["%-22s %-7s %10s %9s %9s %9s %9s %9s  %s" % tuple(self.HEAD)]
+        lines = [self.FMT % tuple(self.HEAD)]
         lines += [self.format_row(r) for r in self.rows]
         return "\n".join(lines)
 
     def table_markdown(self):
         lines = ["| " + " | ".join(self.HEAD) + " |",
-                 "|" + "|".join(["---"] * 2 + ["---:"] * 6 + ["---"]) + "|"]
+                 "|" + "|".join(["---"] * 2 + ["---:"] * 9 + ["---"]) + "|"]
         for r in self.rows:
             lines.append("| " + " | ".join(self.cells(r)) + " |")
         return "\n".join(lines)
@@ -333,7 +439,7 @@ class Bench:
             "",
             self.table_markdown(),
             "",
-        ] + ["- " + l for l in self.mirror_summary()] + [
+        ] + ["- " + l for l in self.mirror_summary() + self.cpu_summary()] + [
             "",
             "How to read this table: docs/bench.md.",
             "",
@@ -373,12 +479,12 @@ def main():
     e2e.CUTOVER_BIN = b.bin
     print("bench: h2load -n %d -c %d -m %d -t %d; configs and logs in %s"
           % (args.n, args.c, args.m, args.t, b.dir), flush=True)
-    print("%-22s %-7s %10s %9s %9s %9s %9s %9s  %s" % tuple(Bench.HEAD), flush=True)
+    print(Bench.FMT % tuple(Bench.HEAD), flush=True)
     try:
         rc = b.run()
         if rc == 0:
             print("\n" + b.table_text())
-            for line in b.mirror_summary():
+            for line in b.mirror_summary() + b.cpu_summary():
                 print(line)
             b.write_markdown(args.out)
             print("\nbench: wrote %s" % args.out)

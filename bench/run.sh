@@ -7,7 +7,7 @@
 #        BENCH_TARGETS            subset of "direct cutover nghttpx nginx haproxy
 #                                 cutover-mirror nginx-mirror slow-shadow"
 #        BENCH_TLS=0              skip the TLS (h2) runs
-#        BENCH_BACKEND_CONNS      backend keep-alive connections per proxy (default 64)
+#        BENCH_BACKEND_CONNS      backend keep-alive connections per proxy (default c * m)
 #        BENCH_OUT                markdown output (default bench/results.md)
 set -euo pipefail
 build=${1:?usage: bench/run.sh BUILD_DIR}

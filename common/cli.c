@@ -12,7 +12,7 @@ struct subcommand {
 
 static const struct subcommand subcommands[] = {
     {"proxy", px_cmd, "run the edge proxy (cutover proxy -c FILE)"},
-    {"config", cfg_cmd, "check or print a config file (cutover config check|print FILE)"},
+    {"config", px_config_cmd, "check or print a config file (cutover config check|print FILE)"},
     {"dial", dial_cmd, "compute buckets, evaluate decisions, turn live dials"},
     {"experiment", exp_cmd, "list, start or stop sticky-canary experiments"},
     {"replay", replay_cmd, "re-send recorded traffic to a target at a controlled rate"},

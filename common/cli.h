@@ -10,7 +10,8 @@ int cut_main(int argc, char **argv);
  * Subcommands. Each gets argv with argv[0] = the subcommand name and returns
  * an exit status. Each lives in its module (file named beside it).
  */
-int cfg_cmd(int argc, char **argv);        /* config/cfg_cmd.c: config check|print */
+int cfg_cmd(int argc, char **argv);        /* config/cfg_cmd.c: config check|print (the file only) */
+int px_config_cmd(int argc, char **argv);  /* proxy/px_check.c: config check (+ the files it names)|print */
 int dial_cmd(int argc, char **argv);       /* dials/dial_cmd.c: dial bucket|eval|get|set|step|rollback */
 int exp_cmd(int argc, char **argv);        /* dials/exp_cmd.c: experiment list|start|stop */
 int px_cmd(int argc, char **argv);         /* proxy/px_cmd.c: proxy -c FILE */

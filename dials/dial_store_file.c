@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/cut_err.h"
+#include "common/cut_fs.h"
 #include "dials/dial_store.h"
 
 struct file_ctx {
@@ -42,9 +43,7 @@ static char *dir_of(const char *path) {
 static int ensure_dir(const char *path, char *err, size_t errlen) {
   char *d = dir_of(path);
   if (!d) return CUT_ERR_NOMEM;
-  int rc = 0;
-  if (mkdir(d, 0755) != 0 && errno != EEXIST)
-    rc = cut_errf(err, errlen, CUT_ERR_IO, "cannot create %s: %s", d, strerror(errno));
+  int rc = cut_mkdir_p(d, 0755, err, errlen);
   free(d);
   return rc;
 }

@@ -26,6 +26,7 @@
 #include <openssl/sha.h>
 
 #include "common/cut_err.h"
+#include "common/cut_fs.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "proxy/px_admin.h"
@@ -84,15 +85,14 @@ static int read_token(const char *path, char **out, char *err, size_t errlen) {
 }
 
 static int create_token(const char *path, char *err, size_t errlen) {
-  /* Create the parent directory (one level) so a fresh run/ works out of the box. */
+  /* Create the parent directories so a fresh run/ works out of the box. */
   char dir[PATH_MAX];
   snprintf(dir, sizeof dir, "%s", path);
   char *slash = strrchr(dir, '/');
   if (slash && slash != dir) {
     *slash = '\0';
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-      return cut_errf(err, errlen, CUT_ERR_IO, "cannot create directory %s: %s", dir,
-                      strerror(errno));
+    int rc = cut_mkdir_p(dir, 0700, err, errlen);
+    if (rc != 0) return rc;
   }
   unsigned char raw[TOKEN_BYTES];
   if (RAND_bytes(raw, sizeof raw) != 1)

@@ -1,4 +1,6 @@
 /* px_tls: server SSL_CTX construction. */
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -11,14 +13,44 @@ static const char tls12_ciphers[] = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES
                                     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
                                     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
+/* Every reason on OpenSSL's error queue, earliest first ("unsupported; PEM lib"). */
+static void ssl_reasons(char *buf, size_t len) {
+  size_t n = 0;
+  buf[0] = '\0';
+  unsigned long e;
+  while ((e = ERR_get_error()) != 0 && n + 2 < len) {
+    const char *r = ERR_reason_error_string(e);
+    char code[32];
+    if (!r) {
+      snprintf(code, sizeof code, "error %lx", e);
+      r = code;
+    }
+    if (strstr(buf, r))
+      continue; /* the same reason twice says nothing more */
+    int w = snprintf(buf + n, len - n, "%s%s", n ? "; " : "", r);
+    if (w < 0)
+      break;
+    n += (size_t)w < len - n ? (size_t)w : len - n - 1;
+  }
+  if (!buf[0])
+    snprintf(buf, len, "unknown error");
+}
+
 static int ssl_err(char *err, size_t errlen, const char *what, const char *file) {
-  char buf[256] = "unknown error";
-  unsigned long e = ERR_peek_last_error();
-  if (e)
-    ERR_error_string_n(e, buf, sizeof buf);
-  ERR_clear_error();
+  char buf[256];
+  ssl_reasons(buf, sizeof buf);
   return cut_errf(err, errlen, CUT_ERR_TLS, "%s%s%s: %s", what, file ? " " : "", file ? file : "",
                   buf);
+}
+
+/* A file OpenSSL is about to read: a missing or unreadable one is named with the system's
+ * reason (OpenSSL would only say "system lib"). */
+static int readable(char *err, size_t errlen, const char *what, const char *file) {
+  FILE *f = fopen(file, "r");
+  if (!f)
+    return cut_errf(err, errlen, CUT_ERR_TLS, "%s %s: %s", what, file, strerror(errno));
+  fclose(f);
+  return 0;
 }
 
 int px_tls_alpn_pick(const unsigned char *in, unsigned int inlen, const unsigned char **out,
@@ -63,6 +95,9 @@ int px_tls_server_ctx(SSL_CTX **out, const struct cfg_tls *tls, char *err, size_
     rc = ssl_err(err, errlen, "cipher list", NULL);
     goto fail;
   }
+  if ((rc = readable(err, errlen, "certificate", tls->cert)) < 0 ||
+      (rc = readable(err, errlen, "private key", tls->key)) < 0)
+    goto fail;
   if (SSL_CTX_use_certificate_chain_file(ctx, tls->cert) != 1) {
     rc = ssl_err(err, errlen, "certificate", tls->cert);
     goto fail;

@@ -3,12 +3,17 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "common/cli.h"
 #include "common/cut_err.h"
+#include "common/cut_fs.h"
 #include "common/log.h"
 
 static void test_common_strerror(void **state) {
@@ -39,6 +44,39 @@ static void test_common_log_level(void **state) {
   log_setup(LOG_INFO, LOG_TEXT);
 }
 
+static int is_dir(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* cut_mkdir_p creates every missing level, accepts existing ones and trailing or doubled
+ * slashes, and names the path that is in the way. */
+static void test_common_mkdir_p(void **state) {
+  (void)state;
+  char root[] = "/tmp/cut-fs-XXXXXX";
+  assert_non_null(mkdtemp(root));
+  char deep[256], err[256] = "";
+  snprintf(deep, sizeof deep, "%s/a//b/c/", root);
+  assert_int_equal(cut_mkdir_p(deep, 0755, err, sizeof err), 0);
+  snprintf(deep, sizeof deep, "%s/a/b/c", root);
+  assert_true(is_dir(deep));
+  assert_int_equal(cut_mkdir_p(deep, 0755, err, sizeof err), 0); /* exists: fine */
+
+  char file[256];
+  snprintf(file, sizeof file, "%s/a/f", root);
+  FILE *f = fopen(file, "w");
+  assert_non_null(f);
+  fclose(f);
+  snprintf(deep, sizeof deep, "%s/a/f/x", root);
+  assert_int_equal(cut_mkdir_p(deep, 0755, err, sizeof err), CUT_ERR_IO);
+  assert_non_null(strstr(err, file));
+  assert_int_equal(cut_mkdir_p("", 0755, err, sizeof err), CUT_ERR_INVALID);
+
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+  assert_int_equal(system(cmd), 0);
+}
+
 static void test_common_cli_usage(void **state) {
   (void)state;
   char *none[] = {"cutover", NULL};
@@ -55,6 +93,7 @@ int main(void) {
       cmocka_unit_test(test_common_errf),
       cmocka_unit_test(test_common_log_level),
       cmocka_unit_test(test_common_cli_usage),
+      cmocka_unit_test(test_common_mkdir_p),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
