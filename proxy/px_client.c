@@ -107,10 +107,15 @@ void px_client_kill(struct px_client *c) {
   px_client_schedule_flush(c);
 }
 
-/* Lingering close: shut the write side once everything queued was written. */
+/* Lingering close: shut the write side once everything queued was written
+ * (and close at once when the peer already ended its side). */
 static void linger_step(struct px_client *c) {
   if (c->wr_shut || evbuffer_get_length(bufferevent_get_output(c->bev)) != 0)
     return;
+  if (c->read_eof) {
+    px_client_kill(c);
+    return;
+  }
   c->wr_shut = 1;
   int fd = (int)bufferevent_getfd(c->bev);
   if (fd >= 0)
@@ -140,6 +145,31 @@ void px_client_close_after_write(struct px_client *c) {
   bufferevent_disable(c->bev, EV_READ);
   if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
     px_client_kill(c);
+}
+
+int px_client_upgrade_h2(struct px_client *c, const uint8_t *settings, size_t len,
+                         struct px_request_head *head, uint64_t t_start_ns) {
+  px_front_h1_free(c);
+  c->proto = PX_PROTO_H2;
+  int rc = px_front_h2_attach_upgrade(c, settings, len, head, t_start_ns);
+  if (rc < 0) {
+    if (!c->front)
+      c->proto = PX_PROTO_DETECT;
+    px_client_kill(c);
+    return rc;
+  }
+  struct px_metrics *m = px_worker_metrics(c->w);
+  if (c->mproto >= 0)
+    px_metrics_conn_close(m, (unsigned)c->w->idx, (enum px_metrics_proto)c->mproto);
+  c->mproto = PX_METRICS_H2C;
+  px_metrics_conn_open(m, (unsigned)c->w->idx, PX_METRICS_H2C);
+  bufferevent_enable(c->bev, EV_READ);
+  /* the client may have sent its preface (and more) right after the request */
+  if (evbuffer_get_length(bufferevent_get_input(c->bev)) != 0)
+    px_front_h2_on_read(c);
+  else
+    px_client_schedule_flush(c);
+  return 0;
 }
 
 void px_client_drain(struct px_client *c) {
@@ -288,8 +318,9 @@ static void client_read_cb(struct bufferevent *bev, void *user_data) {
     return;
   if (c->lingering) {
     struct evbuffer *in = bufferevent_get_input(bev);
+    c->linger_bytes += evbuffer_get_length(in);
     evbuffer_drain(in, evbuffer_get_length(in));
-    if (px_now_ns() >= c->linger_until_ns)
+    if (px_now_ns() >= c->linger_until_ns || c->linger_bytes > PX_LINGER_BYTES)
       px_client_kill(c);
     return;
   }
@@ -329,6 +360,13 @@ static void client_event_cb(struct bufferevent *bev, short what, void *user_data
   if (what & BEV_EVENT_CONNECTED)
     return;
   if (c->lingering) { /* the peer closed, or the linger time is up */
+    if ((what & BEV_EVENT_EOF) && !(what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) &&
+        evbuffer_get_length(bufferevent_get_output(bev)) != 0) {
+      /* a half-close: what we queued still goes out (bounded by the write timeout) */
+      c->read_eof = 1;
+      bufferevent_disable(bev, EV_READ);
+      return;
+    }
     px_client_kill(c);
     return;
   }

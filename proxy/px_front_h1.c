@@ -16,6 +16,7 @@
 
 #include "common/cut_err.h"
 #include "common/log.h"
+#include "proxy/px_h2c.h"
 #include "proxy/px_limits.h"
 #include "proxy/px_metrics.h"
 #include "proxy/px_server_int.h"
@@ -50,6 +51,8 @@ struct h1_front {
   int draining;
   int in_parse;
   int counted;      /* the current request is counted in cutover_client_streams */
+  int h2c;          /* the current request upgrades the connection to h2c */
+  const char *h2c_bad; /* its HTTP2-Settings is malformed: why (static) */
 };
 
 /* An HTTP/1.1 request counts as one stream from its first byte (or the proxy's
@@ -106,6 +109,8 @@ static int on_message_begin(http_parser *p) {
   stream_open(f);
   f->msg_done = f->resp_done = 0;
   f->chunked_out = f->no_body = f->body_full = f->out_paused = 0;
+  f->h2c = 0;
+  f->h2c_bad = NULL;
   return 0;
 }
 
@@ -189,6 +194,24 @@ static int on_headers_complete(http_parser *p) {
   const struct px_header *expect = px_headers_get(&h->headers, "expect");
   int want_continue =
       has_body && !f->http10 && expect && strcasecmp(expect->value, "100-continue") == 0;
+  /* p->upgrade: http-parser saw Upgrade and Connection: upgrade (a cheap first test) */
+  if (p->upgrade && !has_body && !f->http10 && !f->c->tls && !f->draining &&
+      px_h2c_requested(&h->headers)) {
+    /* h2c upgrade: checked now, switched once the parser stopped after this
+     * head (parse_input); without a usable HTTP2-Settings field the request
+     * is served over HTTP/1.1 as if no upgrade had been asked */
+    uint8_t settings[PX_H2C_SETTINGS_MAX];
+    const char *why = NULL;
+    int n = px_h2c_settings(&h->headers, settings, sizeof settings, &why);
+    if (n >= 0) {
+      f->h2c = 1;
+      return 0;
+    }
+    if (n != CUT_ERR_NOT_FOUND) {
+      f->h2c_bad = why;
+      return -1; /* answered with 400 by parse_input */
+    }
+  }
   px_req_begin(&f->req, has_body);
   if (f->c->dead)
     return -1;
@@ -207,6 +230,8 @@ static int on_body(http_parser *p, const char *at, size_t n) {
     px_limit_hit(f->c->w->srv->limits, PX_LIMIT_REQUEST_BODY, (unsigned)f->c->w->idx);
     if (!f->req.responded)
       px_req_respond_error(&f->req, 413, "request body too large");
+    else if (!f->req.error)
+      f->req.error = "request body too large";
     f->keepalive = 0;
     return -1;
   }
@@ -398,6 +423,15 @@ int px_front_h1_attach(struct px_client *c) {
   return 0;
 }
 
+/* Closes after an error answer while the client may still be sending (the
+ * rest of a body, pipelined requests): input is read and discarded for a
+ * bounded time after the response went out, so unread bytes do not make the
+ * kernel reset the connection and destroy the response (px_client_linger_close). */
+static void close_lingering(struct px_client *c) {
+  px_client_linger_close(c);
+  px_client_close_after_write(c);
+}
+
 static void bad_request(struct h1_front *f, int status, const char *why) {
   struct px_client *c = f->c;
   log_debug("proxy", "http/1.1 client %s: %s", c->peer, why);
@@ -413,7 +447,7 @@ static void bad_request(struct h1_front *f, int status, const char *why) {
     px_req_respond_error(&f->req, status, why);
   }
   f->keepalive = 0;
-  px_client_close_after_write(c);
+  close_lingering(c);
 }
 
 /* Finishes the current request once its response is written. Returns 1 when
@@ -425,13 +459,35 @@ static int finish_current(struct h1_front *f) {
   f->active = 0;
   stream_close(f);
   if (!f->keepalive || !f->msg_done || f->draining || f->c->read_eof) {
-    px_client_close_after_write(f->c);
+    /* the request not read to its end, or more input waiting: linger */
+    if (!f->c->read_eof &&
+        (!f->msg_done || evbuffer_get_length(bufferevent_get_input(f->c->bev)) > 0))
+      close_lingering(f->c);
+    else
+      px_client_close_after_write(f->c);
     return 0;
   }
   /* the next request starts afresh (also after an Upgrade we declined) */
   http_parser_init(&f->p, HTTP_REQUEST);
   f->p.data = f;
   return 1;
+}
+
+/* Switches the connection to HTTP/2: 101, then an HTTP/2 frontend whose
+ * stream 1 is the current request (its head moves there). Frees f. */
+static void upgrade_h2c(struct h1_front *f) {
+  struct px_client *c = f->c;
+  uint8_t settings[PX_H2C_SETTINGS_MAX];
+  const char *why = NULL;
+  int n = px_h2c_settings(&f->req.head.headers, settings, sizeof settings, &why);
+  struct px_request_head head = f->req.head;
+  memset(&f->req.head, 0, sizeof f->req.head);
+  uint64_t t_start_ns = f->req.t_start_ns;
+  px_req_finish(&f->req); /* never begun here: nothing logged; it goes on as stream 1 */
+  f->active = 0;
+  stream_close(f);
+  evbuffer_add(bufferevent_get_output(c->bev), PX_H2C_101, sizeof PX_H2C_101 - 1);
+  px_client_upgrade_h2(c, settings, n < 0 ? 0 : (size_t)n, &head, t_start_ns);
 }
 
 static void parse_input(struct h1_front *f) {
@@ -444,6 +500,8 @@ static void parse_input(struct h1_front *f) {
     if (c->dead || c->closing)
       break;
     if (f->active && f->resp_done && !finish_current(f))
+      break;
+    if (c->lingering) /* closing after an error: input is only discarded */
       break;
     if (f->body_full || (f->active && f->msg_done))
       break;
@@ -460,26 +518,41 @@ static void parse_input(struct h1_front *f) {
       break;
     if (e != HPE_OK && e != HPE_PAUSED) {
       f->in_parse = 0;
-      if (f->too_many && !f->in_trailers) {
+      if (f->h2c_bad) {
+        bad_request(f, 400, f->h2c_bad);
+      } else if (f->too_many && !f->in_trailers) {
         px_limit_hit(c->w->srv->limits, PX_LIMIT_HEADER_COUNT, (unsigned)c->w->idx);
         bad_request(f, 431, "too many header fields");
       } else if (e == HPE_HEADER_OVERFLOW || (f->head_bytes > max_head(f) && !f->in_trailers)) {
         px_limit_hit(c->w->srv->limits, PX_LIMIT_HEADER_LIST, (unsigned)c->w->idx);
         bad_request(f, 431, "request head too large");
       }
-      else if (f->active && f->req.responded)
-        px_client_close_after_write(c);
-      else
+      else if (f->active && f->req.responded) {
+        /* the response has begun (an upstream's, or our 413) and cannot carry
+         * this error: finish the request and close once its output is written */
+        if (!f->resp_done) {
+          f->req.error = f->req.error ? f->req.error : http_errno_description(e);
+          px_req_finish(&f->req);
+        }
+        close_lingering(c);
+      } else
         bad_request(f, 400, http_errno_description(e));
       return;
     }
     evbuffer_drain(in, n);
+    if (f->h2c) {
+      /* the parser stopped right after the upgrade request's head: what
+       * follows in the input is HTTP/2 */
+      f->in_parse = 0;
+      upgrade_h2c(f);
+      return; /* f is gone */
+    }
     if (n == 0 && e != HPE_PAUSED)
       break;
   }
   f->in_parse = 0;
   /* read more only when we are ready to parse it (bounded input buffer) */
-  if (!c->dead && !c->closing) {
+  if (!c->dead && !c->closing && !c->lingering) {
     if (f->body_full || (f->active && f->msg_done))
       bufferevent_disable(c->bev, EV_READ);
     else

@@ -766,3 +766,42 @@ void px_front_h2_free(struct px_client *c) {
   free(f);
   c->front = NULL;
 }
+
+/* ---- h2c upgrade (RFC 7540 section 3.2) ---- */
+
+int px_front_h2_attach_upgrade(struct px_client *c, const uint8_t *settings, size_t len,
+                               struct px_request_head *head, uint64_t t_start_ns) {
+  int rc = px_front_h2_attach(c);
+  if (rc < 0) {
+    px_request_head_clear(head);
+    return rc;
+  }
+  struct h2_front *f = c->front;
+  struct h2_stream *st = stream_alloc(f);
+  if (!st) {
+    px_request_head_clear(head);
+    return CUT_ERR_NOMEM; /* the caller kills the connection: px_front_h2_free runs */
+  }
+  px_req_init(&st->req, c, &h2_ops);
+  st->req.head = *head;
+  memset(head, 0, sizeof *head);
+  st->req.t_start_ns = t_start_ns;
+  st->f = f;
+  st->id = 1;
+  st->next = f->streams;
+  if (f->streams)
+    f->streams->prev = st;
+  f->streams = st;
+  f->nstreams++;
+  px_metrics_stream_open(px_worker_metrics(c->w), (unsigned)c->w->idx);
+  /* stream 1 is created half-closed (remote): the request has no body */
+  int head_request = st->req.head.method && strcmp(st->req.head.method, "HEAD") == 0;
+  if (nghttp2_session_upgrade2(f->s, settings, len, head_request, st) != 0)
+    return CUT_ERR_PROTO; /* the settings were checked: not expected */
+  /* a server session may not attach stream_user_data itself (older nghttp2) */
+  nghttp2_session_set_stream_user_data(f->s, 1, st);
+  px_req_begin(&st->req, 0);
+  if (!st->closed)
+    px_req_end_body(&st->req, NULL);
+  return 0;
+}

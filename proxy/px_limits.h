@@ -133,7 +133,7 @@ struct px_flood {
 
 /* Initializes `f` (no allocation; nothing to clear). `limits` may be NULL for
  * the defaults; it is copied. `expect_preface`: the byte feed starts with the
- * 24-byte client connection preface (0 after an h2c upgrade). */
+ * 24-byte client connection preface (clients send it after an h2c upgrade too). */
 void px_flood_init(struct px_flood *f, const struct px_flood_limits *limits, int expect_preface);
 
 /* Feeds bytes received from the client. Returns the verdict (sticky). */

@@ -147,6 +147,7 @@ struct px_client {
   char peer[64];                    /* client IP as text */
   void *front;                      /* struct h1_front or struct h2_front */
   uint64_t linger_until_ns;         /* lingering close: the hard deadline */
+  uint64_t linger_bytes;            /* lingering close: bytes discarded so far */
   int mproto;                       /* enum px_metrics_proto counted as open; -1 = none */
   unsigned flush_pending : 1, closing : 1, dead : 1, read_eof : 1, had_request : 1,
       lingering : 1, wr_shut : 1;
@@ -201,15 +202,27 @@ void px_client_schedule_flush(struct px_client *c);
 void px_client_kill(struct px_client *c);
 /* Closes once everything queued for the client was written. */
 void px_client_close_after_write(struct px_client *c);
-/* Lingering close (after an error GOAWAY): input is no longer processed but
- * still read and discarded, so the kernel does not reset the connection over
- * unread bytes and lose what we queued; once the output drained the write
- * side is shut down; the connection is freed when the peer closes, or after
- * PX_LINGER_MS at most (1 s without any progress). */
+/* Lingering close (after an error GOAWAY, or an HTTP/1.1 error answer):
+ * input is no longer processed but still read and discarded, so the kernel
+ * does not reset the connection over unread bytes and lose what we queued;
+ * once the output drained the write side is shut down; the connection is
+ * freed when the peer closes (and our output is written), or after
+ * PX_LINGER_MS at most (1 s without any progress), or once PX_LINGER_BYTES
+ * were discarded. Follow it with px_client_close_after_write(). */
 #define PX_LINGER_MS 1000
+#define PX_LINGER_BYTES (4u * 1024 * 1024)
 void px_client_linger_close(struct px_client *c);
 /* Starts a graceful shutdown of the connection (GOAWAY / close when idle). */
 void px_client_drain(struct px_client *c);
+/* HTTP/1.1 `Upgrade: h2c` accepted (the 101 is already queued): frees the
+ * HTTP/1.1 frontend (the caller returns at once without touching it) and
+ * attaches an HTTP/2 one whose stream 1 is the upgrade request, then handles
+ * the input that followed it. `settings` (borrowed) is the decoded and checked
+ * HTTP2-Settings payload; takes ownership of *head (left empty), also on
+ * failure; `t_start_ns` is when the request began. Returns 0, or <0 when the
+ * connection could not switch (it is then killed). */
+int px_client_upgrade_h2(struct px_client *c, const uint8_t *settings, size_t len,
+                         struct px_request_head *head, uint64_t t_start_ns);
 /* A request began: from now on the idle timeout applies instead of the header timeout. */
 void px_client_first_request(struct px_client *c);
 /* Frees at once (worker teardown). */
@@ -217,6 +230,10 @@ void px_client_free(struct px_client *c);
 
 /* px_front_h2.c */
 int px_front_h2_attach(struct px_client *c);
+/* Attaches after an h2c upgrade: stream 1 carries `head` (takes ownership,
+ * also on failure; px_client_upgrade_h2 describes the arguments) and starts. */
+int px_front_h2_attach_upgrade(struct px_client *c, const uint8_t *settings, size_t len,
+                               struct px_request_head *head, uint64_t t_start_ns);
 void px_front_h2_on_read(struct px_client *c);
 void px_front_h2_on_write(struct px_client *c);
 void px_front_h2_flush(struct px_client *c);

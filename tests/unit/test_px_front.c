@@ -632,6 +632,15 @@ static void test_px_front_h1_body_limit(void **state) {
   assert_non_null(strstr(out, "HTTP/1.1 413 Content Too Large"));
   assert_non_null(strstr(out, "connection: close"));
   free(out);
+  /* the connection lingers, discarding what the client still sends, until it closes */
+  spin(f, 10);
+  assert_int_equal(f->w->nconns, 1);
+  assert_true(f->conn->lingering);
+  bufferevent_write(f->client, "more body", 9);
+  spin(f, 10);
+  assert_int_equal(f->w->nconns, 1);
+  assert_int_equal(evbuffer_get_length(bufferevent_get_input(f->client)), 0);
+  bufferevent_flush(f->client, EV_WRITE, BEV_FINISHED);
   spin(f, 10);
   assert_int_equal(f->w->nconns, 0);
   g_cfg.limits.max_request_body_bytes = 0;
@@ -645,8 +654,85 @@ static void test_px_front_h1_bad_request(void **state) {
   assert_non_null(strstr(out, "HTTP/1.1 400 Bad Request"));
   free(out);
   spin(f, 10);
+  assert_int_equal(f->w->nconns, 1); /* lingering */
+  /* a client that goes on sending is cut off after PX_LINGER_BYTES */
+  static char junk[65536];
+  memset(junk, 'j', sizeof junk);
+  size_t sent = 0;
+  while (f->w->nconns == 1 && sent < 2 * (size_t)PX_LINGER_BYTES) {
+    bufferevent_write(f->client, junk, sizeof junk);
+    sent += sizeof junk;
+    spin(f, 2);
+  }
   assert_int_equal(f->w->nconns, 0);
+  assert_true(sent > PX_LINGER_BYTES);
 }
+
+/* ---- HTTP/1.1 Upgrade: h2c ---- */
+
+static void b64url(const uint8_t *p, size_t n, char *out) {
+  static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  size_t o = 0;
+  for (size_t i = 0; i < n; i += 3) {
+    uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+                 (i + 2 < n ? p[i + 2] : 0);
+    out[o++] = a[v >> 18 & 63];
+    out[o++] = a[v >> 12 & 63];
+    if (i + 1 < n)
+      out[o++] = a[v >> 6 & 63];
+    if (i + 2 < n)
+      out[o++] = a[v & 63];
+  }
+  out[o] = '\0';
+}
+
+static void test_px_front_h2c_upgrade(void **state) {
+  struct fx *f = *state;
+  struct client c;
+  client_init(&c, f->client);
+  nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100},
+                                 {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 65535}};
+  uint8_t payload[32];
+  ssize_t plen = nghttp2_pack_settings_payload(payload, sizeof payload, iv, 2);
+  assert_true(plen == 12);
+  char settings[32];
+  b64url(payload, (size_t)plen, settings);
+  assert_int_equal(nghttp2_session_upgrade2(c.s, payload, (size_t)plen, 0, NULL), 0);
+  struct cstream *one = &c.st[c.n++];
+  one->id = 1;
+  char req[512];
+  snprintf(req, sizeof req,
+           "GET /up?x=1 HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+           "Upgrade: h2c\r\nHTTP2-Settings: %s\r\nx-request-id: rid-7\r\n\r\n",
+           settings);
+  bufferevent_write(f->client, req, strlen(req));
+  /* the 101 comes first, then HTTP/2 (left in the input for the client session) */
+  const char *want = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+  struct evbuffer *in = bufferevent_get_input(f->client);
+  for (int i = 0; i < 200 && evbuffer_get_length(in) < strlen(want); i++)
+    spin(f, 1);
+  assert_true(evbuffer_get_length(in) >= strlen(want));
+  assert_memory_equal(evbuffer_pullup(in, (ssize_t)strlen(want)), want, strlen(want));
+  evbuffer_drain(in, strlen(want));
+  assert_int_equal(f->conn->proto, PX_PROTO_H2);
+  run_until_closed(f, &c, one);
+  assert_int_equal(one->status, 200);
+  assert_string_equal(one->path_echo, "/up?x=1");
+  assert_string_equal(px_headers_get(&g_last_head.headers, "x-request-id")->value, "rid-7");
+  assert_string_equal(px_headers_get(&g_last_head.headers, "x-forwarded-for")->value,
+                      "127.0.0.1");
+  assert_null(px_headers_get(&g_last_head.headers, "upgrade"));
+  assert_null(px_headers_get(&g_last_head.headers, "http2-settings"));
+  assert_null(px_headers_get(&g_last_head.headers, "connection"));
+  /* the connection goes on as HTTP/2 */
+  struct cstream *three = client_request(&c, "GET", "/after", NULL, 0, NULL);
+  assert_int_equal(three->id, 3);
+  run_until_closed(f, &c, three);
+  assert_int_equal(three->status, 200);
+  assert_string_equal(three->path_echo, "/after");
+  nghttp2_session_del(c.s);
+}
+
 
 static void test_px_front_header_timeout(void **state) {
   struct fx *f = *state;
@@ -693,6 +779,64 @@ static void test_px_front_h1_partial_head(void **state) {
   spin(f, 5);
   assert_int_equal(f->w->nconns, 1);
   bufferevent_free(pair[1]);
+}
+
+/* Malformed HTTP2-Settings: 400 over HTTP/1.1, then a lingering close. */
+static void test_px_front_h2c_bad_settings(void **state) {
+  struct fx *f = *state;
+  const char *req = "GET /up HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                    "Upgrade: h2c\r\nHTTP2-Settings: AAMAAA\r\n\r\n"
+                    "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  bufferevent_write(f->client, req, strlen(req));
+  char *out = read_all(f, 1, "settings\n");
+  assert_non_null(strstr(out, "HTTP/1.1 400 Bad Request\r\n"));
+  assert_non_null(strstr(out, "malformed HTTP2-Settings header: not a whole number of settings"));
+  assert_null(strstr(out, "101"));
+  free(out);
+  spin(f, 5);
+  assert_int_equal(f->conn->proto, PX_PROTO_H1);
+  assert_true(f->conn->lingering);
+  assert_null(g_last_head.method); /* nothing was forwarded */
+}
+
+/* No switch on TLS connections, for requests with a body, or for HTTP/1.0:
+ * the request is answered over HTTP/1.1 as if no upgrade had been asked. */
+static void test_px_front_h2c_declined(void **state) {
+  struct fx *f = *state;
+  const char *up = "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+                   "HTTP2-Settings: AAMAAABkAARAAAAA\r\n";
+  char req[512];
+  snprintf(req, sizeof req,
+           "POST /body HTTP/1.1\r\nHost: a\r\n%sContent-Length: 3\r\n\r\nabc"
+           "GET /old HTTP/1.0\r\n%s\r\n",
+           up, up);
+  bufferevent_write(f->client, req, strlen(req));
+  char *out = read_all(f, 1, "x-echo-path: /old");
+  assert_null(strstr(out, "101 Switching"));
+  assert_non_null(strstr(out, "x-echo-path: /body"));
+  assert_non_null(strstr(out, "x-request-bytes: 3"));
+  free(out);
+  spin(f, 5);
+  assert_int_equal(f->w->nconns, 0); /* closed after the HTTP/1.0 response, never upgraded */
+  /* a TLS connection (ALPN decides there) */
+  struct px_client *t = NULL;
+  struct bufferevent *pair[2];
+  assert_int_equal(bufferevent_pair_new(f->w->base, 0, pair), 0);
+  assert_int_equal(px_client_attach(f->w, pair[0], 1, "127.0.0.1", &t), 0);
+  bufferevent_enable(pair[1], EV_READ | EV_WRITE);
+  snprintf(req, sizeof req, "GET /tls HTTP/1.1\r\nHost: a\r\n%s\r\n", up);
+  bufferevent_write(pair[1], req, strlen(req));
+  struct evbuffer *in = bufferevent_get_input(pair[1]);
+  for (int i = 0; i < 200 && evbuffer_search(in, "/tls", 4, NULL).pos < 0; i++)
+    spin(f, 1);
+  size_t n = evbuffer_get_length(in);
+  char *p = (char *)evbuffer_pullup(in, -1);
+  assert_true(n > 0);
+  assert_non_null(memmem(p, n, "HTTP/1.1 200 OK", 15));
+  assert_null(memmem(p, n, "101 Switching", 13));
+  assert_int_equal(t->proto, PX_PROTO_H1);
+  bufferevent_free(pair[1]);
+  spin(f, 5);
 }
 
 /* A reload gives the worker a new generation at once; a request in flight
@@ -765,6 +909,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_front_h1_body_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_front_header_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_front_h1_partial_head, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_front_h2c_upgrade, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_front_h2c_bad_settings, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_front_h2c_declined, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
