@@ -55,7 +55,16 @@ struct px_request_head {
   char *path;        /* path with query, as sent */
   struct px_headers headers;
   int64_t content_length; /* -1 when unknown (chunked / h2 without content-length) */
+  /* PX_HEAD_* bits of the four strings above that point into memory their
+   * producer keeps (px_request_head_clear does not free those); 0 = all are
+   * owned (malloc'd), as in every copy. */
+  unsigned borrowed;
 };
+
+#define PX_HEAD_METHOD 1u
+#define PX_HEAD_SCHEME 2u
+#define PX_HEAD_AUTHORITY 4u
+#define PX_HEAD_PATH 8u
 
 struct px_response_head {
   int status;
@@ -63,7 +72,8 @@ struct px_response_head {
   int64_t content_length; /* -1 when unknown */
 };
 
-/* Releases the strings and headers; the struct is zeroed. NULL is ok. */
+/* Releases the strings (except the borrowed ones) and headers; the struct is
+ * zeroed. NULL is ok. */
 void px_request_head_clear(struct px_request_head *r);
 void px_response_head_clear(struct px_response_head *r);
 /* Deep copy; returns 0 or CUT_ERR_NOMEM (dst is cleared on failure). */

@@ -88,7 +88,7 @@ struct px_req {
   struct dial_decision dec;
   struct rec_mirror *mirror;        /* mirroring / recording of this request; NULL when none */
   uint64_t t_up_ns;                 /* when the primary exchange started */
-  char decision[192];               /* formatted labels */
+  char decision[192];               /* formatted labels (px_req.c formats them on first use) */
   char reqid[72];
   char upstream[72];
   const char *error;                /* static cause word when the proxy answered itself */
@@ -96,7 +96,7 @@ struct px_req {
   uint64_t bytes_in, bytes_out;
   int status;
   unsigned begun : 1, responded : 1, ended : 1, resp_paused : 1, body_full : 1,
-      req_ended : 1, finished : 1, xdone : 1;
+      req_ended : 1, finished : 1, xdone : 1, decided : 1;
 };
 
 struct px_listener_rt {

@@ -156,6 +156,12 @@ struct px_exchange {
   struct event *timer;                /* = &timer_ev */
   struct event timer_ev;              /* embedded: no allocation per exchange */
   uint64_t timer_due;                 /* when the timer fires (px_now_ms), UINT64_MAX if off */
+  /* x->head borrows the caller's head until the exchange has to wait or may
+   * be sent again (queued, connecting, HTTP/2): then it is copied into
+   * head_mem (x_own_head), unless the caller keeps it for the exchange's
+   * life (cbs.borrow_head). An HTTP/1.1 exchange placed on an idle
+   * connection writes its head at once and never needs the copy. */
+  int head_owned;                     /* x->head stays valid as long as x */
   char *head_mem;                     /* one block holding head's strings and fields */
   size_t head_cap;                    /* its size (kept when the exchange is reused) */
   uint64_t start_ms;

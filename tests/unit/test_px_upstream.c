@@ -90,7 +90,7 @@ static void on_done_cb(struct px_exchange *x, int err, enum px_fail fail, const 
 }
 
 static const struct px_exchange_cbs g_cbs = {on_response_cb, on_body_cb, on_trailers_cb,
-                                             on_done_cb, NULL};
+                                             on_done_cb, NULL, 0};
 
 static void safety_cb(evutil_socket_t fd, short what, void *arg) {
   (void)fd, (void)what, (void)arg;
@@ -606,6 +606,57 @@ static void test_px_upstream_wait_queue(void **state) {
   for (int i = 0; i < 6; i++)
     assert_int_equal(r[i].err, 0);
   assert_true(g_h1.nconns <= 2);
+  px_pool_free(p);
+  h1srv_stop();
+}
+
+/* Queued exchanges send the head they were started with, whether they copied
+ * it (the caller's strings are freed at once) or borrowed it (the caller keeps
+ * it until the end). */
+static void test_px_upstream_wait_queue_heads(void **state) {
+  h1srv_start();
+  backend_init(CFG_PROTO_HTTP1, 1, &g_h1.port);
+  g_be.max_connections = 1;
+  struct px_pool *p = pool_new();
+  static const char *const paths[] = {"/hello", "/chunked", "/nope", "/echo", "/hello", "/nope"};
+  enum { N = 6 };
+  struct res r[N] = {0};
+  struct px_request_head kept[N];
+  for (int i = 0; i < N; i++) {
+    struct px_exchange_cbs cbs = g_cbs;
+    cbs.borrow_head = i % 2;
+    struct px_request_head *h = &kept[i];
+    req_init(h, "GET", paths[i]);
+    h->method = strdup("GET");
+    h->path = strdup(paths[i]);
+    assert_int_equal(px_headers_add(&h->headers, "x-n", 3, paths[i], strlen(paths[i])), 0);
+    assert_int_equal(px_exchange_start(p, h, 0, &cbs, &r[i], &r[i].x), 0);
+    if (!cbs.borrow_head) { /* scribble over, then free, what the exchange copied */
+      memset(h->path, 'z', strlen(h->path));
+      memset(h->headers.v[0].value, 'z', h->headers.v[0].valuelen);
+      px_headers_clear(&h->headers);
+      free(h->method);
+      free(h->path);
+    }
+  }
+  assert_int_equal(p->hosts[0].nwait, N - 1);
+  run_all(N);
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(r[i].err, 0);
+    if (strcmp(paths[i], "/hello") == 0)
+      assert_string_equal(r[i].body, "hello from h1");
+    else if (strcmp(paths[i], "/chunked") == 0)
+      assert_string_equal(r[i].body, "part0;part1;part2;");
+    else if (strcmp(paths[i], "/echo") == 0)
+      assert_string_equal(r[i].body, "0");
+    else
+      assert_int_equal(r[i].status, 404);
+    if (i % 2) {
+      px_headers_clear(&kept[i].headers);
+      free(kept[i].method);
+      free(kept[i].path);
+    }
+  }
   px_pool_free(p);
   h1srv_stop();
 }
@@ -1319,6 +1370,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_stalled_body_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_no_host_when_ejected, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_wait_queue, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_wait_queue_heads, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_response_backpressure, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_request_body_streaming, setup,
