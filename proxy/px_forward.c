@@ -168,15 +168,15 @@ int px_forward_request(struct px_request_head *r, const struct px_forward_info *
   if (fi->client_ip && fi->client_ip[0]) {
     size_t il = strlen(fi->client_ip);
     if (xff != SIZE_MAX ? append_to(h, xff, fi->client_ip, il)
-                        : px_headers_add(h, "x-forwarded-for", 15, fi->client_ip, il))
+                        : px_headers_add_lc(h, "x-forwarded-for", 15, fi->client_ip, il))
       return CUT_ERR_NOMEM;
   }
-  if (fi->tls ? px_headers_add(h, "x-forwarded-proto", 17, "https", 5)
-              : px_headers_add(h, "x-forwarded-proto", 17, "http", 4))
+  if (fi->tls ? px_headers_add_lc(h, "x-forwarded-proto", 17, "https", 5)
+              : px_headers_add_lc(h, "x-forwarded-proto", 17, "http", 4))
     return CUT_ERR_NOMEM;
   const char *vv = fi->h2 ? "2 cutover" : "1.1 cutover";
   size_t vvl = fi->h2 ? 9 : 11;
-  if (via != SIZE_MAX ? append_to(h, via, vv, vvl) : px_headers_add(h, "via", 3, vv, vvl))
+  if (via != SIZE_MAX ? append_to(h, via, vv, vvl) : px_headers_add_lc(h, "via", 3, vv, vvl))
     return CUT_ERR_NOMEM;
   const char *idh = fi->request_id_header ? fi->request_id_header : "x-request-id";
   const struct px_header *have = px_headers_get(h, idh);

@@ -362,7 +362,9 @@ static int on_header_cb(nghttp2_session *s, const nghttp2_frame *frame, const ui
       tmp[l] = '\0';
       h->content_length = strtoll(tmp, NULL, 10);
     }
-    if (px_headers_add(&h->headers, (const char *)name, namelen, (const char *)value, valuelen))
+    /* nghttp2 lets only lower-case field names through */
+    if (px_headers_add_lc(&h->headers, (const char *)name, namelen, (const char *)value,
+                          valuelen))
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   } else {
     /* trailers */

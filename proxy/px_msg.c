@@ -17,17 +17,22 @@
 static void *block_get(size_t n, unsigned char *cls) { return px_mem_block_get(n, cls); }
 static void block_put(void *b, unsigned char cls) { px_mem_block_put(b, cls); }
 
-/* One block: its class byte, the lower-cased name, NUL, the value, NUL. */
+/* One block: its class byte, the lower-cased name, NUL, the value, NUL.
+ * `lower`: the name is known to be lower-case already. */
 static int field_fill(struct px_header *f, const char *name, size_t namelen, const char *value,
-                      size_t valuelen) {
+                      size_t valuelen, int lower) {
   unsigned char cls;
   char *d = block_get(namelen + valuelen + 3, &cls);
   if (!d)
     return CUT_ERR_NOMEM;
   *d++ = (char)cls;
-  for (size_t i = 0; i < namelen; i++) {
-    char c = name[i];
-    d[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+  if (lower) {
+    memcpy(d, name, namelen);
+  } else {
+    for (size_t i = 0; i < namelen; i++) {
+      char c = name[i];
+      d[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
   }
   d[namelen] = '\0';
   char *v = d + namelen + 1;
@@ -59,8 +64,8 @@ void px_header_release(struct px_header *f) {
   f->name = f->value = NULL;
 }
 
-int px_headers_add(struct px_headers *h, const char *name, size_t namelen, const char *value,
-                   size_t valuelen) {
+static int headers_add(struct px_headers *h, const char *name, size_t namelen, const char *value,
+                       size_t valuelen, int lower) {
   if (h->n == h->cap) {
     struct px_header *v;
     if (!h->cap) {
@@ -84,16 +89,26 @@ int px_headers_add(struct px_headers *h, const char *name, size_t namelen, const
     }
     h->v = v;
   }
-  if (field_fill(&h->v[h->n], name, namelen, value, valuelen) < 0)
+  if (field_fill(&h->v[h->n], name, namelen, value, valuelen, lower) < 0)
     return CUT_ERR_NOMEM;
   h->n++;
   h->bytes += namelen + valuelen + 32;
   return 0;
 }
 
+int px_headers_add(struct px_headers *h, const char *name, size_t namelen, const char *value,
+                   size_t valuelen) {
+  return headers_add(h, name, namelen, value, valuelen, 0);
+}
+
+int px_headers_add_lc(struct px_headers *h, const char *name, size_t namelen, const char *value,
+                      size_t valuelen) {
+  return headers_add(h, name, namelen, value, valuelen, 1);
+}
+
 int px_headers_set_value(struct px_headers *h, size_t i, const char *value, size_t valuelen) {
   struct px_header *f = &h->v[i], nf;
-  if (field_fill(&nf, f->name, f->namelen, value, valuelen) < 0)
+  if (field_fill(&nf, f->name, f->namelen, value, valuelen, 1) < 0)
     return CUT_ERR_NOMEM;
   h->bytes = h->bytes - f->valuelen + valuelen;
   px_header_release(f);

@@ -34,6 +34,9 @@ struct px_headers {
 /* Appends a copy of name (lower-cased) and value. Returns 0 or CUT_ERR_NOMEM. */
 int px_headers_add(struct px_headers *h, const char *name, size_t namelen, const char *value,
                    size_t valuelen);
+/* The same for a name known to be lower-case already (HTTP/2 field names, literals). */
+int px_headers_add_lc(struct px_headers *h, const char *name, size_t namelen, const char *value,
+                      size_t valuelen);
 /* Returns the first header named `name` (lower-case), or NULL. */
 const struct px_header *px_headers_get(const struct px_headers *h, const char *name);
 /* Removes every header named `name`; returns how many were removed. */

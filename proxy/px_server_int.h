@@ -253,6 +253,7 @@ void px_req_respond_error(struct px_req *r, int status, const char *cause);
 void px_req_finish(struct px_req *r);
 
 /* px_worker helpers (px_server.c) */
+/* CLOCK_MONOTONIC in ns; on a worker thread, read once per loop iteration. */
 uint64_t px_now_ns(void);
 /* The pool of a backend of generation g (NULL when out of range). */
 struct px_pool *px_gen_pool(const struct px_gen *g, size_t backend_index);
