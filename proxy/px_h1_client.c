@@ -49,7 +49,7 @@ static int skip_request_header(const struct px_header *f) {
 }
 
 static int method_wants_length(const char *m) {
-  return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
+  return m[0] == 'P' && (strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0);
 }
 
 /* Serializes the head into the output in one reservation (no intermediate copies). */

@@ -233,9 +233,20 @@ err:
 }
 
 int px_method_idempotent(const char *m) {
-  static const char *const idem[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
-  for (size_t i = 0; i < sizeof idem / sizeof idem[0]; i++)
-    if (strcmp(m, idem[i]) == 0)
-      return 1;
-  return 0;
+  switch (m[0]) { /* every request asks: first letter, then the whole word */
+  case 'G':
+    return strcmp(m, "GET") == 0;
+  case 'H':
+    return strcmp(m, "HEAD") == 0;
+  case 'O':
+    return strcmp(m, "OPTIONS") == 0;
+  case 'T':
+    return strcmp(m, "TRACE") == 0;
+  case 'P':
+    return strcmp(m, "PUT") == 0;
+  case 'D':
+    return strcmp(m, "DELETE") == 0;
+  default:
+    return 0;
+  }
 }

@@ -1120,7 +1120,7 @@ int px_exchange_start(struct px_pool *p, const struct px_request_head *head, int
   x->timer = &x->timer_ev;
   evtimer_assign(x->timer, p->base, x_timer_cb, x);
   x->idempotent = px_method_idempotent(x->head.method);
-  x->is_head = strcmp(x->head.method, "HEAD") == 0;
+  x->is_head = x->head.method[0] == 'H' && strcmp(x->head.method, "HEAD") == 0;
   x->body_ended = !has_body;
   x->start_ms = px_now_ms(p);
   x_arm_timer(x);
