@@ -152,7 +152,7 @@ void px_h1_send_body(struct px_exchange *x) {
 }
 
 int px_h1_dispatch(struct px_conn *c, struct px_exchange *x) {
-  evtimer_del(c->timer);
+  /* an idle timer still armed stays: it finds the connection busy (see idle_since_ms) */
   c->x = x;
   x->conn = c;
   x->state = XS_ACTIVE;

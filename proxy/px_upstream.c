@@ -432,7 +432,9 @@ void px_conn_idle(struct px_conn *c) {
   TAILQ_INSERT_HEAD(&h->idle, c, idle_link);
   c->in_idle = 1;
   px_conn_reading(c, 1);
-  pool_timer(c->pool, c->timer, c->pool->idle_ms);
+  c->idle_since_ms = px_now_ms(c->pool);
+  if (!evtimer_pending(c->timer, NULL)) /* else it fires early and is armed again */
+    pool_timer(c->pool, c->timer, c->pool->idle_ms);
 }
 
 void px_conn_kick(struct px_conn *c, struct px_exchange *x, int resume, int drain) {
@@ -749,6 +751,16 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *user_data) {
   struct px_pool *p = c->pool;
   char cause[400];
   if (c->state == CONN_READY) { /* idle timeout */
+    if (!c->is_h2) {
+      if (!c->in_idle)
+        return; /* busy again since it was armed: px_conn_idle arms it anew */
+      uint64_t now = px_now_ms(p);
+      uint64_t idle = now > c->idle_since_ms ? now - c->idle_since_ms : 0;
+      if (idle < p->idle_ms) {
+        set_timer(c->timer, p->idle_ms - idle);
+        return;
+      }
+    }
     px_conn_close(c);
     return;
   }

@@ -85,6 +85,11 @@ struct px_conn {
   TAILQ_ENTRY(px_conn) link;          /* host->conns */
   TAILQ_ENTRY(px_conn) idle_link;     /* host->idle */
   int in_idle;
+  /* h1: when the connection last became idle. Its idle timer is armed when
+   * it goes idle and not disarmed when it is used again: a timer that fires
+   * early or on a busy connection is armed again or ignored, which costs
+   * less than an add and a delete per exchange. */
+  uint64_t idle_since_ms;
   struct event *timer;                /* connect, then idle */
   struct event *kick;                 /* deferred re-processing (resume, drain) */
   struct px_xq waiters;               /* exchanges waiting for the connect */

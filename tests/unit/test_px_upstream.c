@@ -390,6 +390,32 @@ static void test_px_upstream_h1_keepalive_reuse(void **state) {
   h1srv_stop();
 }
 
+/* An idle connection closes idle_timeout after its last exchange, not after
+ * its first idle period began, however often it was used in between. */
+static void test_px_upstream_h1_idle_timeout(void **state) {
+  h1srv_start();
+  backend_init(CFG_PROTO_HTTP1, 1, &g_h1.port);
+  g_be.idle_timeout_ms = 300;
+  struct px_pool *p = pool_new();
+  struct px_pool_stats st;
+  for (int i = 0; i < 3; i++) { /* used again at about 0, 150 and 300 ms */
+    struct res r = {0};
+    start(p, "GET", "/hello", 0, &r);
+    run_all(1);
+    assert_int_equal(r.err, 0);
+    run_for_ms(150);
+  }
+  /* 150 ms after the last use, 450 ms after the first: still open */
+  px_pool_stats(p, &st);
+  assert_int_equal(st.idle_connections, 1);
+  assert_int_equal(st.connects, 1);
+  run_for_ms(300); /* 450 ms after the last use: closed */
+  px_pool_stats(p, &st);
+  assert_int_equal(st.idle_connections, 0);
+  px_pool_free(p);
+  h1srv_stop();
+}
+
 static void test_px_upstream_h1_chunked(void **state) {
   h1srv_start();
   backend_init(CFG_PROTO_HTTP1, 1, &g_h1.port);
@@ -1420,6 +1446,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_success, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_keepalive_reuse, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_chunked, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_idle_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_trailers_and_100, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_close_delimited, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_head_no_body, setup, teardown),
