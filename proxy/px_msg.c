@@ -29,9 +29,9 @@ static int field_fill(struct px_header *f, const char *name, size_t namelen, con
   if (lower) {
     memcpy(d, name, namelen);
   } else {
-    for (size_t i = 0; i < namelen; i++) { /* branch-free, so the compiler can vectorize */
-      unsigned char c = (unsigned char)name[i];
-      d[i] = (char)(c | ((unsigned char)(c - 'A') < 26u) << 5);
+    for (size_t i = 0; i < namelen; i++) {
+      char c = name[i];
+      d[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
     }
   }
   d[namelen] = '\0';
