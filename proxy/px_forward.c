@@ -61,10 +61,15 @@ void px_uuid4(struct px_rng *r, char out[37]) {
   out[o] = '\0';
 }
 
+/* Names in a list are lower-case: equal length and bytes is equality. */
+static inline int name_is(const struct px_header *f, const char *name, size_t len) {
+  return f->namelen == len && memcmp(f->name, name, len) == 0;
+}
+
 /* Removes every field named in the comma-separated Connection values. */
 static void drop_connection_tokens(struct px_headers *h) {
   for (size_t i = 0; i < h->n; i++) {
-    if (strcmp(h->v[i].name, "connection") != 0)
+    if (!name_is(&h->v[i], "connection", 10))
       continue;
     const char *p = h->v[i].value;
     while (*p) {
@@ -87,15 +92,20 @@ static void drop_connection_tokens(struct px_headers *h) {
   }
 }
 
+/* Fields a proxy drops from every message: hop-by-hop, and TE other than "trailers". */
+static int is_dropped_hop(const struct px_header *f) {
+  if (px_header_is_hop(f->name, f->namelen))
+    return 1;
+  return f->namelen == 2 && memcmp(f->name, "te", 2) == 0 &&
+         strcasecmp(f->value, "trailers") != 0;
+}
+
 static void drop_hop(struct px_headers *h) {
   drop_connection_tokens(h);
   size_t w = 0;
   for (size_t i = 0; i < h->n; i++) {
     struct px_header *f = &h->v[i];
-    int drop = px_header_is_hop(f->name, f->namelen);
-    if (!drop && f->namelen == 2 && memcmp(f->name, "te", 2) == 0)
-      drop = strcasecmp(f->value, "trailers") != 0;
-    if (drop) {
+    if (is_dropped_hop(f)) {
       h->bytes -= f->namelen + f->valuelen + 32;
       px_header_release(f);
     } else {
@@ -105,50 +115,81 @@ static void drop_hop(struct px_headers *h) {
   h->n = w;
 }
 
-/* Replaces the value of the first field `name` with "<old>, <add>" or adds it. */
-static int append_list(struct px_headers *h, const char *name, const char *add) {
-  for (size_t i = 0; i < h->n; i++) {
-    struct px_header *f = &h->v[i];
-    if (strcmp(f->name, name) != 0)
-      continue;
-    size_t al = strlen(add), vl = f->valuelen + 2 + al;
-    char *v = malloc(vl + 1);
-    if (!v)
-      return CUT_ERR_NOMEM;
-    memcpy(v, f->value, f->valuelen);
-    memcpy(v + f->valuelen, ", ", 2);
-    memcpy(v + f->valuelen + 2, add, al + 1);
-    int rv = px_headers_set_value(h, i, v, vl);
+/* Field i's value becomes "<old>, <add>". */
+static int append_to(struct px_headers *h, size_t i, const char *add, size_t al) {
+  struct px_header *f = &h->v[i];
+  size_t vl = f->valuelen + 2 + al;
+  char stack[512];
+  char *v = vl <= sizeof stack ? stack : malloc(vl);
+  if (!v)
+    return CUT_ERR_NOMEM;
+  memcpy(v, f->value, f->valuelen);
+  memcpy(v + f->valuelen, ", ", 2);
+  memcpy(v + f->valuelen + 2, add, al);
+  int rv = px_headers_set_value(h, i, v, vl);
+  if (v != stack)
     free(v);
-    return rv;
-  }
-  return px_headers_add(h, name, strlen(name), add, strlen(add));
+  return rv;
+}
+
+/* Copies src (NUL-terminated) into id[idlen], truncated. */
+static void copy_id(char *id, size_t idlen, const char *src, size_t n) {
+  if (!idlen)
+    return;
+  if (n > idlen - 1)
+    n = idlen - 1;
+  memcpy(id, src, n);
+  id[n] = '\0';
 }
 
 int px_forward_request(struct px_request_head *r, const struct px_forward_info *fi,
                        struct px_rng *rng, char *id, size_t idlen) {
   struct px_headers *h = &r->headers;
-  drop_hop(h);
-  px_headers_del(h, "expect");
-  if (fi->client_ip && fi->client_ip[0] && append_list(h, "x-forwarded-for", fi->client_ip))
+  drop_connection_tokens(h);
+  /* One pass: drop the hop-by-hop fields, Expect and X-Forwarded-Proto (set
+   * again below), and note where the first X-Forwarded-For and Via are. */
+  size_t w = 0, xff = SIZE_MAX, via = SIZE_MAX;
+  for (size_t i = 0; i < h->n; i++) {
+    struct px_header *f = &h->v[i];
+    if (is_dropped_hop(f) || name_is(f, "expect", 6) || name_is(f, "x-forwarded-proto", 17)) {
+      h->bytes -= f->namelen + f->valuelen + 32;
+      px_header_release(f);
+      continue;
+    }
+    if (xff == SIZE_MAX && name_is(f, "x-forwarded-for", 15))
+      xff = w;
+    else if (via == SIZE_MAX && name_is(f, "via", 3))
+      via = w;
+    if (w != i)
+      h->v[w] = *f;
+    w++;
+  }
+  h->n = w;
+  if (fi->client_ip && fi->client_ip[0]) {
+    size_t il = strlen(fi->client_ip);
+    if (xff != SIZE_MAX ? append_to(h, xff, fi->client_ip, il)
+                        : px_headers_add_lc(h, "x-forwarded-for", 15, fi->client_ip, il))
+      return CUT_ERR_NOMEM;
+  }
+  if (fi->tls ? px_headers_add_lc(h, "x-forwarded-proto", 17, "https", 5)
+              : px_headers_add_lc(h, "x-forwarded-proto", 17, "http", 4))
     return CUT_ERR_NOMEM;
-  px_headers_del(h, "x-forwarded-proto");
-  const char *proto = fi->tls ? "https" : "http";
-  if (px_headers_add(h, "x-forwarded-proto", 17, proto, strlen(proto)))
-    return CUT_ERR_NOMEM;
-  if (append_list(h, "via", fi->h2 ? "2 cutover" : "1.1 cutover"))
+  const char *vv = fi->h2 ? "2 cutover" : "1.1 cutover";
+  size_t vvl = fi->h2 ? 9 : 11;
+  if (via != SIZE_MAX ? append_to(h, via, vv, vvl) : px_headers_add_lc(h, "via", 3, vv, vvl))
     return CUT_ERR_NOMEM;
   const char *idh = fi->request_id_header ? fi->request_id_header : "x-request-id";
   const struct px_header *have = px_headers_get(h, idh);
   if (have && have->valuelen) {
-    snprintf(id, idlen, "%s", have->value);
+    copy_id(id, idlen, have->value, strlen(have->value));
   } else {
     char u[37];
     px_uuid4(rng, u);
-    px_headers_del(h, idh);
+    if (have)
+      px_headers_del(h, idh);
     if (px_headers_add(h, idh, strlen(idh), u, 36))
       return CUT_ERR_NOMEM;
-    snprintf(id, idlen, "%s", u);
+    copy_id(id, idlen, u, 36);
   }
   return 0;
 }

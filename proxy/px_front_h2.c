@@ -11,12 +11,14 @@
 #include "common/cut_err.h"
 #include "common/log.h"
 #include "proxy/px_limits.h"
+#include "proxy/px_mem.h"
 #include "proxy/px_metrics.h"
 #include "proxy/px_server_int.h"
 
 #define H2_STREAM_WINDOW (256 * 1024)
 #define H2_CONN_WINDOW (4 * 1024 * 1024)
 #define H2_INLINE_BODY 512
+#define H2_PSEUDO_INLINE 256
 
 struct h2_stream {
   struct px_req req; /* first: a px_req* is an h2_stream* */
@@ -34,7 +36,12 @@ struct h2_stream {
   size_t nhdr;
   unsigned resp_submitted : 1, resp_eof : 1, deferred : 1, too_big : 1, closed : 1,
       want_resume : 1, body_over : 1;
-  uint8_t ibuf[H2_INLINE_BODY]; /* last: a reused stream does not clear it */
+  uint16_t pused;               /* bytes of pbuf in use */
+  /* last: a reused stream does not clear these */
+  uint8_t ibuf[H2_INLINE_BODY];
+  /* The pseudo-header strings of the request head (borrowed by req.head)
+   * live here when they fit, instead of four mallocs per request. */
+  char pbuf[H2_PSEUDO_INLINE];
 };
 
 struct h2_front {
@@ -293,12 +300,18 @@ static int on_begin_headers_cb(nghttp2_session *s, const nghttp2_frame *frame, v
   return 0;
 }
 
-static int set_str(char **dst, const uint8_t *v, size_t n) {
+/* Stores a pseudo-header (or Host) value in the stream's inline buffer, or
+ * in a malloc'd string when it does not fit there. */
+static int set_str(struct h2_stream *st, char **dst, unsigned bit, const uint8_t *v, size_t n) {
   if (*dst)
     return -1; /* a repeated pseudo-header */
-  *dst = malloc(n + 1);
-  if (!*dst)
+  if (n < sizeof st->pbuf - st->pused) {
+    *dst = st->pbuf + st->pused;
+    st->pused = (uint16_t)(st->pused + n + 1);
+    st->req.head.borrowed |= bit;
+  } else if (!(*dst = malloc(n + 1))) {
     return -1;
+  }
   memcpy(*dst, v, n);
   (*dst)[n] = '\0';
   return 0;
@@ -327,20 +340,21 @@ static int on_header_cb(nghttp2_session *s, const nghttp2_frame *frame, const ui
   if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
     if (namelen && name[0] == ':') {
       char **dst = NULL;
+      unsigned bit = 0;
       if (namelen == 7 && memcmp(name, ":method", 7) == 0)
-        dst = &h->method;
+        dst = &h->method, bit = PX_HEAD_METHOD;
       else if (namelen == 5 && memcmp(name, ":path", 5) == 0)
-        dst = &h->path;
+        dst = &h->path, bit = PX_HEAD_PATH;
       else if (namelen == 7 && memcmp(name, ":scheme", 7) == 0)
-        dst = &h->scheme;
+        dst = &h->scheme, bit = PX_HEAD_SCHEME;
       else if (namelen == 10 && memcmp(name, ":authority", 10) == 0)
-        dst = &h->authority;
-      if (!dst || set_str(dst, value, valuelen) < 0)
+        dst = &h->authority, bit = PX_HEAD_AUTHORITY;
+      if (!dst || set_str(st, dst, bit, value, valuelen) < 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
       return 0;
     }
     if (namelen == 4 && memcmp(name, "host", 4) == 0 && !h->authority)
-      set_str(&h->authority, value, valuelen);
+      set_str(st, &h->authority, PX_HEAD_AUTHORITY, value, valuelen);
     if (namelen == 14 && memcmp(name, "content-length", 14) == 0) {
       char tmp[24];
       size_t l = valuelen < sizeof tmp - 1 ? valuelen : sizeof tmp - 1;
@@ -348,7 +362,9 @@ static int on_header_cb(nghttp2_session *s, const nghttp2_frame *frame, const ui
       tmp[l] = '\0';
       h->content_length = strtoll(tmp, NULL, 10);
     }
-    if (px_headers_add(&h->headers, (const char *)name, namelen, (const char *)value, valuelen))
+    /* nghttp2 lets only lower-case field names through */
+    if (px_headers_add_lc(&h->headers, (const char *)name, namelen, (const char *)value,
+                          valuelen))
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   } else {
     /* trailers */
@@ -469,6 +485,18 @@ static int on_invalid_frame_recv_cb(nghttp2_session *s, const nghttp2_frame *fra
 
 /* ---- session plumbing ---- */
 
+/* nghttp2 allocates a few blocks for every stream (its stream state, header
+ * strings, queued frames): they come from the worker's block cache. */
+static void *mem_malloc_cb(size_t size, void *mem_user_data) { return px_mem_malloc(size); }
+static void mem_free_cb(void *ptr, void *mem_user_data) { px_mem_free(ptr); }
+static void *mem_calloc_cb(size_t nmemb, size_t size, void *mem_user_data) {
+  return px_mem_calloc(nmemb, size);
+}
+static void *mem_realloc_cb(void *ptr, size_t size, void *mem_user_data) {
+  return px_mem_realloc(ptr, size);
+}
+static nghttp2_mem h2_mem = {NULL, mem_malloc_cb, mem_free_cb, mem_calloc_cb, mem_realloc_cb};
+
 int px_front_h2_attach(struct px_client *c) {
   struct h2_front *f = calloc(1, sizeof *f);
   if (!f)
@@ -506,7 +534,7 @@ int px_front_h2_attach(struct px_client *c) {
    * nghttp2 keeps no closed streams and schedules streams in plain order. */
   nghttp2_option_set_no_closed_streams(opt, 1);
   nghttp2_option_set_server_fallback_rfc7540_priorities(opt, 0);
-  int rv = nghttp2_session_server_new2(&f->s, cbs, f, opt);
+  int rv = nghttp2_session_server_new3(&f->s, cbs, f, opt, &h2_mem);
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
   if (rv != 0) {

@@ -204,15 +204,22 @@ enum px_flood_reason px_flood_feed(struct px_flood *f, const uint8_t *data, size
       f->payload_left -= n;
       i += (size_t)n;
     } else {
-      f->hdr[f->hdr_have++] = data[i++];
-      if (f->hdr_have < sizeof f->hdr)
-        continue;
-      f->hdr_have = 0;
-      uint32_t length = (uint32_t)f->hdr[0] << 16 | (uint32_t)f->hdr[1] << 8 | f->hdr[2];
-      uint32_t sid = ((uint32_t)f->hdr[5] << 24 | (uint32_t)f->hdr[6] << 16 |
-                      (uint32_t)f->hdr[7] << 8 | f->hdr[8]) & 0x7fffffffu;
+      const uint8_t *h;
+      if (f->hdr_have == 0 && len - i >= sizeof f->hdr) {
+        h = data + i; /* a whole frame header in place: no byte-wise copy */
+        i += sizeof f->hdr;
+      } else {
+        f->hdr[f->hdr_have++] = data[i++];
+        if (f->hdr_have < sizeof f->hdr)
+          continue;
+        f->hdr_have = 0;
+        h = f->hdr;
+      }
+      uint32_t length = (uint32_t)h[0] << 16 | (uint32_t)h[1] << 8 | h[2];
+      uint32_t sid =
+          ((uint32_t)h[5] << 24 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 8 | h[8]) & 0x7fffffffu;
       f->payload_left = length;
-      px_flood_on_frame(f, f->hdr[3], f->hdr[4], sid, length, now_ms);
+      px_flood_on_frame(f, h[3], h[4], sid, length, now_ms);
     }
   }
   return f->verdict;

@@ -1,123 +1,38 @@
 /* px_msg: header lists and message heads. */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "common/cut_err.h"
+#include "proxy/px_mem.h"
 #include "proxy/px_msg.h"
 
 /*
- * Block cache. A worker has hundreds of messages in flight and each gains and
- * loses a dozen fields; that many same-sized blocks overflow malloc's small
- * per-thread caches and send it down its slow paths. Field blocks (64 to 512
- * bytes) and 16-field arrays are therefore kept per thread in free lists,
- * handed back to malloc when the thread ends. Every cached block is a plain
- * malloc block of its class's size. Sanitizer builds bypass the cache so
- * use-after-free and leaks stay visible.
+ * Field blocks (a class byte, the name, the value) and 16-field arrays come
+ * from the per-thread block cache of px_mem: a worker has hundreds of
+ * messages in flight and each gains and loses a dozen fields.
  */
-#if defined(__SANITIZE_ADDRESS__)
-#define MSG_CACHE 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MSG_CACHE 0
-#endif
-#endif
-#ifndef MSG_CACHE
-#define MSG_CACHE 1
-#endif
+#define V_CAP 16 /* the first field array: 16 * 32 = 512 bytes, one cache class */
 
-#define MSG_CLASSES 4         /* 64, 128, 256, 512 bytes */
-#define MSG_CLASS_MAX 1024u   /* cached blocks per class and thread */
-#define MSG_PLAIN 0xff        /* class byte of a block malloc'd outside the classes */
-#define V_CAP 16              /* the first field array: 16 * 32 = 512 bytes, class 3 */
+static void *block_get(size_t n, unsigned char *cls) { return px_mem_block_get(n, cls); }
+static void block_put(void *b, unsigned char cls) { px_mem_block_put(b, cls); }
 
-struct msg_cache {
-  void *head[MSG_CLASSES];
-  unsigned n[MSG_CLASSES];
-};
-
-static _Thread_local struct msg_cache *tl_cache;
-static pthread_key_t cache_key;
-static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
-static int cache_key_ok;
-
-static void cache_destroy(void *arg) {
-  struct msg_cache *c = arg;
-  for (int k = 0; k < MSG_CLASSES; k++) {
-    while (c->head[k]) {
-      void *b = c->head[k];
-      c->head[k] = *(void **)b;
-      free(b);
-    }
-  }
-  free(c);
-  tl_cache = NULL;
-}
-
-static void cache_key_init(void) { cache_key_ok = pthread_key_create(&cache_key, cache_destroy) == 0; }
-
-static struct msg_cache *cache_get(void) {
-  if (!MSG_CACHE)
-    return NULL;
-  if (tl_cache)
-    return tl_cache;
-  pthread_once(&cache_once, cache_key_init);
-  if (!cache_key_ok)
-    return NULL;
-  struct msg_cache *c = calloc(1, sizeof *c);
-  if (c && pthread_setspecific(cache_key, c) != 0) {
-    free(c);
-    c = NULL;
-  }
-  tl_cache = c;
-  return c;
-}
-
-static int size_class(size_t n) {
-  return n <= 64 ? 0 : n <= 128 ? 1 : n <= 256 ? 2 : n <= 512 ? 3 : -1;
-}
-
-/* A block of at least n bytes; *cls gets its class (or MSG_PLAIN). */
-static void *block_get(size_t n, unsigned char *cls) {
-  int k = size_class(n);
-  struct msg_cache *c = k >= 0 ? cache_get() : NULL;
-  if (!c) {
-    *cls = MSG_PLAIN;
-    return malloc(n);
-  }
-  *cls = (unsigned char)k;
-  void *b = c->head[k];
-  if (b) {
-    c->head[k] = *(void **)b;
-    c->n[k]--;
-    return b;
-  }
-  return malloc((size_t)64 << k);
-}
-
-static void block_put(void *b, unsigned char cls) {
-  struct msg_cache *c = cls < MSG_CLASSES ? tl_cache : NULL;
-  if (!c || c->n[cls] >= MSG_CLASS_MAX) {
-    free(b);
-    return;
-  }
-  *(void **)b = c->head[cls];
-  c->head[cls] = b;
-  c->n[cls]++;
-}
-
-/* One block: its class byte, the lower-cased name, NUL, the value, NUL. */
+/* One block: its class byte, the lower-cased name, NUL, the value, NUL.
+ * `lower`: the name is known to be lower-case already. */
 static int field_fill(struct px_header *f, const char *name, size_t namelen, const char *value,
-                      size_t valuelen) {
+                      size_t valuelen, int lower) {
   unsigned char cls;
   char *d = block_get(namelen + valuelen + 3, &cls);
   if (!d)
     return CUT_ERR_NOMEM;
   *d++ = (char)cls;
-  for (size_t i = 0; i < namelen; i++) {
-    char c = name[i];
-    d[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+  if (lower) {
+    memcpy(d, name, namelen);
+  } else {
+    for (size_t i = 0; i < namelen; i++) {
+      char c = name[i];
+      d[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
   }
   d[namelen] = '\0';
   char *v = d + namelen + 1;
@@ -131,10 +46,14 @@ static int field_fill(struct px_header *f, const char *name, size_t namelen, con
   return 0;
 }
 
-/* Field arrays of V_CAP come from the cache's 512-byte class; others from malloc. */
+/* A V_CAP array is a 512-byte block: px_mem's class 3 (or a plain malloc
+ * block when the cache is off, which px_mem_block_put then frees). */
+#define V_CLS 3
+_Static_assert(V_CAP * sizeof(struct px_header) == 512, "V_CAP arrays are 512-byte blocks");
+
 static void v_put(struct px_header *v, size_t cap) {
-  if (cap == V_CAP && size_class(V_CAP * sizeof *v) == 3)
-    block_put(v, 3);
+  if (cap == V_CAP)
+    block_put(v, V_CLS);
   else
     free(v);
 }
@@ -145,8 +64,8 @@ void px_header_release(struct px_header *f) {
   f->name = f->value = NULL;
 }
 
-int px_headers_add(struct px_headers *h, const char *name, size_t namelen, const char *value,
-                   size_t valuelen) {
+static int headers_add(struct px_headers *h, const char *name, size_t namelen, const char *value,
+                       size_t valuelen, int lower) {
   if (h->n == h->cap) {
     struct px_header *v;
     if (!h->cap) {
@@ -170,16 +89,26 @@ int px_headers_add(struct px_headers *h, const char *name, size_t namelen, const
     }
     h->v = v;
   }
-  if (field_fill(&h->v[h->n], name, namelen, value, valuelen) < 0)
+  if (field_fill(&h->v[h->n], name, namelen, value, valuelen, lower) < 0)
     return CUT_ERR_NOMEM;
   h->n++;
   h->bytes += namelen + valuelen + 32;
   return 0;
 }
 
+int px_headers_add(struct px_headers *h, const char *name, size_t namelen, const char *value,
+                   size_t valuelen) {
+  return headers_add(h, name, namelen, value, valuelen, 0);
+}
+
+int px_headers_add_lc(struct px_headers *h, const char *name, size_t namelen, const char *value,
+                      size_t valuelen) {
+  return headers_add(h, name, namelen, value, valuelen, 1);
+}
+
 int px_headers_set_value(struct px_headers *h, size_t i, const char *value, size_t valuelen) {
   struct px_header *f = &h->v[i], nf;
-  if (field_fill(&nf, f->name, f->namelen, value, valuelen) < 0)
+  if (field_fill(&nf, f->name, f->namelen, value, valuelen, 1) < 0)
     return CUT_ERR_NOMEM;
   h->bytes = h->bytes - f->valuelen + valuelen;
   px_header_release(f);
@@ -187,22 +116,30 @@ int px_headers_set_value(struct px_headers *h, size_t i, const char *value, size
   return 0;
 }
 
+/* Names in a list are lower-case and NUL-free: equal length and bytes is equality. */
+static inline int name_is(const struct px_header *f, const char *name, size_t len) {
+  return f->namelen == len && memcmp(f->name, name, len) == 0;
+}
+
 const struct px_header *px_headers_get(const struct px_headers *h, const char *name) {
+  size_t len = strlen(name);
   for (size_t i = 0; i < h->n; i++)
-    if (strcmp(h->v[i].name, name) == 0)
+    if (name_is(&h->v[i], name, len))
       return &h->v[i];
   return NULL;
 }
 
 size_t px_headers_del(struct px_headers *h, const char *name) {
-  size_t w = 0, removed = 0;
+  size_t len = strlen(name), w = 0, removed = 0;
   for (size_t i = 0; i < h->n; i++) {
-    if (strcmp(h->v[i].name, name) == 0) {
+    if (name_is(&h->v[i], name, len)) {
       h->bytes -= h->v[i].namelen + h->v[i].valuelen + 32;
       px_header_release(&h->v[i]);
       removed++;
     } else {
-      h->v[w++] = h->v[i];
+      if (w != i)
+        h->v[w] = h->v[i];
+      w++;
     }
   }
   h->n = w;
@@ -219,18 +156,30 @@ void px_headers_clear(struct px_headers *h) {
   memset(h, 0, sizeof *h);
 }
 
+/* Whether name (any case) equals lit (lower-case), both n bytes long. */
+static inline int lc_eq(const char *name, const char *lit, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)name[i];
+    if (c >= 'A' && c <= 'Z')
+      c = (unsigned char)(c + 32);
+    if (c != (unsigned char)lit[i])
+      return 0;
+  }
+  return 1;
+}
+
 int px_header_is_hop(const char *name, size_t namelen) {
   switch (namelen) { /* called for every field of every message: length first */
   case 7:
-    return strncasecmp(name, "upgrade", 7) == 0;
+    return lc_eq(name, "upgrade", 7);
   case 10:
-    return strncasecmp(name, "connection", 10) == 0 || strncasecmp(name, "keep-alive", 10) == 0;
+    return lc_eq(name, "connection", 10) || lc_eq(name, "keep-alive", 10);
   case 14:
-    return strncasecmp(name, "http2-settings", 14) == 0;
+    return lc_eq(name, "http2-settings", 14);
   case 16:
-    return strncasecmp(name, "proxy-connection", 16) == 0;
+    return lc_eq(name, "proxy-connection", 16);
   case 17:
-    return strncasecmp(name, "transfer-encoding", 17) == 0;
+    return lc_eq(name, "transfer-encoding", 17);
   default:
     return 0;
   }
@@ -239,10 +188,14 @@ int px_header_is_hop(const char *name, size_t namelen) {
 void px_request_head_clear(struct px_request_head *r) {
   if (!r)
     return;
-  free(r->method);
-  free(r->scheme);
-  free(r->authority);
-  free(r->path);
+  if (!(r->borrowed & PX_HEAD_METHOD))
+    free(r->method);
+  if (!(r->borrowed & PX_HEAD_SCHEME))
+    free(r->scheme);
+  if (!(r->borrowed & PX_HEAD_AUTHORITY))
+    free(r->authority);
+  if (!(r->borrowed & PX_HEAD_PATH))
+    free(r->path);
   px_headers_clear(&r->headers);
   memset(r, 0, sizeof *r);
 }
@@ -280,9 +233,20 @@ err:
 }
 
 int px_method_idempotent(const char *m) {
-  static const char *const idem[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
-  for (size_t i = 0; i < sizeof idem / sizeof idem[0]; i++)
-    if (strcmp(m, idem[i]) == 0)
-      return 1;
-  return 0;
+  switch (m[0]) { /* every request asks: first letter, then the whole word */
+  case 'G':
+    return strcmp(m, "GET") == 0;
+  case 'H':
+    return strcmp(m, "HEAD") == 0;
+  case 'O':
+    return strcmp(m, "OPTIONS") == 0;
+  case 'T':
+    return strcmp(m, "TRACE") == 0;
+  case 'P':
+    return strcmp(m, "PUT") == 0;
+  case 'D':
+    return strcmp(m, "DELETE") == 0;
+  default:
+    return 0;
+  }
 }

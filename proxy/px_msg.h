@@ -34,6 +34,9 @@ struct px_headers {
 /* Appends a copy of name (lower-cased) and value. Returns 0 or CUT_ERR_NOMEM. */
 int px_headers_add(struct px_headers *h, const char *name, size_t namelen, const char *value,
                    size_t valuelen);
+/* The same for a name known to be lower-case already (HTTP/2 field names, literals). */
+int px_headers_add_lc(struct px_headers *h, const char *name, size_t namelen, const char *value,
+                      size_t valuelen);
 /* Returns the first header named `name` (lower-case), or NULL. */
 const struct px_header *px_headers_get(const struct px_headers *h, const char *name);
 /* Removes every header named `name`; returns how many were removed. */
@@ -55,7 +58,16 @@ struct px_request_head {
   char *path;        /* path with query, as sent */
   struct px_headers headers;
   int64_t content_length; /* -1 when unknown (chunked / h2 without content-length) */
+  /* PX_HEAD_* bits of the four strings above that point into memory their
+   * producer keeps (px_request_head_clear does not free those); 0 = all are
+   * owned (malloc'd), as in every copy. */
+  unsigned borrowed;
 };
+
+#define PX_HEAD_METHOD 1u
+#define PX_HEAD_SCHEME 2u
+#define PX_HEAD_AUTHORITY 4u
+#define PX_HEAD_PATH 8u
 
 struct px_response_head {
   int status;
@@ -63,7 +75,8 @@ struct px_response_head {
   int64_t content_length; /* -1 when unknown */
 };
 
-/* Releases the strings and headers; the struct is zeroed. NULL is ok. */
+/* Releases the strings (except the borrowed ones) and headers; the struct is
+ * zeroed. NULL is ok. */
 void px_request_head_clear(struct px_request_head *r);
 void px_response_head_clear(struct px_response_head *r);
 /* Deep copy; returns 0 or CUT_ERR_NOMEM (dst is cleared on failure). */

@@ -39,8 +39,19 @@ static void copy_host(struct px_req *r, struct px_exchange *x) {
   r->upstream[n] = '\0';
 }
 
+/* The decision labels, formatted on first use: most requests are neither
+ * logged nor answered with them. "" before a decision was made. */
+static const char *decision_text(struct px_req *r) {
+  if (r->decided && !r->decision[0]) {
+    const struct px_decider *d = &r->conn->w->srv->decider;
+    if (d->format)
+      d->format(&r->dec, r->decision, sizeof r->decision);
+  }
+  return r->decision;
+}
+
 static void add_decision_header(struct px_req *r, struct px_response_head *h) {
-  if (r->route && r->route->decision_header && r->decision[0])
+  if (r->route && r->route->decision_header && decision_text(r)[0])
     px_headers_add(&h->headers, "x-cutover-decision", 18, r->decision, strlen(r->decision));
 }
 
@@ -108,7 +119,7 @@ static int upstream_response_cb(struct px_exchange *x, const struct px_response_
   if (head->status >= 500)
     atomic_fetch_add_explicit(&r->conn->w->n_5xx, 1, memory_order_relaxed);
   int rc;
-  if (r->route && r->route->decision_header && r->decision[0]) {
+  if (r->route && r->route->decision_header && decision_text(r)[0]) {
     /* the head is borrowed: add our header to a shallow copy with one more slot */
     struct px_response_head h = *head;
     size_t n = head->headers.n;
@@ -204,6 +215,9 @@ static const struct px_exchange_cbs exchange_cbs = {
     .on_trailers = upstream_trailers_cb,
     .on_done = upstream_done_cb,
     .on_request_drain = upstream_request_drain_cb,
+    /* r->head is neither changed nor freed before the exchange ends:
+     * px_req_finish cancels it before clearing the head */
+    .borrow_head = 1,
 };
 
 /* ---- request side ---- */
@@ -326,8 +340,7 @@ static int decide(struct px_req *r) {
       px_metrics_failover(r->gen->metrics, (unsigned)w->idx, chosen);
     }
   }
-  if (d->format)
-    d->format(&r->dec, r->decision, sizeof r->decision);
+  r->decided = 1; /* labels are formatted when needed (decision_text) */
   return 0;
 }
 
@@ -468,7 +481,7 @@ static void access_log(struct px_req *r) {
   STR("path", r->head.path);
   STR("proto", r->conn->proto == PX_PROTO_H2 ? "h2" : "http/1.1");
   STR("route", r->route ? r->route->name : NULL);
-  STR("decision", r->decision);
+  STR("decision", decision_text(r));
   STR("upstream", r->upstream);
   if (r->error)
     STR("error", r->error);

@@ -43,10 +43,21 @@ struct worker_ext {
   int *fds; /* one bound, listening socket per listener; -1 once handed to libevent */
 };
 
+/* A worker reads the clock once per loop iteration (as libevent does for its
+ * timers), not for every request, read and metric: tl_now_ns holds that
+ * reading until worker_main starts the next iteration. */
+static _Thread_local uint64_t tl_now_ns;
+static _Thread_local int tl_now_cached; /* this thread runs worker_main's loop */
+
 uint64_t px_now_ns(void) {
+  if (tl_now_ns)
+    return tl_now_ns;
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+  uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+  if (tl_now_cached)
+    tl_now_ns = now;
+  return now;
 }
 
 static struct worker_ext *ext_of(struct px_server *s, size_t i);
@@ -308,7 +319,17 @@ static void ctl_cb(evutil_socket_t fd, short what, void *user_data) {
 
 static void *worker_main(void *arg) {
   struct px_worker *w = arg;
-  event_base_dispatch(w->base);
+  /* event_base_dispatch, one iteration at a time, forgetting the cached
+   * clock reading between iterations */
+  tl_now_cached = 1;
+  for (;;) {
+    tl_now_ns = 0;
+    int rc = event_base_loop(w->base, EVLOOP_ONCE);
+    if (rc != 0 || event_base_got_break(w->base) || event_base_got_exit(w->base))
+      break;
+  }
+  tl_now_cached = 0;
+  tl_now_ns = 0;
   /* whatever is still open is closed now, on this thread */
   while (w->conns)
     px_client_free(w->conns);

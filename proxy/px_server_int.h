@@ -88,7 +88,7 @@ struct px_req {
   struct dial_decision dec;
   struct rec_mirror *mirror;        /* mirroring / recording of this request; NULL when none */
   uint64_t t_up_ns;                 /* when the primary exchange started */
-  char decision[192];               /* formatted labels */
+  char decision[192];               /* formatted labels (px_req.c formats them on first use) */
   char reqid[72];
   char upstream[72];
   const char *error;                /* static cause word when the proxy answered itself */
@@ -96,7 +96,7 @@ struct px_req {
   uint64_t bytes_in, bytes_out;
   int status;
   unsigned begun : 1, responded : 1, ended : 1, resp_paused : 1, body_full : 1,
-      req_ended : 1, finished : 1, xdone : 1;
+      req_ended : 1, finished : 1, xdone : 1, decided : 1;
 };
 
 struct px_listener_rt {
@@ -270,6 +270,7 @@ void px_req_respond_error(struct px_req *r, int status, const char *cause);
 void px_req_finish(struct px_req *r);
 
 /* px_worker helpers (px_server.c) */
+/* CLOCK_MONOTONIC in ns; on a worker thread, read once per loop iteration. */
 uint64_t px_now_ns(void);
 /* The pool of a backend of generation g (NULL when out of range). */
 struct px_pool *px_gen_pool(const struct px_gen *g, size_t backend_index);

@@ -432,7 +432,9 @@ void px_conn_idle(struct px_conn *c) {
   TAILQ_INSERT_HEAD(&h->idle, c, idle_link);
   c->in_idle = 1;
   px_conn_reading(c, 1);
-  pool_timer(c->pool, c->timer, c->pool->idle_ms);
+  c->idle_since_ms = px_now_ms(c->pool);
+  if (!evtimer_pending(c->timer, NULL)) /* else it fires early and is armed again */
+    pool_timer(c->pool, c->timer, c->pool->idle_ms);
 }
 
 void px_conn_kick(struct px_conn *c, struct px_exchange *x, int resume, int drain) {
@@ -749,6 +751,16 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *user_data) {
   struct px_pool *p = c->pool;
   char cause[400];
   if (c->state == CONN_READY) { /* idle timeout */
+    if (!c->is_h2) {
+      if (!c->in_idle)
+        return; /* busy again since it was armed: px_conn_idle arms it anew */
+      uint64_t now = px_now_ms(p);
+      uint64_t idle = now > c->idle_since_ms ? now - c->idle_since_ms : 0;
+      if (idle < p->idle_ms) {
+        set_timer(c->timer, p->idle_ms - idle);
+        return;
+      }
+    }
     px_conn_close(c);
     return;
   }
@@ -859,7 +871,10 @@ static void x_fail_later(struct px_exchange *x, enum px_fail f, const char *caus
 }
 
 /* Places x on host h: an idle or shared connection, a new one, or the wait
- * queue. Returns 1 when placed, 0 when the host has no room at all. */
+ * queue. Returns 1 when placed, 0 when the host has no room at all, -1 when
+ * out of memory. */
+static int x_own_head(struct px_exchange *x);
+
 static int x_place_on(struct px_exchange *x, struct px_host *h) {
   struct px_pool *p = x->pool;
   const struct cfg_backend *be = p->be;
@@ -879,7 +894,11 @@ static int x_place_on(struct px_exchange *x, struct px_host *h) {
       px_h1_dispatch(c, x);
       return 1;
     }
-  } else {
+  }
+  /* from here on x waits, or is sent in frames that may be sent again */
+  if (x_own_head(x) < 0)
+    return -1;
+  if (be->protocol != CFG_PROTO_HTTP1) {
     uint32_t maxs = be->max_streams ? be->max_streams : 100;
     TAILQ_FOREACH(c, &h->conns, link) {
       if (c->state == CONN_READY && px_h2_can_take(c)) {
@@ -927,7 +946,11 @@ static void x_place(struct px_exchange *x) {
     x_fail_later(x, PX_FAIL_NO_HOST, cause);
     return;
   }
-  if (!x_place_on(x, h)) {
+  int placed = x_place_on(x, h);
+  if (placed < 0) {
+    x_unlink(x);
+    x_fail_later(x, PX_FAIL_PROTOCOL, "out of memory queueing the request");
+  } else if (!placed) {
     x_unlink(x);
     snprintf(cause, sizeof cause, "backend %s is at its connection limit",
              p->be->name ? p->be->name : "?");
@@ -944,7 +967,8 @@ void px_host_slot_free(struct px_host *h) {
     /* x_place_on re-queues it at the tail when there is still no room;
      * put it back at the head instead and stop. */
     uint32_t before = h->nwait;
-    if (!x_place_on(x, h)) {
+    int placed = x_place_on(x, h); /* its head is owned already: no -1 */
+    if (placed <= 0) {
       x_unlink(x);
       x_fail_later(x, PX_FAIL_NO_HOST, "backend is at its connection limit");
       continue;
@@ -1020,9 +1044,13 @@ static char *str_put(char **at, const char *s) {
   return d;
 }
 
-/* Copies the head into one allocation: a request costs one malloc here, not
- * two per header field. x->head's pointers all point into x->head_mem. */
-static int head_copy_flat(struct px_exchange *x, const struct px_request_head *src) {
+/* Copies the borrowed head into one allocation (reused with the exchange):
+ * x->head's pointers then all point into x->head_mem. */
+static int x_own_head(struct px_exchange *x) {
+  if (x->head_owned)
+    return 0;
+  const struct px_request_head borrowed = x->head;
+  const struct px_request_head *src = &borrowed;
   const struct px_headers *hs = &src->headers;
   const char *path = src->path ? src->path : "/";
   size_t size = hs->n * sizeof(struct px_header) + str_size(src->method) +
@@ -1061,7 +1089,9 @@ static int head_copy_flat(struct px_exchange *x, const struct px_request_head *s
   }
   h->headers = (struct px_headers){hs->n ? v : NULL, hs->n, hs->n, hs->bytes};
   h->content_length = src->content_length;
+  h->borrowed = 0;
   x->head_mem = mem;
+  x->head_owned = 1;
   return 0;
 }
 
@@ -1091,14 +1121,18 @@ int px_exchange_start(struct px_pool *p, const struct px_request_head *head, int
   x->has_body = has_body;
   x->stream_id = -1;
   x->resp.content_length = -1;
-  if (head_copy_flat(x, head) < 0)
-    goto nomem;
+  /* borrowed until x_place_on needs a copy (see head_owned) */
+  x->head = *head;
+  x->head.borrowed = 0;
+  if (!x->head.path)
+    x->head.path = (char *)"/";
+  x->head_owned = cbs->borrow_head != 0;
   if (has_body && !(x->reqbuf = evbuffer_new()))
     goto nomem;
   x->timer = &x->timer_ev;
   evtimer_assign(x->timer, p->base, x_timer_cb, x);
   x->idempotent = px_method_idempotent(x->head.method);
-  x->is_head = strcmp(x->head.method, "HEAD") == 0;
+  x->is_head = x->head.method[0] == 'H' && strcmp(x->head.method, "HEAD") == 0;
   x->body_ended = !has_body;
   x->start_ms = px_now_ms(p);
   x_arm_timer(x);

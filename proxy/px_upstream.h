@@ -96,6 +96,10 @@ struct px_exchange_cbs {
                   int got_response, void *user_data);
   /* The request side drained below its watermark after send_body said FULL. May be NULL. */
   void (*on_request_drain)(struct px_exchange *x, void *user_data);
+  /* 1: the caller keeps the head given to px_exchange_start (and all it
+   * points to) alive and unchanged until on_done or px_exchange_cancel, so
+   * the exchange reads it in place; 0: the exchange copies it when needed. */
+  int borrow_head;
 };
 
 struct px_pool_opts {
@@ -117,7 +121,7 @@ int px_pool_new(struct px_pool **out, struct event_base *base, const struct cfg_
 /* Cancels every exchange (no callbacks), closes connections, frees. NULL is ok. */
 void px_pool_free(struct px_pool *p);
 
-/* Starts an exchange. `head` is copied. Returns 0 and *out (valid until
+/* Starts an exchange. `head` is copied, or borrowed (cbs->borrow_head). Returns 0 and *out (valid until
  * on_done or px_exchange_cancel), or a negative error (no callback is made). */
 int px_exchange_start(struct px_pool *p, const struct px_request_head *head, int has_body,
                       const struct px_exchange_cbs *cbs, void *user_data,

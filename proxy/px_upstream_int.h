@@ -85,6 +85,11 @@ struct px_conn {
   TAILQ_ENTRY(px_conn) link;          /* host->conns */
   TAILQ_ENTRY(px_conn) idle_link;     /* host->idle */
   int in_idle;
+  /* h1: when the connection last became idle. Its idle timer is armed when
+   * it goes idle and not disarmed when it is used again: a timer that fires
+   * early or on a busy connection is armed again or ignored, which costs
+   * less than an add and a delete per exchange. */
+  uint64_t idle_since_ms;
   struct event *timer;                /* connect, then idle */
   struct event *kick;                 /* deferred re-processing (resume, drain) */
   struct px_xq waiters;               /* exchanges waiting for the connect */
@@ -100,6 +105,7 @@ struct px_conn {
   int h1_hdr_state;                   /* 0 none, 1 in field, 2 in value */
   int h1_skip;                        /* skipping a 1xx head */
   int h1_eof;                         /* EOF seen while the parser was paused */
+  int h1_fresh;                       /* the parser has seen no byte of this response yet */
   size_t h1_left;                     /* input bytes after what the parser consumed */
   char *hbuf;                         /* header name then value being accumulated */
   size_t hname_len, hval_len, hcap;
@@ -156,6 +162,12 @@ struct px_exchange {
   struct event *timer;                /* = &timer_ev */
   struct event timer_ev;              /* embedded: no allocation per exchange */
   uint64_t timer_due;                 /* when the timer fires (px_now_ms), UINT64_MAX if off */
+  /* x->head borrows the caller's head until the exchange has to wait or may
+   * be sent again (queued, connecting, HTTP/2): then it is copied into
+   * head_mem (x_own_head), unless the caller keeps it for the exchange's
+   * life (cbs.borrow_head). An HTTP/1.1 exchange placed on an idle
+   * connection writes its head at once and never needs the copy. */
+  int head_owned;                     /* x->head stays valid as long as x */
   char *head_mem;                     /* one block holding head's strings and fields */
   size_t head_cap;                    /* its size (kept when the exchange is reused) */
   uint64_t start_ms;

@@ -141,6 +141,80 @@ static void test_px_route_forward_headers(void **state) {
   assert_string_equal(px_headers_get(&h.headers, "via")->value, "1.0 edge, 1.1 cutover");
   assert_string_equal(px_headers_get(&h.headers, "x-forwarded-proto")->value, "http");
   px_request_head_clear(&h);
+
+  /* an empty request id is replaced (every copy of it); the fields added
+   * come last, in a fixed order */
+  head_init(&h, "GET", "a", "/");
+  add(&h, "x-request-id", "");
+  add(&h, "accept", "*/*");
+  add(&h, "x-request-id", "second");
+  add(&h, "Transfer-Encoding", "chunked");
+  add(&h, "UPGRADE", "h2c");
+  assert_int_equal(px_forward_request(&h, &fi, &rng, id, sizeof id), 0);
+  assert_int_equal(strlen(id), 36);
+  static const char *const order[] = {"accept", "x-forwarded-for", "x-forwarded-proto", "via",
+                                      "x-request-id"};
+  assert_int_equal(h.headers.n, 5);
+  for (size_t i = 0; i < 5; i++)
+    assert_string_equal(h.headers.v[i].name, order[i]);
+  assert_string_equal(h.headers.v[4].value, id);
+  size_t bytes = 0;
+  for (size_t i = 0; i < h.headers.n; i++)
+    bytes += h.headers.v[i].namelen + h.headers.v[i].valuelen + 32;
+  assert_int_equal(h.headers.bytes, bytes);
+  px_request_head_clear(&h);
+
+  /* no client address: no X-Forwarded-For; a long Via value still appends */
+  head_init(&h, "GET", "a", "/");
+  char longvia[700];
+  memset(longvia, 'v', sizeof longvia - 1);
+  longvia[sizeof longvia - 1] = '\0';
+  add(&h, "via", longvia);
+  fi.client_ip = NULL;
+  assert_int_equal(px_forward_request(&h, &fi, &rng, id, 8), 0);
+  assert_int_equal(strlen(id), 7); /* truncated to the buffer */
+  assert_null(px_headers_get(&h.headers, "x-forwarded-for"));
+  const struct px_header *via = px_headers_get(&h.headers, "via");
+  assert_int_equal(via->valuelen, sizeof longvia - 1 + 2 + 11);
+  assert_string_equal(via->value + sizeof longvia - 1, ", 1.1 cutover");
+  px_request_head_clear(&h);
+}
+
+/* Hop-by-hop names match in any case, and only whole names. */
+static void test_px_route_hop_names(void **state) {
+  (void)state;
+  static const char *const hop[] = {"connection", "Keep-Alive", "UPGRADE", "http2-settings",
+                                    "Proxy-Connection", "transfer-ENCODING"};
+  static const char *const not_hop[] = {"connectio", "connections", "keep-alivf", "te",
+                                        "transfer-encodinh", "x-upgrade", ""};
+  for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++)
+    assert_true(px_header_is_hop(hop[i], strlen(hop[i])));
+  for (size_t i = 0; i < sizeof not_hop / sizeof not_hop[0]; i++)
+    assert_false(px_header_is_hop(not_hop[i], strlen(not_hop[i])));
+}
+
+/* Strings a producer marked as borrowed are left alone by the clear; the
+ * others are freed (LeakSanitizer and ASan check both). */
+static void test_px_route_head_borrowed(void **state) {
+  (void)state;
+  static char method[] = "GET", path[] = "/p";
+  struct px_request_head h = {0};
+  h.method = method;
+  h.path = path;
+  h.scheme = strdup("http");
+  h.authority = strdup("example.com");
+  h.borrowed = PX_HEAD_METHOD | PX_HEAD_PATH;
+  add(&h, "accept", "*/*");
+  struct px_request_head copy;
+  assert_int_equal(px_request_head_copy(&copy, &h), 0);
+  assert_int_equal(copy.borrowed, 0);
+  assert_string_equal(copy.method, "GET");
+  assert_ptr_not_equal(copy.method, method);
+  px_request_head_clear(&h);
+  assert_null(h.method);
+  assert_int_equal(h.borrowed, 0);
+  assert_string_equal(method, "GET");
+  px_request_head_clear(&copy);
 }
 
 /* Fields keep name and value in one block: replacing a value, deleting and
@@ -228,6 +302,8 @@ int main(void) {
       cmocka_unit_test(test_px_route_host_forms),
       cmocka_unit_test(test_px_route_forward_headers),
       cmocka_unit_test(test_px_route_header_storage),
+      cmocka_unit_test(test_px_route_hop_names),
+      cmocka_unit_test(test_px_route_head_borrowed),
       cmocka_unit_test(test_px_route_uuid_unique),
       cmocka_unit_test(test_px_route_fail_status),
       cmocka_unit_test(test_px_route_json_escape),

@@ -44,6 +44,7 @@ struct res {
   int ntrailers;
   char trailer[64];
   char body[256];       /* first bytes of the body */
+  char hdrs[256];       /* "name=value;" for each response field */
   struct px_exchange *x;
 };
 
@@ -51,6 +52,12 @@ static int on_response_cb(struct px_exchange *x, const struct px_response_head *
                           void *user_data) {
   struct res *r = user_data;
   r->status = head->status;
+  size_t o = 0;
+  for (size_t i = 0; i < head->headers.n && o < sizeof r->hdrs; i++) {
+    int k = snprintf(r->hdrs + o, sizeof r->hdrs - o, "%s=%s;", head->headers.v[i].name,
+                     head->headers.v[i].value);
+    o += k > 0 ? (size_t)k : 0;
+  }
   return 0;
 }
 
@@ -90,7 +97,7 @@ static void on_done_cb(struct px_exchange *x, int err, enum px_fail fail, const 
 }
 
 static const struct px_exchange_cbs g_cbs = {on_response_cb, on_body_cb, on_trailers_cb,
-                                             on_done_cb, NULL};
+                                             on_done_cb, NULL, 0};
 
 static void safety_cb(evutil_socket_t fd, short what, void *arg) {
   (void)fd, (void)what, (void)arg;
@@ -383,6 +390,32 @@ static void test_px_upstream_h1_keepalive_reuse(void **state) {
   h1srv_stop();
 }
 
+/* An idle connection closes idle_timeout after its last exchange, not after
+ * its first idle period began, however often it was used in between. */
+static void test_px_upstream_h1_idle_timeout(void **state) {
+  h1srv_start();
+  backend_init(CFG_PROTO_HTTP1, 1, &g_h1.port);
+  g_be.idle_timeout_ms = 300;
+  struct px_pool *p = pool_new();
+  struct px_pool_stats st;
+  for (int i = 0; i < 3; i++) { /* used again at about 0, 150 and 300 ms */
+    struct res r = {0};
+    start(p, "GET", "/hello", 0, &r);
+    run_all(1);
+    assert_int_equal(r.err, 0);
+    run_for_ms(150);
+  }
+  /* 150 ms after the last use, 450 ms after the first: still open */
+  px_pool_stats(p, &st);
+  assert_int_equal(st.idle_connections, 1);
+  assert_int_equal(st.connects, 1);
+  run_for_ms(300); /* 450 ms after the last use: closed */
+  px_pool_stats(p, &st);
+  assert_int_equal(st.idle_connections, 0);
+  px_pool_free(p);
+  h1srv_stop();
+}
+
 static void test_px_upstream_h1_chunked(void **state) {
   h1srv_start();
   backend_init(CFG_PROTO_HTTP1, 1, &g_h1.port);
@@ -461,6 +494,62 @@ static void test_px_upstream_h1_reset_mid_response(void **state) {
   assert_non_null(strstr(r.cause, "mid-response"));
   px_pool_free(p);
   rawsrv_stop();
+}
+
+/* Responses in the plainest form are taken apart in one pass, every other
+ * form by http-parser: both give the same status, fields, body and
+ * connection reuse. Two requests in a row tell whether the connection was
+ * kept. */
+static void test_px_upstream_h1_response_forms(void **state) {
+  static const struct {
+    const char *reply;
+    int close_after, err, status;
+    const char *hdrs; /* NULL: not checked */
+    const char *body;
+    int reused;
+  } cases[] = {
+      /* the one-pass form */
+      {"HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
+       "X-Up: A b\r\n\r\nabc",
+       0, 0, 201, "content-type=text/plain;content-length=3;x-up=A b;", "abc", 1},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0, 0, 200, "content-length=0;", "", 1},
+      {"HTTP/1.1 404 \r\nX-Pad:  \t spaced\r\nCONTENT-LENGTH: 4\r\nX-E:\r\n\r\nnope", 0, 0,
+       404, "x-pad=spaced;content-length=4;x-e=;", "nope", 1},
+      /* http-parser's */
+      {"HTTP/1.1 200 OK\r\nX-T: v \r\nContent-Length: 2\r\n\r\nok", 0, 0, 200, NULL, "ok", 1},
+      {"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", 1, 0, 200, "content-length=2;", "ok",
+       0},
+      {"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", 1, 0, 200,
+       "content-length=2;", "ok", 0},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloEXTRA", 0, 0, 200, NULL, "hello", 0},
+      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", 0, 0,
+       200, "", "ok", 1},
+      {"HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n", 0, 0, 204, "x-a=1;", "", 1},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", 0,
+       CUT_ERR_PROTO, 0, NULL, "", 0},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 2x\r\n\r\nok", 0, CUT_ERR_PROTO, 0, NULL, "", 0},
+      {"HTTP/1.1 200 OK\r\nBad Name: 1\r\nContent-Length: 2\r\n\r\nok", 0, 0, 200, NULL, "ok",
+       1},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    rawsrv_start(cases[i].reply, cases[i].close_after);
+    backend_init(CFG_PROTO_HTTP1, 1, &g_raw.port);
+    struct px_pool *p = pool_new();
+    for (int round = 0; round < (cases[i].err ? 1 : 2); round++) {
+      struct res r = {0};
+      start(p, "GET", "/", 0, &r);
+      run_all(1);
+      if (r.err != cases[i].err || r.status != cases[i].status ||
+          strcmp(r.body, cases[i].body) != 0 ||
+          (cases[i].hdrs && strcmp(r.hdrs, cases[i].hdrs) != 0))
+        fail_msg("case %zu round %d: err %d status %d body \"%s\" fields \"%s\"", i, round,
+                 r.err, r.status, r.body, r.hdrs);
+    }
+    if (!cases[i].err && (g_raw.accepted == 1) != cases[i].reused)
+      fail_msg("case %zu: %d connections for two requests", i, g_raw.accepted);
+    px_pool_free(p);
+    rawsrv_stop();
+  }
 }
 
 static void test_px_upstream_h1_bad_response(void **state) {
@@ -606,6 +695,57 @@ static void test_px_upstream_wait_queue(void **state) {
   for (int i = 0; i < 6; i++)
     assert_int_equal(r[i].err, 0);
   assert_true(g_h1.nconns <= 2);
+  px_pool_free(p);
+  h1srv_stop();
+}
+
+/* Queued exchanges send the head they were started with, whether they copied
+ * it (the caller's strings are freed at once) or borrowed it (the caller keeps
+ * it until the end). */
+static void test_px_upstream_wait_queue_heads(void **state) {
+  h1srv_start();
+  backend_init(CFG_PROTO_HTTP1, 1, &g_h1.port);
+  g_be.max_connections = 1;
+  struct px_pool *p = pool_new();
+  static const char *const paths[] = {"/hello", "/chunked", "/nope", "/echo", "/hello", "/nope"};
+  enum { N = 6 };
+  struct res r[N] = {0};
+  struct px_request_head kept[N];
+  for (int i = 0; i < N; i++) {
+    struct px_exchange_cbs cbs = g_cbs;
+    cbs.borrow_head = i % 2;
+    struct px_request_head *h = &kept[i];
+    req_init(h, "GET", paths[i]);
+    h->method = strdup("GET");
+    h->path = strdup(paths[i]);
+    assert_int_equal(px_headers_add(&h->headers, "x-n", 3, paths[i], strlen(paths[i])), 0);
+    assert_int_equal(px_exchange_start(p, h, 0, &cbs, &r[i], &r[i].x), 0);
+    if (!cbs.borrow_head) { /* scribble over, then free, what the exchange copied */
+      memset(h->path, 'z', strlen(h->path));
+      memset(h->headers.v[0].value, 'z', h->headers.v[0].valuelen);
+      px_headers_clear(&h->headers);
+      free(h->method);
+      free(h->path);
+    }
+  }
+  assert_int_equal(p->hosts[0].nwait, N - 1);
+  run_all(N);
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(r[i].err, 0);
+    if (strcmp(paths[i], "/hello") == 0)
+      assert_string_equal(r[i].body, "hello from h1");
+    else if (strcmp(paths[i], "/chunked") == 0)
+      assert_string_equal(r[i].body, "part0;part1;part2;");
+    else if (strcmp(paths[i], "/echo") == 0)
+      assert_string_equal(r[i].body, "0");
+    else
+      assert_int_equal(r[i].status, 404);
+    if (i % 2) {
+      px_headers_clear(&kept[i].headers);
+      free(kept[i].method);
+      free(kept[i].path);
+    }
+  }
   px_pool_free(p);
   h1srv_stop();
 }
@@ -1306,11 +1446,13 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_success, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_keepalive_reuse, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_chunked, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_idle_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_trailers_and_100, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_close_delimited, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_head_no_body, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_reset_mid_response, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_bad_response, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_response_forms, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_connect_refused_post_no_retry, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_connect_refused_get_retried, setup,
@@ -1319,6 +1461,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_stalled_body_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_no_host_when_ejected, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_wait_queue, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_wait_queue_heads, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_response_backpressure, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_request_body_streaming, setup,
