@@ -161,7 +161,6 @@ int px_h1_dispatch(struct px_conn *c, struct px_exchange *x) {
   c->parser.data = c;
   c->h1_paused = c->h1_msg_done = c->h1_skip = c->h1_in_trailers = c->h1_eof = 0;
   c->h1_hdr_state = 0;
-  c->h1_fresh = 1;
   if (write_head(c, x) < 0) {
     x->bytes_sent = 0;
     px_x_conn_failed(x, PX_FAIL_PROTOCOL, "out of memory writing the request");
@@ -305,10 +304,11 @@ static int on_message_complete_cb(http_parser *hp) {
 }
 
 /* The response is complete: reuse the connection when the exchange was well
- * framed both ways and the response allows it (keep_alive), then report. */
-static void h1_finish_response(struct px_conn *c, int keep_alive) {
+ * framed both ways, then report. */
+static void h1_complete(struct px_conn *c) {
   struct px_exchange *x = c->x;
-  int keep = keep_alive && x->body_flushed && c->h1_left == 0 && !c->closing && !c->h1_eof;
+  int keep = http_should_keep_alive(&c->parser) && x->body_flushed && c->h1_left == 0 &&
+             !c->closing && !c->h1_eof;
   TAILQ_REMOVE(&c->active, x, clink);
   if (x->in_kickq) {
     TAILQ_REMOVE(&c->kickq, x, klink);
@@ -324,10 +324,6 @@ static void h1_finish_response(struct px_conn *c, int keep_alive) {
   else
     px_conn_close(c);
   px_x_finish(x, 0, PX_FAIL_NONE, NULL);
-}
-
-static void h1_complete(struct px_conn *c) {
-  h1_finish_response(c, http_should_keep_alive(&c->parser));
 }
 
 static void h1_protocol_error(struct px_conn *c, const char *what) {
@@ -347,7 +343,6 @@ static void h1_protocol_error(struct px_conn *c, const char *what) {
  * connection being closed, or the exchange being gone. */
 static size_t h1_parse(struct px_conn *c, const char *data, size_t n, size_t extra) {
   size_t off = 0;
-  c->h1_fresh = 0;
   while (off < n && !c->closing && c->x && !c->h1_paused) {
     off += http_parser_execute(&c->parser, &h1_settings, data + off, n - off);
     c->h1_left = n - off + extra;
@@ -404,158 +399,6 @@ void px_h1_read(struct px_conn *c) {
   h1_after_parse(c, evbuffer_get_length(in));
 }
 
-/* ---------------------------------------------------------------- fast path */
-
-/*
- * Most responses are small and arrive whole in one read: "HTTP/1.1 200 OK", a
- * few plain fields, Content-Length, the body. Such a response is taken apart
- * here in one pass instead of byte by byte with callbacks. Anything else is
- * left to http-parser, which has seen none of it yet: other versions, 1xx,
- * 204 and 304, responses to HEAD, bodies that are chunked or end with the
- * connection, Connection or any other hop-by-hop field, syntax outside the
- * plainest form of RFC 9112 (obs-fold, whitespace before a colon or after a
- * value, control characters), more than H1_FAST_FIELDS fields, a response
- * split over reads, or bytes after the response. What is accepted here,
- * http-parser would report the same way (same status, fields, body, and a
- * connection that stays open).
- */
-#define H1_FAST_FIELDS 32
-
-struct fast_field {
-  const char *name, *value;
-  size_t namelen, valuelen;
-};
-
-static int is_tchar(unsigned char ch) {
-  unsigned char l = (unsigned char)(ch | 0x20);
-  if ((l >= 'a' && l <= 'z') || (ch >= '0' && ch <= '9'))
-    return 1;
-  switch (ch) {
-  case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-  case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-    return 1;
-  default:
-    return 0;
-  }
-}
-
-/* A field value or reason byte: visible, space, tab or obs-text. */
-static int is_vchar(unsigned char ch) { return ch == '\t' || (ch >= 0x20 && ch != 0x7f); }
-
-/* name (any case) equals lit (lower-case), both n bytes long */
-static int name_eq(const char *name, const char *lit, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)name[i];
-    if (ch >= 'A' && ch <= 'Z')
-      ch = (unsigned char)(ch + 32);
-    if (ch != (unsigned char)lit[i])
-      return 0;
-  }
-  return 1;
-}
-
-/* Reads "...\r\n" from *q: returns the end of the text before CRLF, or NULL
- * when a byte is not a field character or the line does not end in CRLF. */
-static const char *line_end(const char **q, const char *end) {
-  const char *p = *q;
-  while (p < end && *p != '\r') {
-    if (!is_vchar((unsigned char)*p))
-      return NULL;
-    p++;
-  }
-  if (end - p < 2 || p[1] != '\n')
-    return NULL;
-  *q = p + 2;
-  return p;
-}
-
-/* Takes a whole simple response from p[0..n) (see above). Returns 1 when it
- * did (the exchange is then finished, cancelled or failed, and the parse
- * ended with h1_after_parse), 0 when http-parser is to parse these bytes. */
-static int h1_fast(struct px_conn *c, const char *p, size_t n) {
-  struct px_exchange *x = c->x;
-  const char *end = p + n;
-  if (x->is_head || n < 19 || memcmp(p, "HTTP/1.1 ", 9) != 0)
-    return 0;
-  const char *s = p + 9;
-  if (s[0] < '2' || s[0] > '5' || s[1] < '0' || s[1] > '9' || s[2] < '0' || s[2] > '9' ||
-      s[3] != ' ')
-    return 0;
-  int status = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
-  if (status == 204 || status == 304)
-    return 0;
-  const char *q = s + 4;
-  if (!line_end(&q, end))
-    return 0;
-  struct fast_field f[H1_FAST_FIELDS];
-  size_t nf = 0;
-  int64_t cl = -1;
-  for (;;) {
-    if (q >= end)
-      return 0;
-    if (*q == '\r') {
-      if (end - q < 2 || q[1] != '\n')
-        return 0;
-      q += 2;
-      break;
-    }
-    const char *name = q;
-    while (q < end && is_tchar((unsigned char)*q))
-      q++;
-    if (q == name || q >= end || *q != ':' || nf == H1_FAST_FIELDS)
-      return 0;
-    size_t nl = (size_t)(q - name);
-    q++;
-    while (q < end && (*q == ' ' || *q == '\t'))
-      q++;
-    const char *value = q;
-    const char *ve = line_end(&q, end);
-    if (!ve)
-      return 0;
-    size_t vl = (size_t)(ve - value);
-    if (vl && (value[vl - 1] == ' ' || value[vl - 1] == '\t'))
-      return 0;
-    if (px_header_is_hop(name, nl))
-      return 0;
-    if (nl == 14 && name_eq(name, "content-length", 14)) {
-      if (cl >= 0 || vl == 0 || vl > 15)
-        return 0;
-      cl = 0;
-      for (size_t i = 0; i < vl; i++) {
-        if (value[i] < '0' || value[i] > '9')
-          return 0;
-        cl = cl * 10 + (value[i] - '0');
-      }
-    }
-    f[nf++] = (struct fast_field){name, value, nl, vl};
-  }
-  if (cl < 0 || (size_t)(end - q) != (uint64_t)cl)
-    return 0;
-  /* From here on the response is ours: deliver it as the callbacks would. */
-  c->h1_fresh = 0;
-  c->in_io++;
-  x->resp.status = status;
-  x->resp.content_length = cl;
-  for (size_t i = 0; i < nf; i++) {
-    if (px_headers_add(&x->resp.headers, f[i].name, f[i].namelen, f[i].value, f[i].valuelen) <
-        0) {
-      h1_protocol_error(c, "out of memory");
-      h1_after_parse(c, 0);
-      return 1;
-    }
-  }
-  if (px_x_response(x) < 0 || c->closing || !c->x)
-    goto out; /* cancelled by the caller */
-  if (cl > 0 && (px_x_body(x, (const uint8_t *)q, (size_t)cl) < 0 || c->closing || !c->x))
-    goto out;
-  /* A PX_PAUSE from the body callback changes nothing: the body is all there. */
-  c->h1_left = 0;
-  h1_finish_response(c, 1);
-out:
-  h1_after_parse(c, 0);
-  return 1;
-}
-
 #define H1_READ_CHUNK (16u * 1024u)
 
 void px_h1_raw_read(struct px_conn *c) {
@@ -578,8 +421,6 @@ void px_h1_raw_read(struct px_conn *c) {
     px_h1_eof(c, 0);
     return;
   }
-  if (c->h1_fresh && c->x && !c->h1_paused && h1_fast(c, buf, (size_t)n))
-    return;
   c->in_io++;
   size_t used = h1_parse(c, buf, (size_t)n, 0);
   size_t left = (size_t)n - used;

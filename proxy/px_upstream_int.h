@@ -105,7 +105,6 @@ struct px_conn {
   int h1_hdr_state;                   /* 0 none, 1 in field, 2 in value */
   int h1_skip;                        /* skipping a 1xx head */
   int h1_eof;                         /* EOF seen while the parser was paused */
-  int h1_fresh;                       /* the parser has seen no byte of this response yet */
   size_t h1_left;                     /* input bytes after what the parser consumed */
   char *hbuf;                         /* header name then value being accumulated */
   size_t hname_len, hval_len, hcap;

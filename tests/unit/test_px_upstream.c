@@ -44,7 +44,6 @@ struct res {
   int ntrailers;
   char trailer[64];
   char body[256];       /* first bytes of the body */
-  char hdrs[256];       /* "name=value;" for each response field */
   struct px_exchange *x;
 };
 
@@ -52,12 +51,6 @@ static int on_response_cb(struct px_exchange *x, const struct px_response_head *
                           void *user_data) {
   struct res *r = user_data;
   r->status = head->status;
-  size_t o = 0;
-  for (size_t i = 0; i < head->headers.n && o < sizeof r->hdrs; i++) {
-    int k = snprintf(r->hdrs + o, sizeof r->hdrs - o, "%s=%s;", head->headers.v[i].name,
-                     head->headers.v[i].value);
-    o += k > 0 ? (size_t)k : 0;
-  }
   return 0;
 }
 
@@ -494,62 +487,6 @@ static void test_px_upstream_h1_reset_mid_response(void **state) {
   assert_non_null(strstr(r.cause, "mid-response"));
   px_pool_free(p);
   rawsrv_stop();
-}
-
-/* Responses in the plainest form are taken apart in one pass, every other
- * form by http-parser: both give the same status, fields, body and
- * connection reuse. Two requests in a row tell whether the connection was
- * kept. */
-static void test_px_upstream_h1_response_forms(void **state) {
-  static const struct {
-    const char *reply;
-    int close_after, err, status;
-    const char *hdrs; /* NULL: not checked */
-    const char *body;
-    int reused;
-  } cases[] = {
-      /* the one-pass form */
-      {"HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
-       "X-Up: A b\r\n\r\nabc",
-       0, 0, 201, "content-type=text/plain;content-length=3;x-up=A b;", "abc", 1},
-      {"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0, 0, 200, "content-length=0;", "", 1},
-      {"HTTP/1.1 404 \r\nX-Pad:  \t spaced\r\nCONTENT-LENGTH: 4\r\nX-E:\r\n\r\nnope", 0, 0,
-       404, "x-pad=spaced;content-length=4;x-e=;", "nope", 1},
-      /* http-parser's */
-      {"HTTP/1.1 200 OK\r\nX-T: v \r\nContent-Length: 2\r\n\r\nok", 0, 0, 200, NULL, "ok", 1},
-      {"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", 1, 0, 200, "content-length=2;", "ok",
-       0},
-      {"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", 1, 0, 200,
-       "content-length=2;", "ok", 0},
-      {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloEXTRA", 0, 0, 200, NULL, "hello", 0},
-      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", 0, 0,
-       200, "", "ok", 1},
-      {"HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n", 0, 0, 204, "x-a=1;", "", 1},
-      {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", 0,
-       CUT_ERR_PROTO, 0, NULL, "", 0},
-      {"HTTP/1.1 200 OK\r\nContent-Length: 2x\r\n\r\nok", 0, CUT_ERR_PROTO, 0, NULL, "", 0},
-      {"HTTP/1.1 200 OK\r\nBad Name: 1\r\nContent-Length: 2\r\n\r\nok", 0, 0, 200, NULL, "ok",
-       1},
-  };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    rawsrv_start(cases[i].reply, cases[i].close_after);
-    backend_init(CFG_PROTO_HTTP1, 1, &g_raw.port);
-    struct px_pool *p = pool_new();
-    for (int round = 0; round < (cases[i].err ? 1 : 2); round++) {
-      struct res r = {0};
-      start(p, "GET", "/", 0, &r);
-      run_all(1);
-      if (r.err != cases[i].err || r.status != cases[i].status ||
-          strcmp(r.body, cases[i].body) != 0 ||
-          (cases[i].hdrs && strcmp(r.hdrs, cases[i].hdrs) != 0))
-        fail_msg("case %zu round %d: err %d status %d body \"%s\" fields \"%s\"", i, round,
-                 r.err, r.status, r.body, r.hdrs);
-    }
-    if (!cases[i].err && (g_raw.accepted == 1) != cases[i].reused)
-      fail_msg("case %zu: %d connections for two requests", i, g_raw.accepted);
-    px_pool_free(p);
-    rawsrv_stop();
-  }
 }
 
 static void test_px_upstream_h1_bad_response(void **state) {
@@ -1452,7 +1389,6 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_head_no_body, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_reset_mid_response, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_bad_response, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_px_upstream_h1_response_forms, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_connect_refused_post_no_retry, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_connect_refused_get_retried, setup,
