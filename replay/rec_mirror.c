@@ -113,8 +113,10 @@ static void finish(struct rec_mirror *m) {
   if (m->pair && m->compare && e->comparer && rec_comparer_submit(e->comparer, m->pair) == 0)
     m->pair = NULL;
   if (m->pair && e->sink) {
-    if (rec_sink_submit_pair(e->sink, e->codec, m->pair) == 0)
+    /* queued for the recording thread (or, when its queue is full, recorded here) */
+    if (rec_sink_record_pair(e->sink, e->codec, m->pair) == 0)
       atomic_fetch_add_explicit(&e->stats->recorded, 1, memory_order_relaxed);
+    m->pair = NULL;
   }
   for (size_t i = INLINE_SHADOWS; i < m->nshadows; i++)
     free(m->shadows[i]);

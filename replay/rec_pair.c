@@ -304,6 +304,18 @@ void rec_pair_free(struct rec_pair *p) {
   free(p);
 }
 
+static size_t response_size(const struct rec_response *r) {
+  return r ? sizeof *r + r->body.len + (r->headers.n + r->lineage.n) * 64 : 0;
+}
+
+size_t rec_pair_mem_size(const struct rec_pair *p) {
+  size_t n = sizeof *p + p->request.body.len + (p->request.headers.n + p->decision.n) * 64;
+  n += response_size(p->primary) + response_size(p->primary_repeat);
+  for (size_t i = 0; i < p->nshadows; i++)
+    n += response_size(p->shadows[i]);
+  return n;
+}
+
 int rec_pair_decision_set(struct rec_pair *p, const char *key, const char *value) {
   return rec_kvs_set(&p->decision, key, strlen(key), value ? value : "", value ? strlen(value) : 0);
 }

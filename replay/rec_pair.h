@@ -99,6 +99,7 @@ struct rec_pair {
   size_t nshadows;
   struct rec_response *primary_repeat;/* NULL when absent */
   const struct rec_opts *opts;        /* borrowed; NULL in decoded pairs */
+  struct rec_pair *qnext;             /* link while a queue owns the pair (rec_pairq.h) */
 };
 
 /*
@@ -110,6 +111,9 @@ struct rec_pair {
 int rec_pair_new(struct rec_pair **out, const struct rec_opts *opts, const char *correlation_id,
                  int64_t time_us, const char *route);
 void rec_pair_free(struct rec_pair *p);
+
+/* About how many bytes of memory `p` holds (for queue bounds). */
+size_t rec_pair_mem_size(const struct rec_pair *p);
 
 /* Adds a decision label (e.g. "via" -> "dial"). Returns 0 or CUT_ERR_NOMEM. */
 int rec_pair_decision_set(struct rec_pair *p, const char *key, const char *value);

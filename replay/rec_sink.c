@@ -5,6 +5,7 @@
 #include "common/cut_err.h"
 #include "replay/rec_avro.h"
 #include "replay/rec_avrofile.h"
+#include "replay/rec_pairq.h"
 #include "replay/rec_sink.h"
 
 int rec_sink_submit(struct rec_sink *s, const char *key, size_t keylen, const uint8_t *rec,
@@ -22,12 +23,31 @@ int rec_sink_submit_pair(struct rec_sink *s, struct rec_codec *codec, struct rec
     rec_stat_add(&s->stats, dropped[REC_DROP_ENCODE], 1);
     return rc;
   }
+  if (s->ops->submit_owned) /* the sink keeps the buffer: no second copy */
+    return s->ops->submit_owned(s, p->correlation_id, strlen(p->correlation_id), buf, len);
   rc = rec_sink_submit(s, p->correlation_id, strlen(p->correlation_id), buf, len);
   free(buf);
   return rc;
 }
 
+int rec_sink_start_thread(struct rec_sink *s, const struct rec_pairq_opts *o, char *err,
+                          size_t errlen) {
+  if (s->pairq)
+    return CUT_ERR_STATE;
+  return rec_pairq_new(&s->pairq, s, o, err, errlen);
+}
+
+int rec_sink_record_pair(struct rec_sink *s, struct rec_codec *codec, struct rec_pair *p) {
+  if (s->pairq && rec_pairq_push(s->pairq, p) == 0)
+    return 0;
+  int rc = rec_sink_submit_pair(s, codec, p);
+  rec_pair_free(p);
+  return rc;
+}
+
 void rec_sink_flush(struct rec_sink *s, int timeout_ms) {
+  if (s->pairq)
+    rec_pairq_flush(s->pairq);
   if (s->ops->flush)
     s->ops->flush(s, timeout_ms);
 }
@@ -37,8 +57,11 @@ void rec_sink_stats(const struct rec_sink *s, struct rec_stats_view *out) {
 }
 
 void rec_sink_free(struct rec_sink *s) {
-  if (s)
-    s->ops->free(s);
+  if (!s)
+    return;
+  rec_pairq_free(s->pairq); /* first: it submits what is still queued */
+  s->pairq = NULL;
+  s->ops->free(s);
 }
 
 /* ---- file sink ---- */
@@ -69,7 +92,8 @@ static void file_free(struct rec_sink *s) {
   free(fs);
 }
 
-static const struct rec_sink_ops file_ops = {"file", file_submit, file_flush, file_free};
+static const struct rec_sink_ops file_ops = {
+    .name = "file", .submit = file_submit, .flush = file_flush, .free = file_free};
 
 int rec_sink_file_new(struct rec_sink **out, const char *dir, uint64_t segment_bytes,
                       char *err, size_t errlen) {
