@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "replay/rec_avro.h"
 #include "replay/rec_compare.h"
+#include "replay/rec_mem.h"
 #include "replay/rec_mirror.h"
 #include "replay/rec_px.h"
 
@@ -147,7 +148,9 @@ int rec_mirror_new(struct rec_mirror **out, struct rec_mirror_env *env, const ch
   memcpy(m->primary_backend, primary_backend, blen + 1);
   m->compare = mode == REC_MIRROR_COMPARE && env->comparer;
   if ((mode == REC_MIRROR_RECORD && env->sink) || m->compare) {
-    if (rec_pair_new(&m->pair, env->opts, id ? id : "", time_us, route) ||
+    if (!env->mem && rec_mem_new(&env->mem, 0) < 0)
+      env->mem = NULL; /* no cache: the pair's blocks come from malloc */
+    if (rec_pair_new_in(&m->pair, env->mem, env->opts, id ? id : "", time_us, route) ||
         rec_pair_request_head(m->pair, head) || (dec && rec_pair_decision(m->pair, dec)) ||
         rec_pair_add_response(m->pair, REC_SIDE_PRIMARY, m->primary_backend, &m->primary))
       goto nomem;
@@ -458,5 +461,8 @@ void rec_mirror_env_shutdown(struct rec_mirror_env *env) {
     if (m->refs == 0)
       finish(m);
   }
+  /* Pairs still queued elsewhere hold their own references to the cache. */
+  rec_mem_unref(env->mem);
+  env->mem = NULL;
 }
 

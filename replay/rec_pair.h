@@ -22,10 +22,30 @@
 
 #define REC_REDACTED "<redacted>"
 
+struct rec_mem;
+
+/*
+ * The memory of a pair: its strings, lists, responses and small bodies come
+ * from a chain of blocks that rec_pair_free gives back at once (to the
+ * pair's rec_mem block cache when it has one, else to free()). Bigger
+ * allocations get a block of their own in the chain. Nothing in a pair is
+ * freed on its own.
+ */
+struct rec_blk;
+struct rec_arena {
+  struct rec_blk *blocks; /* newest first */
+  char *cur;              /* free space of the newest cache-sized block */
+  size_t left;
+  size_t bytes;           /* every block's size together */
+  struct rec_mem *mem;    /* block cache (one reference held); NULL = malloc */
+};
+
 /* Ordered list of name/value strings: headers (duplicates kept, in order) or a
- * map (unique keys; a repeated key replaces the value). Strings are owned: an
- * entry's key and value share one allocation (the key's), so change entries
- * only through rec_kvs_append / rec_kvs_set / rec_kvs_clear. */
+ * map (unique keys; a repeated key replaces the value). An entry's key and
+ * value share one allocation (the key's), from `arena` when set (a pair's
+ * lists; freed with the pair) or from malloc (a list of its own, `{0}`;
+ * freed by rec_kvs_clear). Change entries only through rec_kvs_append /
+ * rec_kvs_set / rec_kvs_clear. */
 struct rec_kv {
   char *key;
   char *value;
@@ -34,6 +54,7 @@ struct rec_kvs {
   struct rec_kv *v;
   size_t n;
   size_t cap;
+  struct rec_arena *arena; /* borrowed; NULL = malloc */
 };
 
 /* Returns the value of the first entry named `key` (exact match), or NULL. */
@@ -41,12 +62,15 @@ const char *rec_kvs_get(const struct rec_kvs *l, const char *key);
 
 /* A body as recorded: the first bytes, the full size and a running SHA-256. */
 struct rec_body {
-  uint8_t *data;          /* the kept bytes (owned); NULL when len is 0 */
+  uint8_t *data;          /* the kept bytes (in the pair's arena); NULL when len is 0 */
   size_t len;             /* bytes kept, <= the cap */
+  size_t room;            /* bytes allocated at data */
   uint64_t size;          /* every byte seen, also past the cap */
   int truncated;          /* 1 when size > len */
   char sha256[65];        /* lower-case hex of the whole body; "" until finished */
-  void *md;               /* EVP_MD_CTX while streaming; NULL once finished */
+  int md_on;              /* 1 while the digest below is running */
+  uint64_t md[14];        /* SHA-256 state while streaming (no allocation) */
+  struct rec_arena *arena; /* where data comes from (the pair's) */
 };
 
 enum rec_kind { REC_KIND_PAIR = 0, REC_KIND_PRIMARY = 1, REC_KIND_SHADOW = 2 };
@@ -100,16 +124,25 @@ struct rec_pair {
   struct rec_response *primary_repeat;/* NULL when absent */
   const struct rec_opts *opts;        /* borrowed; NULL in decoded pairs */
   struct rec_pair *qnext;             /* link while a queue owns the pair (rec_pairq.h) */
+  struct rec_arena arena;             /* everything above lives here */
 };
 
 /*
  * Creates an empty pair of kind PAIR. `opts` is borrowed and must outlive the
  * pair (it may be NULL: no cap on bodies, default redaction, no lineage).
  * Strings are copied. Returns 0 or CUT_ERR_NOMEM / CUT_ERR_INVALID.
- * Caller frees with rec_pair_free().
+ * Caller frees with rec_pair_free() (on any thread).
  */
 int rec_pair_new(struct rec_pair **out, const struct rec_opts *opts, const char *correlation_id,
                  int64_t time_us, const char *route);
+
+/* The same, with the pair's memory taken from `mem` (a block cache owned by
+ * the calling thread; the pair takes a reference, so the cache lives until
+ * the pair is freed, on any thread). mem NULL = rec_pair_new. */
+int rec_pair_new_in(struct rec_pair **out, struct rec_mem *mem, const struct rec_opts *opts,
+                    const char *correlation_id, int64_t time_us, const char *route);
+
+/* Gives back all the memory of the pair at once. NULL is ok. */
 void rec_pair_free(struct rec_pair *p);
 
 /* About how many bytes of memory `p` holds (for queue bounds). */
@@ -181,13 +214,9 @@ int rec_kvs_append(struct rec_kvs *l, const char *k, size_t klen, const char *v,
 int rec_kvs_set(struct rec_kvs *l, const char *k, size_t klen, const char *v, size_t vlen);
 void rec_kvs_clear(struct rec_kvs *l);
 
-/* Body helpers, shared with the decoder. rec_body_append keeps at most `cap`
- * bytes in total; rec_body_finish computes the hex digest (idempotent). */
+/* Body helpers. rec_body_append keeps at most `cap` bytes in total;
+ * rec_body_finish computes the hex digest (idempotent). */
 int rec_body_append(struct rec_body *b, uint64_t cap, const uint8_t *data, size_t len);
 void rec_body_finish(struct rec_body *b);
-void rec_body_clear(struct rec_body *b);
-
-/* Frees a response's contents and the response itself. NULL is ok. */
-void rec_response_free(struct rec_response *r);
 
 #endif

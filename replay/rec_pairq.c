@@ -48,7 +48,7 @@ static size_t drain(struct rec_pairq *q) {
   struct rec_pair *l = atomic_exchange(&q->top, NULL), *fifo = NULL;
   if (!l)
     return 0;
-  size_t k = 0, bytes = 0;
+  size_t k = 0;
   while (l) { /* reverse: the stack is newest first */
     struct rec_pair *next = l->qnext;
     l->qnext = fifo;
@@ -59,14 +59,15 @@ static size_t drain(struct rec_pairq *q) {
     struct rec_pair *p = fifo;
     fifo = p->qnext;
     p->qnext = NULL;
-    bytes += rec_pair_mem_size(p);
+    size_t bytes = rec_pair_mem_size(p);
+    rec_stat_add(&q->sink->stats, pair_queue_depth, -1);
     rec_sink_submit_pair(q->sink, q->codec, p); /* counts its own failures */
     rec_pair_free(p);
+    /* counted until its memory is given back */
+    atomic_fetch_sub(&q->bytes, bytes);
+    atomic_fetch_sub(&q->n, 1);
     k++;
   }
-  atomic_fetch_sub(&q->n, k);
-  atomic_fetch_sub(&q->bytes, bytes);
-  rec_stat_add(&q->sink->stats, pair_queue_depth, -(int64_t)k);
   atomic_fetch_add(&q->done, k);
   pthread_mutex_lock(&q->mu);
   pthread_cond_broadcast(&q->idle);

@@ -3,11 +3,16 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
+#include <pthread.h>
 
 #include "common/cut_err.h"
+#include "replay/rec_avro.h"
+#include "replay/rec_mem.h"
 #include "replay/rec_pair.h"
 
 /* SHA-256 of "" and of "abc" (FIPS 180-2 test vectors). */
@@ -185,9 +190,132 @@ static void test_rec_pair_kvs_set_and_headers(void **state) {
   rec_pair_free(p);
 }
 
+/* ---- the arena ---- */
+
+/* A pair much bigger than one block: many headers, big bodies streamed in
+ * pieces, several shadows; everything reads back intact. */
+static void build_big(struct rec_pair *p, size_t body) {
+  char name[32], value[64];
+  for (int i = 0; i < 300; i++) {
+    snprintf(name, sizeof name, "X-H-%d", i);
+    snprintf(value, sizeof value, "value-%d-%s", i, "abcdefghijklmnopqrstuvwxyz");
+    assert_int_equal(rec_pair_request_header(p, name, strlen(name), value, strlen(value)), 0);
+  }
+  uint8_t chunk[1000];
+  for (size_t off = 0; off < body; off += sizeof chunk) {
+    for (size_t j = 0; j < sizeof chunk; j++)
+      chunk[j] = (uint8_t)((off + j) % 251);
+    size_t n = body - off < sizeof chunk ? body - off : sizeof chunk;
+    assert_int_equal(rec_pair_request_body(p, chunk, n), 0);
+  }
+  for (int s = 0; s < 5; s++) {
+    struct rec_response *r;
+    assert_int_equal(rec_pair_add_response(p, REC_SIDE_SHADOW, "new", &r), 0);
+    assert_int_equal(rec_response_set_status(p, r, 200 + s, "h:1"), 0);
+    assert_int_equal(rec_response_body(p, r, (const uint8_t *)"abc", 3), 0);
+    assert_int_equal(rec_response_finish(p, r, s, NULL), 0);
+  }
+}
+
+static void check_big(const struct rec_pair *p, size_t kept) {
+  assert_int_equal(p->request.headers.n, 300);
+  assert_string_equal(p->request.headers.v[0].key, "x-h-0");
+  assert_string_equal(p->request.headers.v[299].key, "x-h-299");
+  assert_string_equal(p->request.headers.v[299].value, "value-299-abcdefghijklmnopqrstuvwxyz");
+  assert_int_equal(p->request.body.len, kept);
+  for (size_t j = 0; j < kept; j++)
+    if (p->request.body.data[j] != (uint8_t)(j % 251))
+      fail_msg("body byte %zu differs", j);
+  assert_int_equal(p->nshadows, 5);
+  for (int s = 0; s < 5; s++) {
+    assert_int_equal(p->shadows[s]->status, 200 + s);
+    assert_string_equal(p->shadows[s]->body.sha256, SHA_ABC);
+  }
+}
+
+static void test_rec_pair_arena_big_pair(void **state) {
+  (void)state;
+  struct rec_opts o = {.max_body = 70000};
+  struct rec_pair *p;
+  assert_int_equal(rec_pair_new(&p, &o, "c1", 1, "r"), 0);
+  build_big(p, 100000);
+  check_big(p, 70000);
+  assert_int_equal(p->request.body.size, 100000);
+  assert_true(p->request.body.truncated);
+  /* the memory the pair holds is what queues count, and it is bounded:
+   * kept bytes, at most doubled while growing, plus the headers */
+  assert_true(rec_pair_mem_size(p) > 70000);
+  assert_true(rec_pair_mem_size(p) < 4 * 70000 + 64 * 1024);
+  rec_pair_free(p);
+}
+
+/* A decoded pair is built in its own arena too, and can still grow. */
+static void test_rec_pair_arena_decoded(void **state) {
+  (void)state;
+  struct rec_opts o = {.max_body = 5000};
+  struct rec_pair *p, *q;
+  assert_int_equal(rec_pair_new(&p, &o, "c1", 1, "r"), 0);
+  build_big(p, 5000);
+  struct rec_codec *c;
+  assert_int_equal(rec_codec_new(&c, NULL, 0), 0);
+  uint8_t *buf;
+  size_t len;
+  assert_int_equal(rec_codec_encode(c, p, &buf, &len), 0);
+  assert_int_equal(rec_codec_decode(c, buf, len, &q), 0);
+  free(buf);
+  check_big(q, 5000);
+  struct rec_response *r;
+  for (int i = 0; i < 4; i++) /* past the decoded array: it grows */
+    assert_int_equal(rec_pair_add_response(q, REC_SIDE_SHADOW, "more", &r), 0);
+  assert_int_equal(q->nshadows, 9);
+  assert_string_equal(q->shadows[8]->backend, "more");
+  assert_string_equal(q->shadows[4]->body.sha256, SHA_ABC);
+  rec_pair_free(q);
+  rec_pair_free(p);
+  rec_codec_free(c);
+}
+
+static void *free_main(void *arg) {
+  rec_pair_free(arg);
+  return NULL;
+}
+
+/* Pairs built from a block cache and freed on another thread give their
+ * blocks back to it; the cache outlives its owner's reference. */
+static void test_rec_pair_arena_cache_other_thread(void **state) {
+  (void)state;
+  struct rec_mem *m;
+  assert_int_equal(rec_mem_new(&m, 0), 0);
+  struct rec_opts o = {.max_body = 64};
+  struct rec_pair *p[8];
+  for (int i = 0; i < 8; i++) {
+    assert_int_equal(rec_pair_new_in(&p[i], m, &o, "c1", 1, "r"), 0);
+    assert_int_equal(rec_pair_request_header(p[i], "a", 1, "b", 1), 0);
+  }
+  assert_int_equal(rec_mem_cached(m), 0);
+  for (int i = 0; i < 4; i++) {
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, free_main, p[i]), 0);
+    pthread_join(t, NULL);
+  }
+  assert_int_equal(rec_mem_cached(m), 4); /* one block each */
+  struct rec_pair *again;
+  assert_int_equal(rec_pair_new_in(&again, m, &o, "c2", 2, "r"), 0);
+  assert_int_equal(rec_mem_cached(m), 3); /* taken from the cache */
+  rec_pair_free(again);
+  rec_mem_unref(m); /* the owner lets go first: the pairs still hold the cache */
+  for (int i = 4; i < 8; i++) {
+    assert_string_equal(p[i]->request.headers.v[0].value, "b");
+    rec_pair_free(p[i]);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rec_pair_redaction_default),
+      cmocka_unit_test(test_rec_pair_arena_big_pair),
+      cmocka_unit_test(test_rec_pair_arena_decoded),
+      cmocka_unit_test(test_rec_pair_arena_cache_other_thread),
       cmocka_unit_test(test_rec_pair_kvs_set_and_headers),
       cmocka_unit_test(test_rec_pair_redaction_configured),
       cmocka_unit_test(test_rec_pair_body_cap),
