@@ -170,6 +170,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   struct fixture *f = *state;
+  rec_mirror_env_shutdown(&f->env); /* as a worker does when it stops: releases its block cache */
   cap_free(&f->sink.base);
   rec_codec_free(f->codec);
   px_request_head_clear(&f->head);
