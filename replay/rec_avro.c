@@ -732,6 +732,7 @@ static struct rec_response *get_response(struct rec_pair *p, avro_value_t *r) {
   if (!x->backend || !x->host || !sha)
     return NULL;
   snprintf(x->body.sha256, sizeof x->body.sha256, "%s", sha);
+  x->body.ended = 1;
   if (avro_value_get_by_name(r, "status", &v, NULL) || avro_value_get_int(&v, &status))
     return NULL;
   x->status = status;

@@ -243,13 +243,6 @@ void rec_kvs_clear(struct rec_kvs *l) {
 
 /* ---- bodies ---- */
 
-static void body_md_start(struct rec_body *b) {
-  if (b->md_on || b->sha256[0])
-    return;
-  SHA256_Init((SHA256_CTX *)(void *)b->md);
-  b->md_on = 1;
-}
-
 /* Room for at least `want` kept bytes: doubles, in place when it can. */
 static int body_room(struct rec_body *b, size_t want) {
   if (!b->arena)
@@ -271,37 +264,59 @@ static int body_room(struct rec_body *b, size_t want) {
   return 0;
 }
 
+/*
+ * The checksum is computed lazily: while every byte seen is also kept, there
+ * is nothing to stream, and rec_body_finish hashes the kept bytes once, on
+ * the thread that encodes the pair rather than on the worker that builds it.
+ * Only a body that outgrows the cap starts a running digest (over what was
+ * kept so far, then every byte that follows).
+ */
 int rec_body_append(struct rec_body *b, uint64_t cap, const uint8_t *data, size_t len) {
-  if (b->sha256[0])
+  if (b->ended || b->sha256[0])
     return CUT_ERR_STATE; /* finished */
-  body_md_start(b);
   if (len == 0)
     return 0;
+  size_t take = 0;
   if (b->len < cap) {
-    size_t take = (size_t)((cap - b->len) < len ? (cap - b->len) : len);
+    take = (size_t)((cap - b->len) < len ? (cap - b->len) : len);
     if (b->len + take > b->room) {
       int rc = body_room(b, b->len + take);
       if (rc)
         return rc;
     }
+  }
+  SHA256_CTX *md = (SHA256_CTX *)(void *)b->md;
+  if (!b->md_on && take < len) { /* bytes are about to be lost: hash from here on */
+    SHA256_Init(md);
+    SHA256_Update(md, b->data, b->len);
+    b->md_on = 1;
+  }
+  if (take) {
     memcpy(b->data + b->len, data, take);
     b->len += take;
   }
-  SHA256_Update((SHA256_CTX *)(void *)b->md, data, len);
+  if (b->md_on)
+    SHA256_Update(md, data, len);
   b->size += len;
   b->truncated = b->size > b->len;
   return 0;
 }
 
 void rec_body_finish(struct rec_body *b) {
+  b->ended = 1;
   if (b->sha256[0])
     return;
-  if (!b->md_on) { /* never streamed: the digest of the empty body */
+  if (!b->md_on && b->len == 0) {
     memcpy(b->sha256, EMPTY_SHA256, sizeof b->sha256);
     return;
   }
+  SHA256_CTX *md = (SHA256_CTX *)(void *)b->md;
+  if (!b->md_on) { /* every byte was kept: hash them now */
+    SHA256_Init(md);
+    SHA256_Update(md, b->data, b->len);
+  }
   uint8_t d[SHA256_DIGEST_LENGTH];
-  SHA256_Final(d, (SHA256_CTX *)(void *)b->md);
+  SHA256_Final(d, md);
   b->md_on = 0;
   hex(b->sha256, d, 32);
 }
@@ -583,9 +598,9 @@ int rec_response_body(struct rec_pair *p, struct rec_response *r, const uint8_t 
 int rec_response_finish(struct rec_pair *p, struct rec_response *r, int64_t latency_us,
                         const char *error) {
   r->latency_us = latency_us;
+  r->body.ended = 1; /* the checksum waits for rec_pair_finish, off the worker */
   if (error && replace(p, &r->error, error, strlen(error)))
     return CUT_ERR_NOMEM;
-  rec_body_finish(&r->body);
   return 0;
 }
 

@@ -67,8 +67,9 @@ struct rec_body {
   size_t room;            /* bytes allocated at data */
   uint64_t size;          /* every byte seen, also past the cap */
   int truncated;          /* 1 when size > len */
-  char sha256[65];        /* lower-case hex of the whole body; "" until finished */
-  int md_on;              /* 1 while the digest below is running */
+  char sha256[65];        /* lower-case hex of the whole body; "" until rec_body_finish */
+  int ended;              /* no more bytes (rec_response_finish, rec_body_finish) */
+  int md_on;              /* 1 while the digest below runs (a body longer than its cap) */
   uint64_t md[14];        /* SHA-256 state while streaming (no allocation) */
   struct rec_arena *arena; /* where data comes from (the pair's) */
 };
@@ -189,12 +190,15 @@ int rec_response_header(struct rec_pair *p, struct rec_response *r, const char *
 /* Response body bytes as they stream (borrowed). */
 int rec_response_body(struct rec_pair *p, struct rec_response *r, const uint8_t *data, size_t len);
 
-/* Ends the response: latency, and error (NULL when complete; copied).
- * Finishes the body checksum. Returns 0 or CUT_ERR_NOMEM. */
+/* Ends the response: latency, and error (NULL when complete; copied). The
+ * body takes no more bytes; its checksum is computed by rec_pair_finish (the
+ * encoder and the comparer call it), so that a worker need not hash a body
+ * it kept whole. Returns 0 or CUT_ERR_NOMEM. */
 int rec_response_finish(struct rec_pair *p, struct rec_response *r, int64_t latency_us,
                         const char *error);
 
-/* Finishes every body checksum not finished yet (the encoder calls it). */
+/* Ends every body and computes the checksums not computed yet (the encoder
+ * and the comparer call it; the pair is read-only afterwards). */
 void rec_pair_finish(struct rec_pair *p);
 
 /*
@@ -214,8 +218,9 @@ int rec_kvs_append(struct rec_kvs *l, const char *k, size_t klen, const char *v,
 int rec_kvs_set(struct rec_kvs *l, const char *k, size_t klen, const char *v, size_t vlen);
 void rec_kvs_clear(struct rec_kvs *l);
 
-/* Body helpers. rec_body_append keeps at most `cap` bytes in total;
- * rec_body_finish computes the hex digest (idempotent). */
+/* Body helpers. rec_body_append keeps at most `cap` bytes in total (the
+ * checksum still covers every byte); rec_body_finish ends the body and
+ * computes the hex digest (idempotent). */
 int rec_body_append(struct rec_body *b, uint64_t cap, const uint8_t *data, size_t len);
 void rec_body_finish(struct rec_body *b);
 

@@ -76,15 +76,41 @@ static void test_rec_pair_body_cap(void **state) {
   assert_int_equal(r->body.size, 6);
   assert_true(r->body.truncated);
   assert_memory_equal(r->body.data, "abca", 4);
+  assert_string_equal(r->body.sha256, ""); /* computed by rec_pair_finish, off the worker */
+  /* Finished bodies take no more bytes. */
+  assert_int_equal(rec_response_body(p, r, (const uint8_t *)"x", 1), CUT_ERR_STATE);
+  rec_pair_finish(p);
   assert_string_equal(r->body.sha256,
                       "bbb59da3af939f7af5f360f2ceb80a496e3bae1cd87dde426db0ae40677e1c2c");
   assert_int_equal(r->latency_us, 1234);
   assert_null(r->error);
-  /* Finished bodies take no more bytes. */
-  assert_int_equal(rec_response_body(p, r, (const uint8_t *)"x", 1), CUT_ERR_STATE);
-  rec_pair_finish(p);
   assert_string_equal(p->request.body.sha256, SHA_ABC);
   assert_int_equal(p->request.body.size, 3);
+  rec_pair_free(p);
+}
+
+/* The checksum is lazy while every byte is kept, and starts streaming at the
+ * first byte past the cap: both ways give the digest of the whole body. */
+static void test_rec_pair_body_lazy_checksum(void **state) {
+  (void)state;
+  struct rec_opts o = {.max_body = 4};
+  struct rec_pair *p;
+  assert_int_equal(rec_pair_new(&p, &o, "c1", 1, "r"), 0);
+  struct rec_response *whole, *over;
+  assert_int_equal(rec_pair_add_response(p, REC_SIDE_PRIMARY, "old", &whole), 0);
+  assert_int_equal(rec_pair_add_response(p, REC_SIDE_SHADOW, "new", &over), 0);
+  assert_int_equal(rec_response_body(p, whole, (const uint8_t *)"ab", 2), 0);
+  assert_int_equal(rec_response_body(p, whole, (const uint8_t *)"cd", 2), 0); /* exactly the cap */
+  assert_int_equal(rec_response_body(p, over, (const uint8_t *)"abcd", 4), 0);
+  assert_int_equal(rec_response_body(p, over, (const uint8_t *)"e", 1), 0); /* one past it */
+  assert_int_equal(rec_response_finish(p, whole, 1, NULL), 0);
+  assert_int_equal(rec_response_finish(p, over, 1, NULL), 0);
+  rec_pair_finish(p);
+  assert_false(whole->body.truncated);
+  assert_string_equal(whole->body.sha256, "88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589");
+  assert_true(over->body.truncated);
+  assert_int_equal(over->body.len, 4);
+  assert_string_equal(over->body.sha256, "36bbe50ed96841d10443bcb670d6554f0a34b761be67ec9c4a8ad2c0c44ca42c");
   rec_pair_free(p);
 }
 
@@ -97,6 +123,7 @@ static void test_rec_pair_body_empty_and_zero_cap(void **state) {
   assert_int_equal(rec_pair_add_response(p, REC_SIDE_PRIMARY, "old", &r), 0);
   assert_int_equal(rec_pair_add_response(p, REC_SIDE_PRIMARY, "old", NULL), CUT_ERR_EXISTS);
   assert_int_equal(rec_response_finish(p, r, 1, "timeout"), 0);
+  rec_body_finish(&r->body);
   assert_string_equal(r->body.sha256, SHA_EMPTY);
   assert_string_equal(r->error, "timeout");
   assert_int_equal(rec_pair_request_body(p, (const uint8_t *)"abc", 3), 0);
@@ -217,7 +244,8 @@ static void build_big(struct rec_pair *p, size_t body) {
   }
 }
 
-static void check_big(const struct rec_pair *p, size_t kept) {
+static void check_big(struct rec_pair *p, size_t kept) {
+  rec_pair_finish(p);
   assert_int_equal(p->request.headers.n, 300);
   assert_string_equal(p->request.headers.v[0].key, "x-h-0");
   assert_string_equal(p->request.headers.v[299].key, "x-h-299");
@@ -319,6 +347,7 @@ int main(void) {
       cmocka_unit_test(test_rec_pair_kvs_set_and_headers),
       cmocka_unit_test(test_rec_pair_redaction_configured),
       cmocka_unit_test(test_rec_pair_body_cap),
+      cmocka_unit_test(test_rec_pair_body_lazy_checksum),
       cmocka_unit_test(test_rec_pair_body_empty_and_zero_cap),
       cmocka_unit_test(test_rec_pair_lineage_parse),
       cmocka_unit_test(test_rec_pair_lineage_headers),
