@@ -57,31 +57,31 @@ static int arena_next_block(struct rec_arena *a) {
   return 0;
 }
 
-/* n bytes, 8-byte aligned, not zeroed. */
+#define BIG ((REC_MEM_BLOCK - BLK_HDR) / 2)
+
+/* n bytes, 8-byte aligned, not zeroed. More than BIG bytes always get a
+ * block of their own (body_room relies on it to grow them with realloc). */
 static void *arena_get(struct rec_arena *a, size_t n) {
   n = ALIGN8(n ? n : 1);
-  if (n > a->left) {
-    if (n > (REC_MEM_BLOCK - BLK_HDR) / 2) {
-      /* big: a block of its own, the current one stays for small things */
-      struct rec_blk *b = malloc(BLK_HDR + n);
-      if (!b)
-        return NULL;
-      b->size = BLK_HDR + n;
-      if (b->size == REC_MEM_BLOCK)
-        b->size++; /* never mistaken for a cache-sized block */
-      if (a->blocks) { /* behind the current block, which keeps taking small things */
-        b->next = a->blocks->next;
-        a->blocks->next = b;
-      } else {
-        b->next = NULL;
-        a->blocks = b;
-      }
-      a->bytes += BLK_HDR + n;
-      return (char *)b + BLK_HDR;
-    }
-    if (arena_next_block(a))
+  if (n > BIG) {
+    struct rec_blk *b = malloc(BLK_HDR + n);
+    if (!b)
       return NULL;
+    b->size = BLK_HDR + n;
+    if (b->size == REC_MEM_BLOCK)
+      b->size++; /* never mistaken for a cache-sized block */
+    if (a->blocks) { /* behind the current block, which keeps taking small things */
+      b->next = a->blocks->next;
+      a->blocks->next = b;
+    } else {
+      b->next = NULL;
+      a->blocks = b;
+    }
+    a->bytes += b->size;
+    return (char *)b + BLK_HDR;
   }
+  if (n > a->left && arena_next_block(a))
+    return NULL;
   void *p = a->cur;
   a->cur += n;
   a->left -= n;
@@ -244,19 +244,54 @@ void rec_kvs_clear(struct rec_kvs *l) {
 /* ---- bodies ---- */
 
 /* Room for at least `want` kept bytes: doubles, in place when it can. */
-static int body_room(struct rec_body *b, size_t want) {
+/* Grows a standalone (big) block of the arena that starts at p with realloc:
+ * finds it in the chain to relink it. Returns the new start or NULL. */
+static void *arena_big_regrow(struct rec_arena *a, void *p, size_t want) {
+  want = ALIGN8(want);
+  for (struct rec_blk **link = &a->blocks; *link; link = &(*link)->next) {
+    struct rec_blk *b = *link;
+    if ((char *)b + BLK_HDR != (char *)p)
+      continue;
+    size_t old = b->size;
+    struct rec_blk *nb = realloc(b, BLK_HDR + want);
+    if (!nb)
+      return NULL;
+    nb->size = BLK_HDR + want;
+    if (nb->size == REC_MEM_BLOCK)
+      nb->size++;
+    *link = nb;
+    a->bytes += nb->size - old;
+    return (char *)nb + BLK_HDR;
+  }
+  return NULL;
+}
+
+/* Room for at least `want` kept bytes: doubles; small bodies stay in the
+ * current block (in place when they can), big ones get a block of their own
+ * that grows with realloc, so a big body costs about its size. */
+static int body_room(struct rec_body *b, size_t want, uint64_t cap) {
   if (!b->arena)
     return CUT_ERR_INVALID;
   size_t room = b->room ? b->room * 2 : 256;
+  if (room > cap) /* never more than the body can keep */
+    room = (size_t)cap;
   if (room < want)
     room = want;
+  uint8_t *nd;
+  if (b->big) {
+    if (!(nd = arena_big_regrow(b->arena, b->data, room)))
+      return CUT_ERR_NOMEM;
+    b->data = nd;
+    b->room = room;
+    return 0;
+  }
   if (b->data && arena_extend(b->arena, b->data, b->room, room)) {
     b->room = room;
     return 0;
   }
-  uint8_t *nd = arena_get(b->arena, room); /* the old bytes stay in the arena */
-  if (!nd)
+  if (!(nd = arena_get(b->arena, room))) /* the old bytes stay in the arena */
     return CUT_ERR_NOMEM;
+  b->big = ALIGN8(room) > BIG; /* arena_get gave it a block of its own */
   if (b->len)
     memcpy(nd, b->data, b->len);
   b->data = nd;
@@ -280,7 +315,7 @@ int rec_body_append(struct rec_body *b, uint64_t cap, const uint8_t *data, size_
   if (b->len < cap) {
     take = (size_t)((cap - b->len) < len ? (cap - b->len) : len);
     if (b->len + take > b->room) {
-      int rc = body_room(b, b->len + take);
+      int rc = body_room(b, b->len + take, cap);
       if (rc)
         return rc;
     }

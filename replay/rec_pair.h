@@ -65,6 +65,7 @@ struct rec_body {
   uint8_t *data;          /* the kept bytes (in the pair's arena); NULL when len is 0 */
   size_t len;             /* bytes kept, <= the cap */
   size_t room;            /* bytes allocated at data */
+  int big;                /* data is a block of its own in the arena (grows by realloc) */
   uint64_t size;          /* every byte seen, also past the cap */
   int truncated;          /* 1 when size > len */
   char sha256[65];        /* lower-case hex of the whole body; "" until rec_body_finish */
