@@ -292,6 +292,8 @@ struct rec_codec {
   avro_value_iface_t *iface;
   avro_value_t value;
   int has_value;
+  uint8_t *buf; /* rec_codec_encode_reuse's */
+  size_t bufcap;
 };
 
 int rec_codec_new(struct rec_codec **out, char *err, size_t errlen) {
@@ -330,6 +332,7 @@ void rec_codec_free(struct rec_codec *c) {
     avro_value_iface_decref(c->iface);
   if (c->schema)
     avro_schema_decref(c->schema);
+  free(c->buf);
   free(c);
 }
 
@@ -572,24 +575,54 @@ static void w_pair(struct wbuf *w, const struct rec_pair *p) {
   w_opt_response(w, p->primary_repeat);
 }
 
-int rec_codec_encode(struct rec_codec *c, struct rec_pair *p, uint8_t **out, size_t *outlen) {
-  (void)c;
+/* Encodes into w (which keeps its memory). */
+static int encode_into(struct wbuf *w, struct rec_pair *p) {
   rec_pair_finish(p);
   size_t guess = 512 + p->request.body.len;
   if (p->primary)
     guess += p->primary->body.len;
   for (size_t i = 0; i < p->nshadows; i++)
     guess += p->shadows[i]->body.len + 256;
-  struct wbuf w = {0};
-  w_reserve(&w, guess);
+  w->len = 0;
+  w->oom = 0;
+  w_reserve(w, guess);
   uint8_t h[REC_SOE_HEADER_LEN];
   rec_soe_header(h);
-  w_raw(&w, h, sizeof h);
-  w_pair(&w, p);
-  if (w.oom) {
+  w_raw(w, h, sizeof h);
+  w_pair(w, p);
+  return w->oom ? CUT_ERR_NOMEM : 0;
+}
+
+int rec_codec_encode(struct rec_codec *c, struct rec_pair *p, uint8_t **out, size_t *outlen) {
+  (void)c;
+  struct wbuf w = {0};
+  if (encode_into(&w, p)) {
     free(w.p);
     return CUT_ERR_NOMEM;
   }
+  *out = w.p;
+  *outlen = w.len;
+  return 0;
+}
+
+/* The codec's buffer is reused from record to record: no allocation per
+ * record once it has grown to the largest one (it is trimmed back when a
+ * rare big record left it much larger than needed). */
+#define KEEP_BUF (256u << 10)
+
+int rec_codec_encode_reuse(struct rec_codec *c, struct rec_pair *p, const uint8_t **out,
+                           size_t *outlen) {
+  if (c->bufcap > KEEP_BUF) { /* a rare big record: do not keep its buffer */
+    free(c->buf);
+    c->buf = NULL;
+    c->bufcap = 0;
+  }
+  struct wbuf w = {c->buf, 0, c->bufcap, 0};
+  int rc = encode_into(&w, p);
+  c->buf = w.p;
+  c->bufcap = w.cap;
+  if (rc)
+    return rc;
   *out = w.p;
   *outlen = w.len;
   return 0;

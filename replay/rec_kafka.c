@@ -101,45 +101,25 @@ static void *poll_main(void *arg) {
   return NULL;
 }
 
-/* `owned`: rec is malloc'ed and librdkafka frees it once delivered (no copy). */
-static int produce(struct kafka_sink *ks, const char *key, size_t keylen, uint8_t *rec,
-                   size_t len, int owned) {
-  struct rec_sink *s = &ks->base;
-  int rc;
-  if (atomic_load_explicit(&ks->fatal, memory_order_relaxed)) {
-    rc = to_spill(ks, rec, len);
-    goto out;
-  }
+static int kafka_submit(struct rec_sink *s, const char *key, size_t keylen, const uint8_t *rec,
+                        size_t len) {
+  struct kafka_sink *ks = (struct kafka_sink *)s;
+  if (atomic_load_explicit(&ks->fatal, memory_order_relaxed))
+    return to_spill(ks, rec, len);
   /* Counted before producing: the report may arrive before produce returns. */
   atomic_fetch_add_explicit(&s->stats.queue_depth, 1, memory_order_relaxed);
-  if (rd_kafka_produce(ks->rkt, RD_KAFKA_PARTITION_UA, owned ? RD_KAFKA_MSG_F_FREE : RD_KAFKA_MSG_F_COPY,
-                       rec, len, key, keylen, NULL) == -1) {
+  if (rd_kafka_produce(ks->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, (void *)(uintptr_t)rec,
+                       len, key, keylen, NULL) == -1) {
     atomic_fetch_sub_explicit(&s->stats.queue_depth, 1, memory_order_relaxed);
     if (rd_kafka_last_error() == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
       rec_stat_add(&s->stats, dropped[REC_DROP_TOO_LARGE], 1);
-      rc = CUT_ERR_FULL;
-    } else {
-      /* QUEUE_FULL is the usual case; any other refusal spills as well. */
-      rc = to_spill(ks, rec, len);
+      return CUT_ERR_FULL;
     }
-    goto out; /* a refused message stays ours */
+    /* QUEUE_FULL is the usual case; any other refusal spills as well. */
+    return to_spill(ks, rec, len);
   }
   rec_stat_add(&s->stats, produced, 1);
   return 0;
-out:
-  if (owned)
-    free(rec);
-  return rc;
-}
-
-static int kafka_submit(struct rec_sink *s, const char *key, size_t keylen, const uint8_t *rec,
-                        size_t len) {
-  return produce((struct kafka_sink *)s, key, keylen, (uint8_t *)(uintptr_t)rec, len, 0);
-}
-
-static int kafka_submit_owned(struct rec_sink *s, const char *key, size_t keylen, uint8_t *rec,
-                              size_t len) {
-  return produce((struct kafka_sink *)s, key, keylen, rec, len, 1);
 }
 
 static void sleep_ms(int ms) {
@@ -181,11 +161,8 @@ static void kafka_free(struct rec_sink *s) {
   free(ks);
 }
 
-static const struct rec_sink_ops kafka_ops = {.name = "kafka",
-                                              .submit = kafka_submit,
-                                              .flush = kafka_flush,
-                                              .free = kafka_free,
-                                              .submit_owned = kafka_submit_owned};
+static const struct rec_sink_ops kafka_ops = {
+    .name = "kafka", .submit = kafka_submit, .flush = kafka_flush, .free = kafka_free};
 
 int rec_kafka_conf_set(void *conf, const char *k, const char *v, char *err, size_t errlen) {
   char errstr[512];

@@ -58,7 +58,8 @@ int rec_pairq_push(struct rec_pairq *q, struct rec_pair *p);
  * (blocks: shutdown and tests only). */
 void rec_pairq_flush(struct rec_pairq *q);
 
-/* Records what is queued, stops the thread and frees. NULL is ok. */
+/* Records what is queued, stops the thread and frees. Call once no thread
+ * pushes any more (the workers and the comparer have stopped). NULL is ok. */
 void rec_pairq_free(struct rec_pairq *q);
 
 #endif

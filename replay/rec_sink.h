@@ -26,10 +26,6 @@ struct rec_sink_ops {
   int (*submit)(struct rec_sink *s, const char *key, size_t keylen, const uint8_t *rec, size_t len);
   void (*flush)(struct rec_sink *s, int timeout_ms);
   void (*free)(struct rec_sink *s);
-  /* Optional: like submit, but takes ownership of `rec` (malloc'ed) in every
-   * case, so that it need not be copied again. */
-  int (*submit_owned)(struct rec_sink *s, const char *key, size_t keylen, uint8_t *rec,
-                      size_t len);
 };
 
 /* The common head of every sink implementation. */
