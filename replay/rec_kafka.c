@@ -1,6 +1,5 @@
 /* rec_kafka: Kafka sink with a delivery-report thread and spill, and the embedded mock broker. */
 #include <pthread.h>
-#include <stdint.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,8 +107,8 @@ static int kafka_submit(struct rec_sink *s, const char *key, size_t keylen, cons
     return to_spill(ks, rec, len);
   /* Counted before producing: the report may arrive before produce returns. */
   atomic_fetch_add_explicit(&s->stats.queue_depth, 1, memory_order_relaxed);
-  if (rd_kafka_produce(ks->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, (void *)(uintptr_t)rec,
-                       len, key, keylen, NULL) == -1) {
+  if (rd_kafka_produce(ks->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, (void *)rec, len, key,
+                       keylen, NULL) == -1) {
     atomic_fetch_sub_explicit(&s->stats.queue_depth, 1, memory_order_relaxed);
     if (rd_kafka_last_error() == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
       rec_stat_add(&s->stats, dropped[REC_DROP_TOO_LARGE], 1);
@@ -161,8 +160,7 @@ static void kafka_free(struct rec_sink *s) {
   free(ks);
 }
 
-static const struct rec_sink_ops kafka_ops = {
-    .name = "kafka", .submit = kafka_submit, .flush = kafka_flush, .free = kafka_free};
+static const struct rec_sink_ops kafka_ops = {"kafka", kafka_submit, kafka_flush, kafka_free};
 
 int rec_kafka_conf_set(void *conf, const char *k, const char *v, char *err, size_t errlen) {
   char errstr[512];
