@@ -92,8 +92,7 @@ static void file_free(struct rec_sink *s) {
   free(fs);
 }
 
-static const struct rec_sink_ops file_ops = {
-    .name = "file", .submit = file_submit, .flush = file_flush, .free = file_free};
+static const struct rec_sink_ops file_ops = {"file", file_submit, file_flush, file_free};
 
 int rec_sink_file_new(struct rec_sink **out, const char *dir, uint64_t segment_bytes,
                       char *err, size_t errlen) {
