@@ -69,6 +69,7 @@ struct ops_ctx {
   struct px_health_board *board;
   const struct cfg *cfg;      /* the current snapshot (= snaps->cfg) */
   struct rec_recorder *rec;   /* recording sink and embedded broker (borrowed); may be NULL */
+  struct rec_comparer *comparer; /* live comparison (borrowed); a reload gives it new rules */
   pthread_mutex_t reload_mu;  /* SIGHUP (main thread) and POST /reload (admin thread) */
   _Atomic int draining;
 };
@@ -115,6 +116,7 @@ static int reload_cb(void *ud, json_t **out, char *err, size_t errlen) {
   pthread_mutex_lock(&x->reload_mu);
   struct cfg *next = NULL;
   struct snap *sn = NULL;
+  struct an_rules *rules = NULL;
   char *errs = NULL;
   int rc = cfg_load(x->path, &next, &errs);
   if (rc < 0) {
@@ -126,6 +128,11 @@ static int reload_cb(void *ud, json_t **out, char *err, size_t errlen) {
   char why[512] = "";
   if (x->srv && px_server_reload_check(x->srv, next, why, sizeof why) < 0) {
     rc = cut_errf(err, errlen, CUT_ERR_CONFIG, "%s: %s", x->path, why);
+    goto fail;
+  }
+  /* The live comparison's rules (compare_ignore of the compare: live routes). */
+  if (x->comparer && (rc = rec_compare_rules_new(&rules, next, why, sizeof why)) < 0) {
+    rc = cut_errf(err, errlen, rc, "%s: %s", x->path, why[0] ? why : cut_strerror(rc));
     goto fail;
   }
   if (!(sn = calloc(1, sizeof *sn))) {
@@ -149,6 +156,10 @@ static int reload_cb(void *ud, json_t **out, char *err, size_t errlen) {
     if (health_start(x->health, next, sn->board, x->reg, why, sizeof why) < 0)
       log_error("proxy", "reload: health checks not running: %s", why);
   }
+  if (x->comparer) {
+    rec_comparer_set_rules(x->comparer, rules);
+    rules = NULL;
+  }
   sn->next = x->snaps;
   x->snaps = sn;
   x->cfg = next;
@@ -162,11 +173,13 @@ static int reload_cb(void *ud, json_t **out, char *err, size_t errlen) {
   snaps_reap(x);
   if (out)
     *out = json_pack("{s:s, s:s, s:s}", "status", "reloaded", "sha256", digest, "applied",
-                     "dials, experiments, routes, backends, limits and health checks now; "
-                     "workers, admin, recording and logging at the next restart");
+                     "dials, experiments, routes, backends, limits, live comparison and "
+                     "health checks now; workers, admin, recording sink and logging at the next "
+                     "restart");
   log_info("proxy", "config reloaded from %s (sha256 %.12s...)", x->path, digest);
   goto done;
 fail:
+  an_rules_free(rules);
   snap_free(sn);
   cfg_unref(next);
 done:
@@ -279,20 +292,17 @@ struct rec_rt {
   struct rec_metrics *metrics;
 };
 
+/* The comparer runs even when no route compares live yet: a reload may add one. */
 static int rec_rt_start(struct rec_rt *rt, const struct cfg *cfg, struct rec_recorder *rec,
                         struct met_registry *reg, char *err, size_t errlen) {
-  int live = 0, rc;
-  for (size_t i = 0; i < cfg->nroutes; i++)
-    live |= cfg->routes[i].compare == CFG_COMPARE_LIVE;
-  if (live) {
-    struct an_rules *rules = NULL;
-    if ((rc = rec_compare_rules_new(&rules, cfg, err, errlen)) < 0)
-      return rc;
-    if ((rc = rec_comparer_new(&rt->comparer, rules, rec ? rec_recorder_sink(rec) : NULL,
-                               &rt->compare, 0, err, errlen)) < 0) {
-      an_rules_free(rules);
-      return rc;
-    }
+  int rc;
+  struct an_rules *rules = NULL;
+  if ((rc = rec_compare_rules_new(&rules, cfg, err, errlen)) < 0)
+    return rc;
+  if ((rc = rec_comparer_new(&rt->comparer, rules, rec ? rec_recorder_sink(rec) : NULL,
+                             &rt->compare, 0, err, errlen)) < 0) {
+    an_rules_free(rules);
+    return rc;
   }
   struct rec_metrics_src src = {.sink = rec ? rec_recorder_sink(rec) : NULL,
                                 .mirror = &rt->mirror, .compare = &rt->compare};
@@ -454,6 +464,7 @@ int px_cmd(int argc, char **argv) {
     fprintf(stderr, "cutover proxy: recording: %s\n", err[0] ? err : cut_strerror(rc));
     goto out;
   }
+  x.comparer = recrt.comparer;
   struct px_decider decider = {
       .decide = dial_decide, .format = dial_decision_format, .store = x.store};
   struct px_server_opts opts = {.cfg = cfg, .ops = &pool_ops, .decider = &decider, .alog = alog,

@@ -10,6 +10,7 @@
 #include "common/cut_err.h"
 #include "common/sbuf.h"
 #include "replay/rec_avro.h"
+#include "replay/rec_pair_int.h"
 #include "replay/rec_avro_int.h"
 #include "replay/rec_schema_text.h"
 
@@ -291,6 +292,8 @@ struct rec_codec {
   avro_value_iface_t *iface;
   avro_value_t value;
   int has_value;
+  uint8_t *buf; /* rec_codec_encode_reuse's */
+  size_t bufcap;
 };
 
 int rec_codec_new(struct rec_codec **out, char *err, size_t errlen) {
@@ -329,6 +332,7 @@ void rec_codec_free(struct rec_codec *c) {
     avro_value_iface_decref(c->iface);
   if (c->schema)
     avro_schema_decref(c->schema);
+  free(c->buf);
   free(c);
 }
 
@@ -571,24 +575,54 @@ static void w_pair(struct wbuf *w, const struct rec_pair *p) {
   w_opt_response(w, p->primary_repeat);
 }
 
-int rec_codec_encode(struct rec_codec *c, struct rec_pair *p, uint8_t **out, size_t *outlen) {
-  (void)c;
+/* Encodes into w (which keeps its memory). */
+static int encode_into(struct wbuf *w, struct rec_pair *p) {
   rec_pair_finish(p);
   size_t guess = 512 + p->request.body.len;
   if (p->primary)
     guess += p->primary->body.len;
   for (size_t i = 0; i < p->nshadows; i++)
     guess += p->shadows[i]->body.len + 256;
-  struct wbuf w = {0};
-  w_reserve(&w, guess);
+  w->len = 0;
+  w->oom = 0;
+  w_reserve(w, guess);
   uint8_t h[REC_SOE_HEADER_LEN];
   rec_soe_header(h);
-  w_raw(&w, h, sizeof h);
-  w_pair(&w, p);
-  if (w.oom) {
+  w_raw(w, h, sizeof h);
+  w_pair(w, p);
+  return w->oom ? CUT_ERR_NOMEM : 0;
+}
+
+int rec_codec_encode(struct rec_codec *c, struct rec_pair *p, uint8_t **out, size_t *outlen) {
+  (void)c;
+  struct wbuf w = {0};
+  if (encode_into(&w, p)) {
     free(w.p);
     return CUT_ERR_NOMEM;
   }
+  *out = w.p;
+  *outlen = w.len;
+  return 0;
+}
+
+/* The codec's buffer is reused from record to record: no allocation per
+ * record once it has grown to the largest one (it is trimmed back when a
+ * rare big record left it much larger than needed). */
+#define KEEP_BUF (256u << 10)
+
+int rec_codec_encode_reuse(struct rec_codec *c, struct rec_pair *p, const uint8_t **out,
+                           size_t *outlen) {
+  if (c->bufcap > KEEP_BUF) { /* a rare big record: do not keep its buffer */
+    free(c->buf);
+    c->buf = NULL;
+    c->bufcap = 0;
+  }
+  struct wbuf w = {c->buf, 0, c->bufcap, 0};
+  int rc = encode_into(&w, p);
+  c->buf = w.p;
+  c->bufcap = w.cap;
+  if (rc)
+    return rc;
   *out = w.p;
   *outlen = w.len;
   return 0;
@@ -625,13 +659,14 @@ int rec_codec_encode_generic(struct rec_codec *c, struct rec_pair *p, uint8_t **
 
 /* ---- decoding ---- */
 
-static char *get_str(avro_value_t *rec, const char *field) {
+/* Decoded strings, lists and bodies go into the new pair's arena. */
+static char *get_str(struct rec_pair *p, avro_value_t *rec, const char *field) {
   avro_value_t v;
   const char *s = NULL;
   size_t n = 0;
   if (avro_value_get_by_name(rec, field, &v, NULL) || avro_value_get_string(&v, &s, &n))
     return NULL;
-  return strndup(s ? s : "", n ? n - 1 : 0);
+  return rec_pair_strndup(p, s ? s : "", n ? n - 1 : 0);
 }
 
 static int get_long(avro_value_t *rec, const char *field, int64_t *out) {
@@ -672,7 +707,7 @@ static int get_map(avro_value_t *rec, const char *field, struct rec_kvs *m) {
   return 0;
 }
 
-static int get_body(avro_value_t *rec, struct rec_body *b) {
+static int get_body(struct rec_pair *p, avro_value_t *rec, struct rec_body *b) {
   avro_value_t v;
   const void *data;
   size_t len;
@@ -681,11 +716,11 @@ static int get_body(avro_value_t *rec, struct rec_body *b) {
   if (avro_value_get_by_name(rec, "body", &v, NULL) || avro_value_get_bytes(&v, &data, &len))
     return -1;
   if (len) {
-    b->data = malloc(len);
+    b->data = rec_pair_alloc(p, len);
     if (!b->data)
       return -1;
     memcpy(b->data, data, len);
-    b->len = len;
+    b->len = b->room = len;
   }
   if (avro_value_get_by_name(rec, "body_truncated", &v, NULL) ||
       avro_value_get_boolean(&v, &trunc) || get_long(rec, "body_size", &size))
@@ -705,7 +740,7 @@ static int get_opt(avro_value_t *rec, const char *field, avro_value_t *branch) {
   return d == 1;
 }
 
-static int get_opt_str(avro_value_t *rec, const char *field, char **out) {
+static int get_opt_str(struct rec_pair *p, avro_value_t *rec, const char *field, char **out) {
   avro_value_t br;
   const char *s;
   size_t n;
@@ -714,44 +749,40 @@ static int get_opt_str(avro_value_t *rec, const char *field, char **out) {
     return has;
   if (avro_value_get_string(&br, &s, &n))
     return -1;
-  *out = strndup(s, n ? n - 1 : 0);
+  *out = rec_pair_strndup(p, s, n ? n - 1 : 0);
   return *out ? 0 : -1;
 }
 
-static struct rec_response *get_response(avro_value_t *r) {
-  struct rec_response *x = calloc(1, sizeof *x);
+static struct rec_response *get_response(struct rec_pair *p, avro_value_t *r) {
+  struct rec_response *x = rec_pair_response_alloc(p);
   avro_value_t v;
   int32_t status;
   if (!x)
     return NULL;
-  x->backend = get_str(r, "backend");
-  x->host = get_str(r, "host");
-  char *sha = get_str(r, "body_sha256");
+  x->backend = get_str(p, r, "backend");
+  x->host = get_str(p, r, "host");
+  char *sha = get_str(p, r, "body_sha256");
   if (!x->backend || !x->host || !sha)
-    goto fail;
+    return NULL;
   snprintf(x->body.sha256, sizeof x->body.sha256, "%s", sha);
-  free(sha);
-  sha = NULL;
+  x->body.ended = 1;
   if (avro_value_get_by_name(r, "status", &v, NULL) || avro_value_get_int(&v, &status))
-    goto fail;
+    return NULL;
   x->status = status;
-  if (get_headers(r, "headers", &x->headers) || get_body(r, &x->body) ||
-      get_long(r, "latency_us", &x->latency_us) || get_opt_str(r, "error", &x->error) < 0 ||
+  if (get_headers(r, "headers", &x->headers) || get_body(p, r, &x->body) ||
+      get_long(r, "latency_us", &x->latency_us) || get_opt_str(p, r, "error", &x->error) < 0 ||
       get_map(r, "lineage", &x->lineage))
-    goto fail;
+    return NULL;
   return x;
-fail:
-  free(sha);
-  rec_response_free(x);
-  return NULL;
 }
 
-static int get_opt_response(avro_value_t *rec, const char *field, struct rec_response **out) {
+static int get_opt_response(struct rec_pair *p, avro_value_t *rec, const char *field,
+                            struct rec_response **out) {
   avro_value_t br;
   int has = get_opt(rec, field, &br);
   if (has <= 0)
     return has;
-  *out = get_response(&br);
+  *out = get_response(p, &br);
   return *out ? 0 : -1;
 }
 
@@ -759,37 +790,42 @@ static int extract(avro_value_t *rec, struct rec_pair *p) {
   avro_value_t v, req, arr, item;
   int kind;
   size_t n;
-  if (!(p->correlation_id = get_str(rec, "correlation_id")) ||
+  if (!(p->correlation_id = get_str(p, rec, "correlation_id")) ||
       get_long(rec, "time_us", &p->time_us))
     return -1;
   if (avro_value_get_by_name(rec, "kind", &v, NULL) || avro_value_get_enum(&v, &kind))
     return -1;
   p->kind = (enum rec_kind)kind;
-  if (!(p->source = get_str(rec, "source")) || !(p->route = get_str(rec, "route")) ||
-      get_map(rec, "decision", &p->decision) || get_opt_str(rec, "device_key", &p->device_key) < 0)
+  if (!(p->source = get_str(p, rec, "source")) || !(p->route = get_str(p, rec, "route")) ||
+      get_map(rec, "decision", &p->decision) ||
+      get_opt_str(p, rec, "device_key", &p->device_key) < 0)
     return -1;
   if (avro_value_get_by_name(rec, "request", &req, NULL) ||
-      !(p->request.method = get_str(&req, "method")) ||
-      !(p->request.authority = get_str(&req, "authority")) ||
-      !(p->request.path = get_str(&req, "path")) || !(p->request.query = get_str(&req, "query")) ||
-      get_headers(&req, "headers", &p->request.headers) || get_body(&req, &p->request.body))
+      !(p->request.method = get_str(p, &req, "method")) ||
+      !(p->request.authority = get_str(p, &req, "authority")) ||
+      !(p->request.path = get_str(p, &req, "path")) ||
+      !(p->request.query = get_str(p, &req, "query")) ||
+      get_headers(&req, "headers", &p->request.headers) || get_body(p, &req, &p->request.body))
     return -1;
-  if (get_opt_response(rec, "primary", &p->primary) < 0)
+  if (get_opt_response(p, rec, "primary", &p->primary) < 0)
     return -1;
   if (avro_value_get_by_name(rec, "shadows", &arr, NULL) || avro_value_get_size(&arr, &n))
     return -1;
   if (n) {
-    p->shadows = calloc(n, sizeof *p->shadows);
+    size_t cap = 1; /* a power of two, as rec_pair_add_response grows it */
+    while (cap < n)
+      cap *= 2;
+    p->shadows = rec_pair_alloc(p, cap * sizeof *p->shadows);
     if (!p->shadows)
       return -1;
     for (size_t i = 0; i < n; i++) {
       if (avro_value_get_by_index(&arr, i, &item, NULL) ||
-          !(p->shadows[i] = get_response(&item)))
+          !(p->shadows[i] = get_response(p, &item)))
         return -1;
       p->nshadows++;
     }
   }
-  return get_opt_response(rec, "primary_repeat", &p->primary_repeat) < 0 ? -1 : 0;
+  return get_opt_response(p, rec, "primary_repeat", &p->primary_repeat) < 0 ? -1 : 0;
 }
 
 /*
@@ -911,8 +947,8 @@ int rec_codec_decode_binary(struct rec_codec *c, const uint8_t *buf, size_t len,
   avro_reader_free(r);
   if (rc)
     return CUT_ERR_AVRO;
-  struct rec_pair *p = calloc(1, sizeof *p);
-  if (!p)
+  struct rec_pair *p;
+  if (rec_pair_new_blank(&p))
     return CUT_ERR_NOMEM;
   if (extract(&c->value, p)) {
     rec_pair_free(p);

@@ -64,6 +64,14 @@ void *rec_codec_schema(struct rec_codec *c);
 int rec_codec_encode(struct rec_codec *c, struct rec_pair *p, uint8_t **out, size_t *outlen);
 
 /*
+ * The same, into the codec's own buffer, which is reused by the next call:
+ * *out (borrowed) is valid until then. No allocation once the buffer has
+ * grown. Returns 0 or CUT_ERR_NOMEM.
+ */
+int rec_codec_encode_reuse(struct rec_codec *c, struct rec_pair *p, const uint8_t **out,
+                           size_t *outlen);
+
+/*
  * Decodes a single-object record. Returns 0 and a new pair in *out (caller
  * frees with rec_pair_free; its opts are NULL), CUT_ERR_PARSE when the header
  * is not C3 01, CUT_ERR_UNSUPPORTED when the fingerprint is not the embedded

@@ -132,7 +132,8 @@ int rec_compare_pair(const struct an_rules *rules, struct rec_pair *p, struct an
 /* ---- the comparison thread ---- */
 
 struct rec_comparer {
-  struct an_rules *rules;
+  struct an_rules *rules;      /* the thread's */
+  struct an_rules *next_rules; /* set by rec_comparer_set_rules; the thread takes it over */
   struct rec_sink *sink;
   struct rec_codec *codec;
   struct rec_compare_stats *stats;
@@ -183,7 +184,14 @@ static void *compare_main(void *arg) {
     c->head = (c->head + 1) % c->cap;
     c->n--;
     c->busy = 1;
+    struct an_rules *old = NULL;
+    if (c->next_rules) { /* a reload: only this thread uses the rules */
+      old = c->rules;
+      c->rules = c->next_rules;
+      c->next_rules = NULL;
+    }
     pthread_mutex_unlock(&c->mu);
+    an_rules_free(old);
     ADD(queue_depth, -1);
     handle(c, &res, p);
     an_result_reset(&res); /* drop the parsed bodies before waiting */
@@ -269,6 +277,15 @@ void rec_comparer_free(struct rec_comparer *c) {
   pthread_mutex_destroy(&c->mu);
   rec_codec_free(c->codec);
   an_rules_free(c->rules);
+  an_rules_free(c->next_rules);
   free(c->ring);
   free(c);
+}
+
+void rec_comparer_set_rules(struct rec_comparer *c, struct an_rules *rules) {
+  pthread_mutex_lock(&c->mu);
+  struct an_rules *unused = c->next_rules; /* never taken: replaced before the next pair */
+  c->next_rules = rules;
+  pthread_mutex_unlock(&c->mu);
+  an_rules_free(unused);
 }

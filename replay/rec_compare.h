@@ -92,6 +92,14 @@ int rec_comparer_new(struct rec_comparer **out, struct an_rules *rules, struct r
  */
 int rec_comparer_submit(struct rec_comparer *c, struct rec_pair *p);
 
+/*
+ * Replaces the comparison rules (a config reload): takes ownership of
+ * `rules`. Pairs taken by the thread from now on are compared under them;
+ * the old rules are freed by the thread. Any thread; never blocks on a
+ * comparison.
+ */
+void rec_comparer_set_rules(struct rec_comparer *c, struct an_rules *rules);
+
 /* Waits until every pair submitted so far is compared (blocks: tests and
  * shutdown only). */
 void rec_comparer_flush(struct rec_comparer *c);

@@ -100,7 +100,13 @@ static int register_all(struct rec_metrics *m, const struct rec_metrics_src *src
                   rs ? &rs->queue_depth : NULL, err, errlen)) < 0 ||
       (rc = gauge(m, "cutover_record_spill_queue_depth",
                   "Records waiting for the spill (or file sink) writer.",
-                  rs ? &rs->spill_queue_depth : NULL, err, errlen)) < 0)
+                  rs ? &rs->spill_queue_depth : NULL, err, errlen)) < 0 ||
+      (rc = gauge(m, "cutover_record_pair_queue_depth",
+                  "Finished pairs waiting for the recording thread.",
+                  rs ? &rs->pair_queue_depth : NULL, err, errlen)) < 0 ||
+      (rc = counter(m, "cutover_record_pair_queue_full_total",
+                    "Pairs encoded on their worker because the recording thread's queue was full.",
+                    NULL, NULL, rs ? &rs->pair_queue_full : NULL, err, errlen)) < 0)
     return rc;
   if ((rc = counter(m, "cutover_shadow_sent_total", "Shadow requests started.", NULL, NULL,
                     ms ? &ms->sent : NULL, err, errlen)) < 0)

@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "replay/rec_avro.h"
 #include "replay/rec_compare.h"
+#include "replay/rec_mem.h"
 #include "replay/rec_mirror.h"
 #include "replay/rec_px.h"
 
@@ -113,8 +114,10 @@ static void finish(struct rec_mirror *m) {
   if (m->pair && m->compare && e->comparer && rec_comparer_submit(e->comparer, m->pair) == 0)
     m->pair = NULL;
   if (m->pair && e->sink) {
-    if (rec_sink_submit_pair(e->sink, e->codec, m->pair) == 0)
+    /* queued for the recording thread (or, when its queue is full, recorded here) */
+    if (rec_sink_record_pair(e->sink, e->codec, m->pair) == 0)
       atomic_fetch_add_explicit(&e->stats->recorded, 1, memory_order_relaxed);
+    m->pair = NULL;
   }
   for (size_t i = INLINE_SHADOWS; i < m->nshadows; i++)
     free(m->shadows[i]);
@@ -145,7 +148,9 @@ int rec_mirror_new(struct rec_mirror **out, struct rec_mirror_env *env, const ch
   memcpy(m->primary_backend, primary_backend, blen + 1);
   m->compare = mode == REC_MIRROR_COMPARE && env->comparer;
   if ((mode == REC_MIRROR_RECORD && env->sink) || m->compare) {
-    if (rec_pair_new(&m->pair, env->opts, id ? id : "", time_us, route) ||
+    if (!env->mem && rec_mem_new(&env->mem, 0) < 0)
+      env->mem = NULL; /* no cache: the pair's blocks come from malloc */
+    if (rec_pair_new_in(&m->pair, env->mem, env->opts, id ? id : "", time_us, route) ||
         rec_pair_request_head(m->pair, head) || (dec && rec_pair_decision(m->pair, dec)) ||
         rec_pair_add_response(m->pair, REC_SIDE_PRIMARY, m->primary_backend, &m->primary))
       goto nomem;
@@ -456,5 +461,8 @@ void rec_mirror_env_shutdown(struct rec_mirror_env *env) {
     if (m->refs == 0)
       finish(m);
   }
+  /* Pairs still queued elsewhere hold their own references to the cache. */
+  rec_mem_unref(env->mem);
+  env->mem = NULL;
 }
 

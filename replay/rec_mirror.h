@@ -14,6 +14,7 @@
 #include "replay/rec_sink.h"
 
 struct event_base;
+struct rec_mem;
 
 /*
  * The proxy creates a rec_mirror for each request of a route that mirrors or
@@ -84,6 +85,8 @@ struct rec_mirror_env {
   size_t over_total;              /* bytes queued past the watermarks, all shadows */
   struct rec_mirror *live;        /* mirrors not finished yet (for shutdown) */
   const struct timeval *shadow_tv; /* common timeout for shadow_timeout_ms, set on first use */
+  struct rec_mem *mem;            /* block cache of this worker's pairs, made on first use and
+                                     released by rec_mirror_env_shutdown (rec_mem.h) */
 };
 
 struct rec_mirror;

@@ -22,10 +22,30 @@
 
 #define REC_REDACTED "<redacted>"
 
+struct rec_mem;
+
+/*
+ * The memory of a pair: its strings, lists, responses and small bodies come
+ * from a chain of blocks that rec_pair_free gives back at once (to the
+ * pair's rec_mem block cache when it has one, else to free()). Bigger
+ * allocations get a block of their own in the chain. Nothing in a pair is
+ * freed on its own.
+ */
+struct rec_blk;
+struct rec_arena {
+  struct rec_blk *blocks; /* newest first */
+  char *cur;              /* free space of the newest cache-sized block */
+  size_t left;
+  size_t bytes;           /* every block's size together */
+  struct rec_mem *mem;    /* block cache (one reference held); NULL = malloc */
+};
+
 /* Ordered list of name/value strings: headers (duplicates kept, in order) or a
- * map (unique keys; a repeated key replaces the value). Strings are owned: an
- * entry's key and value share one allocation (the key's), so change entries
- * only through rec_kvs_append / rec_kvs_set / rec_kvs_clear. */
+ * map (unique keys; a repeated key replaces the value). An entry's key and
+ * value share one allocation (the key's), from `arena` when set (a pair's
+ * lists; freed with the pair) or from malloc (a list of its own, `{0}`;
+ * freed by rec_kvs_clear). Change entries only through rec_kvs_append /
+ * rec_kvs_set / rec_kvs_clear. */
 struct rec_kv {
   char *key;
   char *value;
@@ -34,6 +54,7 @@ struct rec_kvs {
   struct rec_kv *v;
   size_t n;
   size_t cap;
+  struct rec_arena *arena; /* borrowed; NULL = malloc */
 };
 
 /* Returns the value of the first entry named `key` (exact match), or NULL. */
@@ -41,12 +62,17 @@ const char *rec_kvs_get(const struct rec_kvs *l, const char *key);
 
 /* A body as recorded: the first bytes, the full size and a running SHA-256. */
 struct rec_body {
-  uint8_t *data;          /* the kept bytes (owned); NULL when len is 0 */
+  uint8_t *data;          /* the kept bytes (in the pair's arena); NULL when len is 0 */
   size_t len;             /* bytes kept, <= the cap */
+  size_t room;            /* bytes allocated at data */
+  int big;                /* data is a block of its own in the arena (grows by realloc) */
   uint64_t size;          /* every byte seen, also past the cap */
   int truncated;          /* 1 when size > len */
-  char sha256[65];        /* lower-case hex of the whole body; "" until finished */
-  void *md;               /* EVP_MD_CTX while streaming; NULL once finished */
+  char sha256[65];        /* lower-case hex of the whole body; "" until rec_body_finish */
+  int ended;              /* no more bytes (rec_response_finish, rec_body_finish) */
+  int md_on;              /* 1 while the digest below runs (a body longer than its cap) */
+  uint64_t md[14];        /* SHA-256 state while streaming (no allocation) */
+  struct rec_arena *arena; /* where data comes from (the pair's) */
 };
 
 enum rec_kind { REC_KIND_PAIR = 0, REC_KIND_PRIMARY = 1, REC_KIND_SHADOW = 2 };
@@ -99,17 +125,30 @@ struct rec_pair {
   size_t nshadows;
   struct rec_response *primary_repeat;/* NULL when absent */
   const struct rec_opts *opts;        /* borrowed; NULL in decoded pairs */
+  struct rec_pair *qnext;             /* link while a queue owns the pair (rec_pairq.h) */
+  struct rec_arena arena;             /* everything above lives here */
 };
 
 /*
  * Creates an empty pair of kind PAIR. `opts` is borrowed and must outlive the
  * pair (it may be NULL: no cap on bodies, default redaction, no lineage).
  * Strings are copied. Returns 0 or CUT_ERR_NOMEM / CUT_ERR_INVALID.
- * Caller frees with rec_pair_free().
+ * Caller frees with rec_pair_free() (on any thread).
  */
 int rec_pair_new(struct rec_pair **out, const struct rec_opts *opts, const char *correlation_id,
                  int64_t time_us, const char *route);
+
+/* The same, with the pair's memory taken from `mem` (a block cache owned by
+ * the calling thread; the pair takes a reference, so the cache lives until
+ * the pair is freed, on any thread). mem NULL = rec_pair_new. */
+int rec_pair_new_in(struct rec_pair **out, struct rec_mem *mem, const struct rec_opts *opts,
+                    const char *correlation_id, int64_t time_us, const char *route);
+
+/* Gives back all the memory of the pair at once. NULL is ok. */
 void rec_pair_free(struct rec_pair *p);
+
+/* About how many bytes of memory `p` holds (for queue bounds). */
+size_t rec_pair_mem_size(const struct rec_pair *p);
 
 /* Adds a decision label (e.g. "via" -> "dial"). Returns 0 or CUT_ERR_NOMEM. */
 int rec_pair_decision_set(struct rec_pair *p, const char *key, const char *value);
@@ -152,12 +191,15 @@ int rec_response_header(struct rec_pair *p, struct rec_response *r, const char *
 /* Response body bytes as they stream (borrowed). */
 int rec_response_body(struct rec_pair *p, struct rec_response *r, const uint8_t *data, size_t len);
 
-/* Ends the response: latency, and error (NULL when complete; copied).
- * Finishes the body checksum. Returns 0 or CUT_ERR_NOMEM. */
+/* Ends the response: latency, and error (NULL when complete; copied). The
+ * body takes no more bytes; its checksum is computed by rec_pair_finish (the
+ * encoder and the comparer call it), so that a worker need not hash a body
+ * it kept whole. Returns 0 or CUT_ERR_NOMEM. */
 int rec_response_finish(struct rec_pair *p, struct rec_response *r, int64_t latency_us,
                         const char *error);
 
-/* Finishes every body checksum not finished yet (the encoder calls it). */
+/* Ends every body and computes the checksums not computed yet (the encoder
+ * and the comparer call it; the pair is read-only afterwards). */
 void rec_pair_finish(struct rec_pair *p);
 
 /*
@@ -177,13 +219,10 @@ int rec_kvs_append(struct rec_kvs *l, const char *k, size_t klen, const char *v,
 int rec_kvs_set(struct rec_kvs *l, const char *k, size_t klen, const char *v, size_t vlen);
 void rec_kvs_clear(struct rec_kvs *l);
 
-/* Body helpers, shared with the decoder. rec_body_append keeps at most `cap`
- * bytes in total; rec_body_finish computes the hex digest (idempotent). */
+/* Body helpers. rec_body_append keeps at most `cap` bytes in total (the
+ * checksum still covers every byte); rec_body_finish ends the body and
+ * computes the hex digest (idempotent). */
 int rec_body_append(struct rec_body *b, uint64_t cap, const uint8_t *data, size_t len);
 void rec_body_finish(struct rec_body *b);
-void rec_body_clear(struct rec_body *b);
-
-/* Frees a response's contents and the response itself. NULL is ok. */
-void rec_response_free(struct rec_response *r);
 
 #endif

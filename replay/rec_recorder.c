@@ -6,6 +6,7 @@
 #include "common/cut_err.h"
 #include "common/log.h"
 #include "replay/rec_kafka.h"
+#include "replay/rec_pairq.h"
 #include "replay/rec_recorder.h"
 
 #define EMBEDDED_PARTITIONS 4
@@ -54,6 +55,9 @@ int rec_recorder_new(struct rec_recorder **out, const struct cfg_recording *rc, 
     break;
   }
   }
+  /* Encoding and producing happen on the recording thread, not on the workers. */
+  if (!rc2 && r->sink)
+    rc2 = rec_sink_start_thread(r->sink, NULL, err, errlen);
   if (rc2) {
     rec_recorder_free(r);
     return rc2;

@@ -15,8 +15,9 @@
  *    created with 4 partitions) and a Kafka sink to it;
  *  - sink kafka otherwise: a Kafka sink to the configured brokers;
  *  - sink file: Avro container files in file_dir.
- * Kafka sinks spill to spill_dir. Thread-safe after creation: workers call
- * rec_recorder_submit() with their own codec.
+ * Kafka sinks spill to spill_dir. The sink gets a recording thread
+ * (rec_sink_start_thread): workers hand finished pairs to it with
+ * rec_sink_record_pair(). Thread-safe after creation.
  */
 struct rec_recorder;
 

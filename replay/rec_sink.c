@@ -5,6 +5,7 @@
 #include "common/cut_err.h"
 #include "replay/rec_avro.h"
 #include "replay/rec_avrofile.h"
+#include "replay/rec_pairq.h"
 #include "replay/rec_sink.h"
 
 int rec_sink_submit(struct rec_sink *s, const char *key, size_t keylen, const uint8_t *rec,
@@ -15,19 +16,38 @@ int rec_sink_submit(struct rec_sink *s, const char *key, size_t keylen, const ui
 }
 
 int rec_sink_submit_pair(struct rec_sink *s, struct rec_codec *codec, struct rec_pair *p) {
-  uint8_t *buf;
+  /* Encoded into the codec's reused buffer; the sink copies what it keeps.
+   * (Handing librdkafka a malloc'ed buffer to free instead saves the copy,
+   * but the buffer is then freed on librdkafka's thread, and allocating a
+   * fresh one per record on this thread costs more than the copy.) */
+  const uint8_t *buf;
   size_t len;
-  int rc = rec_codec_encode(codec, p, &buf, &len);
+  int rc = rec_codec_encode_reuse(codec, p, &buf, &len);
   if (rc) {
     rec_stat_add(&s->stats, dropped[REC_DROP_ENCODE], 1);
     return rc;
   }
-  rc = rec_sink_submit(s, p->correlation_id, strlen(p->correlation_id), buf, len);
-  free(buf);
+  return rec_sink_submit(s, p->correlation_id, strlen(p->correlation_id), buf, len);
+}
+
+int rec_sink_start_thread(struct rec_sink *s, const struct rec_pairq_opts *o, char *err,
+                          size_t errlen) {
+  if (s->pairq)
+    return CUT_ERR_STATE;
+  return rec_pairq_new(&s->pairq, s, o, err, errlen);
+}
+
+int rec_sink_record_pair(struct rec_sink *s, struct rec_codec *codec, struct rec_pair *p) {
+  if (s->pairq && rec_pairq_push(s->pairq, p) == 0)
+    return 0;
+  int rc = rec_sink_submit_pair(s, codec, p);
+  rec_pair_free(p);
   return rc;
 }
 
 void rec_sink_flush(struct rec_sink *s, int timeout_ms) {
+  if (s->pairq)
+    rec_pairq_flush(s->pairq);
   if (s->ops->flush)
     s->ops->flush(s, timeout_ms);
 }
@@ -37,8 +57,11 @@ void rec_sink_stats(const struct rec_sink *s, struct rec_stats_view *out) {
 }
 
 void rec_sink_free(struct rec_sink *s) {
-  if (s)
-    s->ops->free(s);
+  if (!s)
+    return;
+  rec_pairq_free(s->pairq); /* first: it submits what is still queued */
+  s->pairq = NULL;
+  s->ops->free(s);
 }
 
 /* ---- file sink ---- */

@@ -9,6 +9,8 @@
 #include "replay/rec_stats.h"
 
 struct rec_codec;
+struct rec_pairq;
+struct rec_pairq_opts;
 
 /*
  * A sink takes single-object records (rec_avro.h) from any thread. Submitting
@@ -30,6 +32,7 @@ struct rec_sink_ops {
 struct rec_sink {
   const struct rec_sink_ops *ops;
   struct rec_stats stats;
+  struct rec_pairq *pairq; /* the recording thread (rec_sink_start_thread); NULL = none */
 };
 
 /*
@@ -42,18 +45,39 @@ struct rec_sink {
 int rec_sink_submit(struct rec_sink *s, const char *key, size_t keylen, const uint8_t *rec,
                     size_t len);
 
-/* Encodes `p` with `codec` (the calling thread's) and submits it, keyed by
- * the correlation id. Encoding failures are counted as REC_DROP_ENCODE. */
+/* Encodes `p` (borrowed) with `codec` (the calling thread's) and submits it,
+ * keyed by the correlation id. Encoding failures are counted as
+ * REC_DROP_ENCODE. */
 int rec_sink_submit_pair(struct rec_sink *s, struct rec_codec *codec, struct rec_pair *p);
 
-/* Waits up to timeout_ms for queued records to be delivered or written
- * (blocks: for shutdown and tests, never on a loop thread). */
+/*
+ * Starts the sink's recording thread (rec_pairq.h; `o` may be NULL for the
+ * defaults): from then on rec_sink_record_pair() hands pairs to it. Call
+ * once, before the sink is shared. Returns 0 or a negative CUT_ERR_* with
+ * err text.
+ */
+int rec_sink_start_thread(struct rec_sink *s, const struct rec_pairq_opts *o, char *err,
+                          size_t errlen);
+
+/*
+ * Records a finished pair: takes ownership of `p` in every case. With a
+ * recording thread the pair is queued for it; without one, or when its queue
+ * is full (counted in stats.pair_queue_full), it is encoded with `codec` (the
+ * calling thread's) and submitted here, then freed. Returns 0 when queued or
+ * submitted, else what rec_sink_submit_pair returns (counted).
+ */
+int rec_sink_record_pair(struct rec_sink *s, struct rec_codec *codec, struct rec_pair *p);
+
+/* Waits until the recording thread has submitted every queued pair, then up
+ * to timeout_ms for queued records to be delivered or written (blocks: for
+ * shutdown and tests, never on a loop thread). */
 void rec_sink_flush(struct rec_sink *s, int timeout_ms);
 
 /* Counters. */
 void rec_sink_stats(const struct rec_sink *s, struct rec_stats_view *out);
 
-/* Delivers or spills what is queued (within the sink's shutdown timeout),
+/* Stops the recording thread after it submitted every queued pair, then
+ * delivers or spills what is queued (within the sink's shutdown timeout),
  * closes files with fsync, frees. NULL is ok. */
 void rec_sink_free(struct rec_sink *s);
 

@@ -29,5 +29,7 @@ void rec_stats_read(const struct rec_stats *s, struct rec_stats_view *out) {
   }
   out->queue_depth = LOAD(queue_depth);
   out->spill_queue_depth = LOAD(spill_queue_depth);
+  out->pair_queue_depth = LOAD(pair_queue_depth);
+  out->pair_queue_full = LOAD(pair_queue_full);
 }
 

@@ -34,6 +34,8 @@ struct rec_stats {
   _Atomic uint64_t dropped[REC_DROP_N];
   _Atomic int64_t queue_depth;     /* records in Kafka's producer queue (produced, no report yet) */
   _Atomic int64_t spill_queue_depth; /* records waiting for the spill/file writer thread */
+  _Atomic int64_t pair_queue_depth;  /* pairs waiting for the recording thread (rec_pairq.h) */
+  _Atomic uint64_t pair_queue_full;  /* pairs recorded by their worker: the recording thread's queue was full */
 };
 
 /* A plain copy of the counters, for metrics and tests. */
@@ -41,7 +43,8 @@ struct rec_stats_view {
   uint64_t produced, delivered, failed, spilled, drained;
   uint64_t dropped[REC_DROP_N];
   uint64_t dropped_total;
-  int64_t queue_depth, spill_queue_depth;
+  int64_t queue_depth, spill_queue_depth, pair_queue_depth;
+  uint64_t pair_queue_full;
 };
 
 /* Copies the counters of s (borrowed) into *out; each is read atomically, the set is not a snapshot. */

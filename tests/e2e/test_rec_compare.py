@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import signal
 import sys
 import time
 import urllib.request
@@ -22,17 +23,20 @@ TOPIC = "cutover.pairs"
 
 
 class RecordingMetricsCase(e2e.CutoverTestCase):
+    def config(self, routes):
+        return e2e.proxy_config(
+            self.port, {"legacy": self.legacy, "modern": self.modern}, routes=routes,
+            admin={"listen": "127.0.0.1:%d" % self.admin_port, "token_file": self.token_file},
+            recording={"kafka": {"brokers": "embedded", "topic": TOPIC},
+                       "spill": {"dir": os.path.join(self.tmp, "spill")}})
+
     def start_all(self, routes):
         self.legacy = self.start_demo_backend("legacy")
         self.modern = self.start_demo_backend("modern")
         self.port = e2e.free_port()
         self.admin_port = e2e.free_port()
         self.token_file = os.path.join(self.tmp, "run", "admin.token")
-        cfg = e2e.proxy_config(
-            self.port, {"legacy": self.legacy, "modern": self.modern}, routes=routes,
-            admin={"listen": "127.0.0.1:%d" % self.admin_port, "token_file": self.token_file},
-            recording={"kafka": {"brokers": "embedded", "topic": TOPIC},
-                       "spill": {"dir": os.path.join(self.tmp, "spill")}})
+        cfg = self.config(routes)
         self.proxy = self.start_proxy(self.write_config(cfg),
                                       wait_ports=[self.port, self.admin_port])
         m = None
@@ -51,6 +55,17 @@ class RecordingMetricsCase(e2e.CutoverTestCase):
         c.close()
         self.assertEqual(r.status, 200)
         self.assertEqual(json.loads(body)["backend"], "legacy")
+
+    def reload(self, method="POST", path="/reload"):
+        with open(self.token_file) as f:
+            token = f.read().strip()
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.admin_port, path),
+                                     method=method, headers={"Authorization": "Bearer " + token})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read().decode())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read().decode())
 
     def metrics(self):
         with open(self.token_file) as f:
@@ -155,6 +170,53 @@ class TestLiveCompare(RecordingMetricsCase):
         self.assertEqual(s["cutover_record_produced_total"], differ)
         self.assertEqual(s["cutover_record_delivered_total"], differ)
         self.assertEqual(sorted(self.read_ids(differ)), sorted(want))
+
+
+class TestLiveCompareReload(RecordingMetricsCase):
+    def counts(self, before, n):
+        """Sends n requests and returns (matches, mismatches) they added."""
+        for i in range(n):
+            self.get("/items/%d" % i, "r-%d-%d" % (before, i))
+        want = before + n
+        s = self.wait_metrics(lambda s: s.get("cutover_compare_matches_total", 0)
+                              + s.get("cutover_compare_mismatches_total", 0) >= want)
+        return s["cutover_compare_matches_total"], s["cutover_compare_mismatches_total"]
+
+    def test_reload_applies_compare_settings(self):
+        # At start no route compares: mirrored pairs are neither compared nor recorded.
+        self.start_all([{"name": "api", "backend": "legacy", "mirror": ["modern"]}])
+        for i in range(3):
+            self.get("/items/%d" % i, "x-%d" % i)
+        s = self.wait_metrics(lambda s: s.get("cutover_shadow_sent_total") == 3)
+        self.assertEqual(s["cutover_compare_matches_total"], 0)
+        self.assertEqual(s["cutover_compare_mismatches_total"], 0)
+        # Reload: the route compares live, ignoring the field that differs.
+        live = {"name": "api", "backend": "legacy", "mirror": ["modern"], "compare": "live",
+                "compare_ignore": ["$.backend"]}
+        self.write_config(self.config([live]))
+        status, body = self.reload()
+        self.assertEqual(status, 200, body)
+        self.assertIn("live comparison", body["applied"])
+        self.assertEqual(self.counts(0, 4), (4, 0))
+        # SIGHUP with the ignore list gone: the same responses now differ.
+        live["compare_ignore"] = []
+        sha = self.reload("GET", "/status")[1]["config"]["sha256"]
+        self.write_config(self.config([live]))
+        self.proxy.signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while self.reload("GET", "/status")[1]["config"]["sha256"] == sha:
+            self.assertLess(time.time(), deadline, "SIGHUP did not reload")
+            time.sleep(0.05)
+        self.assertEqual(self.counts(4, 5), (4, 5))
+        # A bad ignore path is refused, and the running rules stay.
+        live["compare_ignore"] = ["$.items[x"]
+        self.write_config(self.config([live]))
+        status, body = self.reload()
+        self.assertEqual(status, 400, body)
+        self.assertIn("compare_ignore", json.dumps(body))
+        self.assertEqual(self.counts(9, 2), (4, 7))
+        s = self.wait_metrics(lambda s: s.get("cutover_record_delivered_total") == 7)
+        self.assertEqual(s["cutover_record_delivered_total"], 7)  # only the mismatches
 
 
 if __name__ == "__main__":

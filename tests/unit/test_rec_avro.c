@@ -240,6 +240,39 @@ static void same_bytes(struct rec_codec *c, struct rec_pair *p) {
   free(b);
 }
 
+/* The reusing encoder gives the same bytes as the allocating one, keeps its
+ * buffer across records, and gives back a buffer a big record left. */
+static void test_rec_avro_encode_reuse(void **state) {
+  (void)state;
+  struct rec_codec *c;
+  assert_int_equal(rec_codec_new(&c, NULL, 0), 0);
+  struct rec_opts o = {.max_body = 1 << 20};
+  const uint8_t *r1, *r2;
+  size_t l1, l2, la;
+  uint8_t *a;
+  struct rec_pair *p = sample_pair(&o);
+  assert_int_equal(rec_codec_encode(c, p, &a, &la), 0);
+  assert_int_equal(rec_codec_encode_reuse(c, p, &r1, &l1), 0);
+  assert_int_equal(l1, la);
+  assert_memory_equal(r1, a, la);
+  assert_int_equal(rec_codec_encode_reuse(c, p, &r2, &l2), 0);
+  assert_ptr_equal(r1, r2); /* the same buffer, no new allocation */
+  assert_int_equal(l2, la);
+  free(a);
+  rec_pair_free(p);
+  static uint8_t big[300000];
+  assert_int_equal(rec_pair_new(&p, &o, "big", 1, "r"), 0);
+  assert_int_equal(rec_pair_request_body(p, big, sizeof big), 0);
+  assert_int_equal(rec_codec_encode_reuse(c, p, &r1, &l1), 0);
+  assert_true(l1 > sizeof big);
+  rec_pair_free(p);
+  p = sample_pair(&o);
+  assert_int_equal(rec_codec_encode_reuse(c, p, &r2, &l2), 0);
+  assert_int_equal(l2, la); /* a fresh, small buffer after the big one */
+  rec_pair_free(p);
+  rec_codec_free(c);
+}
+
 static void test_rec_avro_direct_encoder(void **state) {
   (void)state;
   struct rec_codec *c;
@@ -283,6 +316,7 @@ int main(void) {
       cmocka_unit_test(test_rec_avro_canonical_form),
       cmocka_unit_test(test_rec_avro_fingerprint),
       cmocka_unit_test(test_rec_avro_round_trip),
+      cmocka_unit_test(test_rec_avro_encode_reuse),
       cmocka_unit_test(test_rec_avro_minimal_pair),
       cmocka_unit_test(test_rec_avro_worked_example),
       cmocka_unit_test(test_rec_avro_direct_encoder),

@@ -134,7 +134,7 @@ static void cap_free(struct rec_sink *s) {
   c->n = 0;
 }
 
-static const struct rec_sink_ops cap_ops = {"capture", cap_submit, NULL, cap_free};
+static const struct rec_sink_ops cap_ops = {.name = "capture", .submit = cap_submit, .free = cap_free};
 
 struct fixture {
   struct cap_sink sink;
@@ -170,6 +170,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   struct fixture *f = *state;
+  rec_mirror_env_shutdown(&f->env); /* as a worker does when it stops: releases its block cache */
   cap_free(&f->sink.base);
   rec_codec_free(f->codec);
   px_request_head_clear(&f->head);
@@ -537,7 +538,8 @@ static int cap_submit_break(struct rec_sink *s, const char *key, size_t keylen, 
   return rc;
 }
 
-static const struct rec_sink_ops cap_break_ops = {"capture", cap_submit_break, NULL, cap_free};
+static const struct rec_sink_ops cap_break_ops = {
+    .name = "capture", .submit = cap_submit_break, .free = cap_free};
 
 static int real_start(struct px_pool *p, const struct px_request_head *h, int has_body,
                       const struct px_exchange_cbs *cbs, void *ud, struct px_exchange **out) {
