@@ -92,15 +92,17 @@ class CpuUse:
     """CPU time of one measured run, per request: the target's user and system time
     and the whole machine's (every process: h2load, backends, broker, the target)."""
 
-    def __init__(self, pids):
-        self.pids = pids
-        self.t0, self.m0 = proc_cpu(pids), machine_busy()
+    def __init__(self, pids, backend_pids=()):
+        self.pids, self.backend_pids = pids, set(backend_pids)
+        self.t0, self.b0 = proc_cpu(pids), sum(proc_cpu(self.backend_pids))
+        self.m0 = machine_busy()
 
     def finish(self, requests):
         u1, s1 = proc_cpu(self.pids)
         n = max(requests, 1)
         self.user_us = (u1 - self.t0[0]) * 1e6 / n
         self.sys_us = (s1 - self.t0[1]) * 1e6 / n
+        self.backends_us = (sum(proc_cpu(self.backend_pids)) - self.b0) * 1e6 / n
         self.machine_us = (machine_busy() - self.m0) * 1e6 / n
         return self
 
@@ -165,7 +167,7 @@ class Bench:
         warm = max(1000, a.n // 10)
         e2e.run_h2load(url, n=warm, c=c, m=m, t=a.t, h1=h1, log_dir=self.dir, timeout=a.timeout)
         pids = proc_tree(self.target.pid) if self.target else set()
-        use = CpuUse(pids)
+        use = CpuUse(pids, [p.pid for p in self.procs if p.name in ("backend", "shadow")])
         r = e2e.run_h2load(url, n=a.n, c=c, m=m, t=a.t, h1=h1, log_dir=self.dir,
                            timeout=a.timeout)
         r.cpu = use.finish(r.total)
@@ -334,6 +336,16 @@ class Bench:
             lines.append("cutover-mirror recorded %d pairs for %d requests: %d delivered to Kafka, "
                          "%d spilled, %d dropped" % (rec[0] + rec[1] + rec[2], rec[3], rec[0],
                                                     rec[1], rec[2]))
+        c, m = self.cpu.get(("cutover", "h2c")), self.cpu.get(("cutover-mirror", "h2c"))
+        if c and m and m.machine_us > 0 and m.user_us is not None:
+            lines.append(
+                "CPU per request, whole machine: cutover %.1f us (itself %.1f, backend %.1f), "
+                "cutover-mirror %.1f us (itself %.1f with the embedded broker, backend + shadow "
+                "%.1f): a mirrored request costs %.2f x a plain one, so where the CPUs are the limit the "
+                "ratio tends to %.2f x"
+                % (c.machine_us, c.user_us + c.sys_us, c.backends_us, m.machine_us,
+                   m.user_us + m.sys_us, m.backends_us, m.machine_us / c.machine_us,
+                   c.machine_us / m.machine_us))
         ok = [r for r in self.rows if r.name.startswith("primary, ") and r.result]
         if len(ok) == 2:
             a, b = ok[0].result, ok[1].result
@@ -360,11 +372,11 @@ class Bench:
             need = ncpu * 1e6 / (1.2 * best_rps) - (c.machine_us - c.user_us)
             lines.append(
                 "cutover %s: %.1f us/req in user space, %.1f in the kernel, %.1f for the rest of "
-                "the machine (h2load, backend); even with zero user-space time the CPU-bound "
-                "ceiling is %.0f req/s = %.2f x the best other proxy (%s, %.0f req/s); 1.2 x it "
-                "would leave %.1f us/req of user-space time"
-                % (proto, c.user_us, c.sys_us, rest, ceiling, ceiling / best_rps, best, best_rps,
-                   need))
+                "the machine (backend %.1f, h2load and the rest %.1f); even with zero user-space "
+                "time the CPU-bound ceiling is %.0f req/s = %.2f x the best other proxy (%s, "
+                "%.0f req/s); 1.2 x it would leave %.1f us/req of user-space time"
+                % (proto, c.user_us, c.sys_us, rest, c.backends_us, rest - c.backends_us,
+                   ceiling, ceiling / best_rps, best, best_rps, need))
         return lines
 
     # reporting -----------------------------------------------------------------
