@@ -71,7 +71,7 @@ static void drop_connection_tokens(struct px_headers *h) {
   for (size_t i = 0; i < h->n; i++) {
     if (!name_is(&h->v[i], "connection", 10))
       continue;
-    const char *p = h->v[i].value;
+    const char *value = h->v[i].value, *p = value;
     while (*p) {
       while (*p == ' ' || *p == '\t' || *p == ',')
         p++;
@@ -89,6 +89,11 @@ static void drop_connection_tokens(struct px_headers *h) {
       }
       p += n;
     }
+    /* Fields deleted before this one moved it down the list: go on right
+     * after it, or the field that took its place would be skipped (another
+     * Connection field, say). It is never deleted itself ("connection"). */
+    while (i >= h->n || h->v[i].value != value)
+      i--;
   }
 }
 

@@ -847,7 +847,9 @@ static void test_px_front_reload_generations(void **state) {
   static struct cfg_backend be2[2] = {{.name = "app"}, {.name = "new"}};
   static struct cfg_route rt2[1] = {{.name = "api", .path_prefix = "/", .backend = "new",
                                      .backend_index = 1}};
-  struct cfg cfg2 = g_cfg;
+  /* static: the worker's current generation still points at it in teardown */
+  static struct cfg cfg2;
+  cfg2 = g_cfg;
   cfg2.backends = be2;
   cfg2.nbackends = 2;
   cfg2.routes = rt2;

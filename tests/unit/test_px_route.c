@@ -180,6 +180,44 @@ static void test_px_route_forward_headers(void **state) {
   px_request_head_clear(&h);
 }
 
+/* Every Connection field counts, also when an earlier one removed a field
+ * that came before it (the list of fields shifts under the scan). */
+static void test_px_route_connection_fields(void **state) {
+  (void)state;
+  struct px_rng rng;
+  px_rng_seed(&rng);
+  struct px_request_head h;
+  head_init(&h, "GET", "a", "/");
+  add(&h, "x-first", "1");
+  add(&h, "Connection", "x-first");
+  add(&h, "Connection", "x-second");
+  add(&h, "x-second", "2");
+  add(&h, "accept", "*/*");
+  struct px_forward_info fi = {.client_ip = "127.0.0.1", .request_id_header = "x-request-id"};
+  char id[72];
+  assert_int_equal(px_forward_request(&h, &fi, &rng, id, sizeof id), 0);
+  assert_null(px_headers_get(&h.headers, "connection"));
+  assert_null(px_headers_get(&h.headers, "x-first"));
+  assert_null(px_headers_get(&h.headers, "x-second"));
+  assert_non_null(px_headers_get(&h.headers, "accept"));
+  px_request_head_clear(&h);
+
+  /* a Connection field naming several earlier fields, then another one */
+  head_init(&h, "GET", "a", "/");
+  add(&h, "x-a", "1");
+  add(&h, "x-b", "1");
+  add(&h, "connection", "x-a, x-b");
+  add(&h, "accept", "*/*");
+  add(&h, "connection", "x-c");
+  add(&h, "x-c", "1");
+  assert_int_equal(px_forward_request(&h, &fi, &rng, id, sizeof id), 0);
+  assert_null(px_headers_get(&h.headers, "x-a"));
+  assert_null(px_headers_get(&h.headers, "x-b"));
+  assert_null(px_headers_get(&h.headers, "x-c"));
+  assert_non_null(px_headers_get(&h.headers, "accept"));
+  px_request_head_clear(&h);
+}
+
 /* Hop-by-hop names match in any case, and only whole names. */
 static void test_px_route_hop_names(void **state) {
   (void)state;
@@ -301,6 +339,7 @@ int main(void) {
       cmocka_unit_test(test_px_route_match_order),
       cmocka_unit_test(test_px_route_host_forms),
       cmocka_unit_test(test_px_route_forward_headers),
+      cmocka_unit_test(test_px_route_connection_fields),
       cmocka_unit_test(test_px_route_header_storage),
       cmocka_unit_test(test_px_route_hop_names),
       cmocka_unit_test(test_px_route_head_borrowed),
