@@ -553,15 +553,17 @@ int px_front_h2_attach(struct px_client *c) {
   return 0;
 }
 
-/* Frames for a plaintext client whose output buffer is empty are gathered
- * here and sent with one send(): no evbuffer chain, and no write event for
- * the bufferevent to add and remove. What the kernel does not take, and
- * everything when the output already holds bytes, goes through the output
- * buffer as usual. */
+/* Frames are gathered here and handed on once per batch. For a plaintext
+ * client whose output buffer is empty they go out with one send(): no
+ * evbuffer chain, and no write event for the bufferevent to add and remove.
+ * Otherwise (TLS, or bytes already waiting) the batch is added to the output
+ * buffer in one piece, so a TLS client gets it in one SSL_write and one
+ * record instead of one per small nghttp2 chunk. What the kernel does not
+ * take goes through the output buffer as usual. */
 #define H2_STAGE (16 * 1024)
 
 struct stage {
-  evutil_socket_t fd; /* -1: no direct sending (TLS, no socket) */
+  evutil_socket_t fd; /* -1: no direct sending (TLS, no socket, bytes waiting) */
   size_t n;
   uint8_t buf[H2_STAGE];
 };
@@ -574,18 +576,24 @@ static void stage_spill(struct stage *sg, struct evbuffer *out) {
 }
 
 static void stage_put(struct stage *sg, struct evbuffer *out, const uint8_t *data, size_t n) {
-  if (sg->fd >= 0 && n <= sizeof sg->buf - sg->n) {
-    memcpy(sg->buf + sg->n, data, n);
-    sg->n += n;
-    return;
+  if (n > sizeof sg->buf - sg->n) {
+    stage_spill(sg, out);
+    if (n > sizeof sg->buf) {
+      evbuffer_add(out, data, n);
+      return;
+    }
   }
-  stage_spill(sg, out);
-  evbuffer_add(out, data, n);
+  memcpy(sg->buf + sg->n, data, n);
+  sg->n += n;
 }
 
 static void stage_send(struct stage *sg, struct evbuffer *out) {
   if (!sg->n)
     return;
+  if (sg->fd < 0) {
+    stage_spill(sg, out);
+    return;
+  }
   ssize_t w = send(sg->fd, sg->buf, sg->n, MSG_NOSIGNAL);
   /* On an error the bufferevent meets it again on its next write and reports it. */
   size_t done = w > 0 ? (size_t)w : 0;
