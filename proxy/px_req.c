@@ -252,6 +252,8 @@ static const struct cfg_key *decision_key(const struct px_req *r) {
   return NULL;
 }
 
+static void gen_unhold(void *arg) { px_gen_release(arg); }
+
 /* Starts mirroring / recording for routes that ask for it (before the primary
  * exchange starts, so that a synchronous primary failure is recorded too). */
 static void mirror_begin(struct px_req *r) {
@@ -272,6 +274,12 @@ static void mirror_begin(struct px_req *r) {
                                                      : REC_MIRROR_NONE) < 0) {
     r->mirror = NULL; /* out of memory: the request goes on without it */
     return;
+  }
+  /* Shadows use this generation's pools and config: it stays until the last one is done,
+   * whatever a reload does meanwhile (the request's own hold ends with the request). */
+  if (r->gen) {
+    r->gen->refs++;
+    rec_mirror_on_free(r->mirror, gen_unhold, r->gen);
   }
   const struct cfg_key *key = decision_key(r);
   if (key && key->kind != CFG_KEY_RANDOM) {

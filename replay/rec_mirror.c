@@ -44,6 +44,8 @@ struct rec_mirror {
   struct shadow *inl_ptrs[INLINE_SHADOWS];
   struct shadow inl[INLINE_SHADOWS]; /* the first shadows live here: no allocation */
   int refs;                       /* the primary side + shadows in flight */
+  void (*on_free)(void *arg);     /* rec_mirror_on_free: told when the mirror is gone */
+  void *on_free_arg;
   int primary_done;
   int compare;                    /* REC_MIRROR_COMPARE */
   char primary_backend[];
@@ -124,7 +126,11 @@ static void finish(struct rec_mirror *m) {
   if (m->shadows != m->inl_ptrs)
     free(m->shadows);
   rec_pair_free(m->pair);
+  void (*on_free)(void *) = m->on_free;
+  void *arg = m->on_free_arg;
   free(m);
+  if (on_free)
+    on_free(arg); /* last: what it releases may be what the shadows used */
 }
 
 static void unref(struct rec_mirror *m) {
@@ -170,6 +176,11 @@ nomem:
 void rec_mirror_release(struct rec_mirror *m) {
   if (m)
     unref(m);
+}
+
+void rec_mirror_on_free(struct rec_mirror *m, void (*fn)(void *arg), void *arg) {
+  m->on_free = fn;
+  m->on_free_arg = arg;
 }
 
 /* ---- shadow callbacks ---- */

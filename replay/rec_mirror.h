@@ -158,6 +158,15 @@ void rec_mirror_primary_done(struct rec_mirror *m, int64_t latency_us, const cha
  * `m` must not be used afterwards. NULL is ok. */
 void rec_mirror_release(struct rec_mirror *m);
 
+/*
+ * Calls fn(arg) once, on the worker's thread, when the mirror is freed: after
+ * the primary side released it and its last shadow finished or was cancelled
+ * (also at rec_mirror_env_shutdown). The proxy holds the configuration
+ * generation whose pools the shadows use until then. Set it before adding
+ * shadows; a later call replaces the earlier one.
+ */
+void rec_mirror_on_free(struct rec_mirror *m, void (*fn)(void *arg), void *arg);
+
 /* Worker shutdown: cancels every shadow still in flight (recorded as
  * "cancelled") and submits their pairs. Call before freeing the pools. */
 void rec_mirror_env_shutdown(struct rec_mirror_env *env);

@@ -435,6 +435,61 @@ static void test_rec_mirror_overflow_total(void **state) {
   rec_pair_free(p);
 }
 
+static int freed_calls;
+static int freed_recorded; /* pairs the sink held when on_free ran */
+static struct fixture *freed_fixture;
+
+static void count_free(void *arg) {
+  assert_ptr_equal(arg, &freed_calls);
+  freed_calls++;
+  freed_recorded = freed_fixture->sink.n;
+}
+
+/* rec_mirror_on_free runs once, only after the primary side and the last
+ * shadow are done (whichever comes last), and after the pair was handed on:
+ * the proxy holds the config generation whose pools the shadows use until then. */
+static void test_rec_mirror_on_free(void **state) {
+  struct fixture *f = *state;
+  struct cfg_mirror a = {.backend = "a", .ppm = CFG_PPM_MAX};
+  struct cfg_mirror b = {.backend = "b", .ppm = CFG_PPM_MAX};
+  struct rec_mirror *m;
+  freed_calls = 0;
+  freed_fixture = f;
+  assert_int_equal(rec_mirror_new(&m, &f->env, "id", 1, "r", &f->head, NULL, "old", 1), 0);
+  rec_mirror_on_free(m, count_free, &freed_calls);
+  assert_int_equal(rec_mirror_add_shadow(m, POOL(1), &a, &f->head, 0), 1);
+  assert_int_equal(rec_mirror_add_shadow(m, POOL(1), &b, &f->head, 0), 1);
+  rec_mirror_primary_done(m, 1, NULL);
+  rec_mirror_release(m); /* the primary side first */
+  assert_int_equal(freed_calls, 0);
+  respond(xs[0], 200, "x", 0, PX_FAIL_NONE);
+  assert_int_equal(freed_calls, 0); /* one shadow still uses the pool */
+  respond(xs[1], 200, "y", 0, PX_FAIL_NONE);
+  assert_int_equal(freed_calls, 1);
+  assert_int_equal(freed_recorded, 1);
+
+  /* Shadows first, then the primary side. */
+  assert_int_equal(rec_mirror_new(&m, &f->env, "id2", 1, "r", &f->head, NULL, "old", 1), 0);
+  rec_mirror_on_free(m, count_free, &freed_calls);
+  assert_int_equal(rec_mirror_add_shadow(m, POOL(1), &a, &f->head, 0), 1);
+  respond(xs[2], 200, "x", 0, PX_FAIL_NONE);
+  assert_int_equal(freed_calls, 1);
+  rec_mirror_primary_done(m, 1, NULL);
+  rec_mirror_release(m);
+  assert_int_equal(freed_calls, 2);
+
+  /* A worker stopping with a shadow in flight. */
+  assert_int_equal(rec_mirror_new(&m, &f->env, "id3", 1, "r", &f->head, NULL, "old", 1), 0);
+  rec_mirror_on_free(m, count_free, &freed_calls);
+  assert_int_equal(rec_mirror_add_shadow(m, POOL(1), &a, &f->head, 0), 1);
+  rec_mirror_primary_done(m, 1, NULL);
+  rec_mirror_release(m);
+  assert_int_equal(freed_calls, 2);
+  rec_mirror_env_shutdown(&f->env);
+  assert_int_equal(freed_calls, 3);
+  assert_int_equal(f->sink.n, 3);
+}
+
 static void test_rec_mirror_shutdown(void **state) {
   struct fixture *f = *state;
   struct cfg_mirror a = {.backend = "a", .ppm = CFG_PPM_MAX};
@@ -695,6 +750,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_rec_mirror_overflow, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rec_mirror_overflow_total, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rec_mirror_shutdown, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rec_mirror_on_free, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rec_mirror_without_sink, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rec_mirror_shadow_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rec_mirror_real_upstream, setup, teardown),
