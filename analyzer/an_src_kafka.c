@@ -93,6 +93,7 @@ struct consumer {
   int assigned; /* a (group) assignment has arrived */
   int failed;
   int closing;  /* the loop has ended: a revocation must not drop records */
+  unsigned revokes; /* group rebalances that took this member's partitions */
   /* Group mode: records read but not yet counted. A record is passed to
    * `fn` (counted in this member's summary) only after its offset was
    * committed, so a member never counts a record that the group's next owner
@@ -219,6 +220,7 @@ static void on_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
      * member), and count it only if the commit holds: else the next owner
      * reads it from the last committed offset, and counts it instead. */
     settle(c, c->closing ? COUNT_PENDING : DROP_PENDING);
+    c->revokes++;
     rd_kafka_assign(rk, NULL);
     c->nparts = c->ndone = 0;
     c->assigned = 0;
@@ -345,6 +347,8 @@ int an_src_kafka(const struct an_kafka_opts *o, an_src_record_fn fn, void *user_
   }
 
   rc = 0;
+  unsigned revokes_seen;
+again:
   while (rc == 0 && c.fnrc == 0 && !all_done(&c) && !(o->stop && *o->stop) && !c.failed) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(c.rk, 200);
     if (m == NULL) {
@@ -402,12 +406,20 @@ int an_src_kafka(const struct an_kafka_opts *o, an_src_record_fn fn, void *user_
   if (o->group != NULL) {
     /* A commit refused at the end (a rebalance under way) is tried again
      * for a while; then the records are counted anyway (at least once). */
-    for (int i = 0; i < 25 && c.npend > 0; i++) {
+    revokes_seen = c.revokes;
+    for (int i = 0; i < 25 && c.npend > 0 && c.revokes == revokes_seen; i++) {
       settle(&c, KEEP_PENDING);
       if (c.npend == 0) break;
       rd_kafka_message_t *m = rd_kafka_consumer_poll(c.rk, 200);
       if (m != NULL) rd_kafka_message_destroy(m);
     }
+    /* A rebalance took the partitions meanwhile: the records not yet counted
+     * were dropped for their next owner to read from the last commit, and
+     * that owner may be this member again. So read on until the new
+     * assignment is done too, instead of leaving them to nobody. */
+    if (c.revokes != revokes_seen && rc == 0 && c.fnrc == 0 && !c.failed &&
+        !(o->stop && *o->stop))
+      goto again;
     c.closing = 1;
     settle(&c, COUNT_PENDING);
   }
