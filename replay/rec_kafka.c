@@ -325,6 +325,20 @@ int rec_broker_set_up(struct rec_broker *b, int id) {
   return rd_kafka_mock_broker_set_up(b->mc, id) ? CUT_ERR_KAFKA : 0;
 }
 
+void rec_broker_fail_requests(struct rec_broker *b, int16_t api_key, size_t n, int err) {
+  if (n == 0) {
+    rd_kafka_mock_clear_request_errors(b->mc, api_key);
+    return;
+  }
+  rd_kafka_resp_err_t *errs = malloc(n * sizeof *errs);
+  if (!errs)
+    return;
+  for (size_t i = 0; i < n; i++)
+    errs[i] = (rd_kafka_resp_err_t)err;
+  rd_kafka_mock_push_request_errors_array(b->mc, api_key, n, errs);
+  free(errs);
+}
+
 void rec_broker_free(struct rec_broker *b) {
   if (!b)
     return;

@@ -72,6 +72,10 @@ int rec_broker_topic_create(struct rec_broker *b, const char *topic, int partiti
 int rec_broker_set_down(struct rec_broker *b, int id);
 int rec_broker_set_up(struct rec_broker *b, int id);
 
+/* For tests: the next `n` requests of Kafka API `api_key` (e.g. 8, OffsetCommit) fail with
+ * error `err` (an rd_kafka_resp_err_t); n == 0 clears what is still queued for that API. */
+void rec_broker_fail_requests(struct rec_broker *b, int16_t api_key, size_t n, int err);
+
 /* Stops the mock cluster. NULL is ok. */
 void rec_broker_free(struct rec_broker *b);
 

@@ -53,7 +53,7 @@ static void *member_main(void *arg) {
   return NULL;
 }
 
-static void produce(const char *bootstrap) {
+static void produce_n(const char *bootstrap, int n) {
   char errstr[256];
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, errstr, sizeof errstr), 0);
@@ -62,7 +62,7 @@ static void produce(const char *bootstrap) {
   assert_non_null(rk);
   struct rec_codec *c;
   assert_int_equal(rec_codec_new(&c, NULL, 0), 0);
-  for (int i = 0; i < NREC; i++) {
+  for (int i = 0; i < n; i++) {
     char id[32];
     snprintf(id, sizeof id, "k-%05d", i);
     struct rec_pair *p;
@@ -83,6 +83,8 @@ static void produce(const char *bootstrap) {
   rd_kafka_destroy(rk);
   rec_codec_free(c);
 }
+
+static void produce(const char *bootstrap) { produce_n(bootstrap, NREC); }
 
 static const char *const props[] = {"session.timeout.ms=3000", "heartbeat.interval.ms=500"};
 
@@ -120,9 +122,96 @@ static void test_an_src_kafka_rebalance_counts_once(void **state) {
   rec_broker_free(b);
 }
 
+static int fast_count_cb(struct an_record *rec, void *user_data) {
+  struct member *m = user_data;
+  int idx = atoi(rec->correlation_id + 2);
+  if (idx >= 0 && idx < NREC)
+    atomic_fetch_add(&counted[idx], 1);
+  atomic_fetch_add(&m->n, 1);
+  an_record_free(rec);
+  return 0;
+}
+
+static void *fast_member_main(void *arg) {
+  struct member *m = arg;
+  uint64_t skipped;
+  m->rc = an_src_kafka(&m->o, fast_count_cb, m, &skipped, m->err, sizeof m->err);
+  return NULL;
+}
+
+/* A member has read everything but cannot commit yet (the coordinator refuses
+ * commits), and another member joins and leaves meanwhile: the rebalance takes
+ * the partitions, the uncommitted records are left to their next owner, and
+ * that owner is the first member again. It must read them again and count each
+ * exactly once, not close with them counted by no one. */
+static void test_an_src_kafka_rebalance_after_the_end(void **state) {
+  (void)state;
+  memset((void *)counted, 0, sizeof counted);
+  struct rec_broker *b;
+  char err[512];
+  assert_int_equal(rec_broker_new(&b, 1, "pairs", 3, err, sizeof err), 0);
+  /* fewer records than a member keeps uncommitted, so it reads them all at once */
+  enum { N_END = 600 };
+  produce_n(rec_broker_bootstrap(b), N_END);
+  /* every commit is refused while the test holds the errors in place */
+  rec_broker_fail_requests(b, 8 /* OffsetCommit */, 100000,
+                           RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
+  struct member m;
+  memset(&m, 0, sizeof m);
+  m.o = (struct an_kafka_opts){.bootstrap = rec_broker_bootstrap(b), .topic = "pairs",
+                               .group = "g2", .properties = props, .nproperties = 2};
+  assert_int_equal(pthread_create(&m.t, NULL, fast_member_main, &m), 0);
+  /* By now the member has joined, read to the end, and retries its last commit (it does so
+   * for about 5 s before counting anyway); a slower machine only makes the rebalance come
+   * earlier or later, which the member must survive just the same. */
+  sleep(5);
+
+  /* another member joins the group (taking partitions), then leaves */
+  char errstr[256];
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", rec_broker_bootstrap(b), errstr,
+                                     sizeof errstr), 0);
+  assert_int_equal(rd_kafka_conf_set(conf, "group.id", "g2", errstr, sizeof errstr), 0);
+  assert_int_equal(rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof errstr), 0);
+  assert_int_equal(rd_kafka_conf_set(conf, "session.timeout.ms", "3000", errstr, sizeof errstr), 0);
+  assert_int_equal(rd_kafka_conf_set(conf, "heartbeat.interval.ms", "500", errstr, sizeof errstr), 0);
+  rec_kafka_conf_logging(conf);
+  rd_kafka_t *joiner = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+  assert_non_null(joiner);
+  rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(topics, "pairs", RD_KAFKA_PARTITION_UA);
+  assert_int_equal(rd_kafka_subscribe(joiner, topics), 0);
+  rd_kafka_topic_partition_list_destroy(topics);
+  int got = 0;
+  for (int i = 0; i < 100 && !got; i++) {
+    rd_kafka_message_t *msg = rd_kafka_consumer_poll(joiner, 100);
+    if (msg)
+      rd_kafka_message_destroy(msg);
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(joiner, &a) == 0) {
+      got = a->cnt > 0;
+      rd_kafka_topic_partition_list_destroy(a);
+    }
+  }
+  assert_true(got); /* the group rebalanced while the first member waited to commit */
+  rec_broker_fail_requests(b, 8, 0, 0); /* commits go through from now on */
+  rd_kafka_consumer_close(joiner);
+  rd_kafka_destroy(joiner);
+
+  pthread_join(m.t, NULL);
+  if (m.rc)
+    fail_msg("member: %s", m.err);
+  for (int i = 0; i < N_END; i++)
+    if (atomic_load(&counted[i]) != 1)
+      fail_msg("record %d counted %d times (member counted %d)", i, atomic_load(&counted[i]),
+               atomic_load(&m.n));
+  rec_broker_free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_an_src_kafka_rebalance_counts_once),
+      cmocka_unit_test(test_an_src_kafka_rebalance_after_the_end),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
