@@ -36,21 +36,20 @@ static void ssl_reasons(char *buf, size_t len) {
     snprintf(buf, len, "unknown error");
 }
 
-static int ssl_err(char *err, size_t errlen, const char *what, const char *file) {
+int px_tls_error(char *err, size_t errlen, const char *what, const char *file) {
   char buf[256];
-  ssl_reasons(buf, sizeof buf);
+  FILE *f = file ? fopen(file, "r") : NULL;
+  if (file && !f) {
+    /* OpenSSL would only say "system lib": name the system's reason */
+    snprintf(buf, sizeof buf, "%s", strerror(errno));
+    ERR_clear_error();
+  } else {
+    ssl_reasons(buf, sizeof buf);
+  }
+  if (f)
+    fclose(f);
   return cut_errf(err, errlen, CUT_ERR_TLS, "%s%s%s: %s", what, file ? " " : "", file ? file : "",
                   buf);
-}
-
-/* A file OpenSSL is about to read: a missing or unreadable one is named with the system's
- * reason (OpenSSL would only say "system lib"). */
-static int readable(char *err, size_t errlen, const char *what, const char *file) {
-  FILE *f = fopen(file, "r");
-  if (!f)
-    return cut_errf(err, errlen, CUT_ERR_TLS, "%s %s: %s", what, file, strerror(errno));
-  fclose(f);
-  return 0;
 }
 
 int px_tls_alpn_pick(const unsigned char *in, unsigned int inlen, const unsigned char **out,
@@ -85,29 +84,26 @@ int px_tls_server_ctx(SSL_CTX **out, const struct cfg_tls *tls, char *err, size_
     return cut_errf(err, errlen, CUT_ERR_TLS, "a TLS listener needs cert and key");
   SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
   if (!ctx)
-    return ssl_err(err, errlen, "SSL_CTX_new", NULL);
+    return px_tls_error(err, errlen, "SSL_CTX_new", NULL);
   int rc;
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION |
                                SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   if (SSL_CTX_set_cipher_list(ctx, tls12_ciphers) != 1) {
-    rc = ssl_err(err, errlen, "cipher list", NULL);
+    rc = px_tls_error(err, errlen, "cipher list", NULL);
     goto fail;
   }
-  if ((rc = readable(err, errlen, "certificate", tls->cert)) < 0 ||
-      (rc = readable(err, errlen, "private key", tls->key)) < 0)
-    goto fail;
   if (SSL_CTX_use_certificate_chain_file(ctx, tls->cert) != 1) {
-    rc = ssl_err(err, errlen, "certificate", tls->cert);
+    rc = px_tls_error(err, errlen, "certificate", tls->cert);
     goto fail;
   }
   if (SSL_CTX_use_PrivateKey_file(ctx, tls->key, SSL_FILETYPE_PEM) != 1) {
-    rc = ssl_err(err, errlen, "private key", tls->key);
+    rc = px_tls_error(err, errlen, "private key", tls->key);
     goto fail;
   }
   if (SSL_CTX_check_private_key(ctx) != 1) {
-    rc = ssl_err(err, errlen, "key does not match certificate", tls->cert);
+    rc = px_tls_error(err, errlen, "key does not match certificate", tls->cert);
     goto fail;
   }
   /* stateless tickets (OpenSSL keeps the ticket key); a small server-side cache too */

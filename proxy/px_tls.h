@@ -18,6 +18,14 @@ typedef struct ssl_ctx_st SSL_CTX;
  */
 int px_tls_server_ctx(SSL_CTX **out, const struct cfg_tls *tls, char *err, size_t errlen);
 
+/*
+ * The error of a failed OpenSSL call as CUT_ERR_TLS with "WHAT FILE: REASON" in err (file may be
+ * NULL): the system's reason when the file cannot be opened (OpenSSL would only say "system
+ * lib"), else every reason on OpenSSL's error queue, earliest first. Empties the queue. For the
+ * server (this file) and client (px_tls_client.c) contexts alike.
+ */
+int px_tls_error(char *err, size_t errlen, const char *what, const char *file);
+
 /* ALPN selection for a server context: prefers "h2", then "http/1.1". Exposed for tests. */
 int px_tls_alpn_pick(const unsigned char *in, unsigned int inlen, const unsigned char **out,
                      unsigned char *outlen);

@@ -1,35 +1,17 @@
 /* px_tls_client: client-side TLS contexts and per-connection SSL objects for upstream connections. */
 #include <arpa/inet.h>
-#include <errno.h>
-#include <stdio.h>
 #include <string.h>
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #include "common/cut_err.h"
+#include "proxy/px_tls.h"
 #include "proxy/px_tls_client.h"
 
 static int tls_fail(SSL_CTX *ctx, char *err, size_t errlen, const char *what, const char *file) {
-  char eb[160] = "";
-  FILE *f = file ? fopen(file, "r") : NULL;
-  if (file && !f) {
-    /* OpenSSL would only say "system lib": name the system's reason */
-    snprintf(eb, sizeof eb, "%s", strerror(errno));
-  } else {
-    unsigned long e = ERR_peek_error(); /* the earliest: the most specific */
-    const char *reason = e ? ERR_reason_error_string(e) : NULL;
-    if (reason)
-      snprintf(eb, sizeof eb, "%s", reason);
-    else if (e)
-      ERR_error_string_n(e, eb, sizeof eb);
-  }
-  if (f)
-    fclose(f);
-  ERR_clear_error();
   SSL_CTX_free(ctx);
-  return cut_errf(err, errlen, CUT_ERR_TLS, "%s%s%s: %s", what, file ? " " : "", file ? file : "",
-                  eb[0] ? eb : "failed");
+  return px_tls_error(err, errlen, what, file);
 }
 
 int px_tls_client_ctx_new(SSL_CTX **out, const struct cfg_tls *tls, int h2, char *err,
