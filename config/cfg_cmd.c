@@ -13,7 +13,9 @@ static void usage(FILE *out) {
                "in, secrets redacted)\n");
 }
 
-int cfg_cmd(int argc, char **argv) {
+int cfg_cmd(int argc, char **argv) { return cfg_cmd_run(argc, argv, NULL); }
+
+int cfg_cmd_run(int argc, char **argv, int (*check)(const struct cfg *c, char **errs)) {
   if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
     usage(stdout);
     return 0;
@@ -34,7 +36,14 @@ int cfg_cmd(int argc, char **argv) {
     return 1;
   }
   if (!strcmp(argv[1], "check")) {
-    puts("ok");
+    if (check && check(c, &errs) != 0) {
+      if (errs)
+        fputs(errs, stderr);
+      free(errs);
+      rc = 1;
+    } else {
+      puts("ok");
+    }
   } else if (cfg_print(c, stdout) != 0 || fflush(stdout) != 0) {
     fprintf(stderr, "cutover config print: write error\n");
     rc = 1;

@@ -351,6 +351,14 @@ int cfg_load(const char *path, struct cfg **out, char **errs);
 /* Same as cfg_load over a buffer; `name` is used as the file name in messages. */
 int cfg_load_buffer(const char *name, const char *data, size_t len, struct cfg **out, char **errs);
 
+/*
+ * `cutover config check|print FILE` (argv[0] is "config"). For `check`, a loaded file is also
+ * given to `check` when not NULL: it returns nonzero when something is wrong, with a message
+ * in *errs (caller of check frees), and the command then prints it and fails. Returns the
+ * exit status (0, 1, or 2 for a usage error). cfg_cmd() is this without `check`.
+ */
+int cfg_cmd_run(int argc, char **argv, int (*check)(const struct cfg *c, char **errs));
+
 /* Takes one more reference; returns c. Thread-safe. */
 struct cfg *cfg_ref(struct cfg *c);
 

@@ -1,14 +1,12 @@
 /* px_check: `cutover config check` beyond the YAML: the files read at start. */
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include <openssl/ssl.h>
 
 #include "common/cli.h"
-#include "common/cut_err.h"
 #include "common/sbuf.h"
 #include "config/config.h"
 #include "proxy/px_check.h"
@@ -71,26 +69,5 @@ int px_check_resources(const struct cfg *c, char **errs) {
 }
 
 int px_config_cmd(int argc, char **argv) {
-  if (argc != 3 || strcmp(argv[1], "check") != 0)
-    return cfg_cmd(argc, argv); /* print, --help and usage errors */
-  struct cfg *c = NULL;
-  char *errs = NULL;
-  int rc = cfg_load(argv[2], &c, &errs);
-  if (rc != 0) {
-    if (errs)
-      fputs(errs, stderr);
-    else
-      fprintf(stderr, "%s: %s\n", argv[2], cut_strerror(rc));
-    free(errs);
-    return 1;
-  }
-  int problems = px_check_resources(c, &errs);
-  cfg_unref(c);
-  if (problems) {
-    fputs(errs, stderr);
-    free(errs);
-    return 1;
-  }
-  puts("ok");
-  return 0;
+  return cfg_cmd_run(argc, argv, px_check_resources);
 }
