@@ -14,6 +14,7 @@
 #include <avro.h>
 
 #include "common/cut_err.h"
+#include "common/cut_fs.h"
 #include "common/log.h"
 #include "replay/rec_avro.h"
 #include "replay/rec_avrofile.h"
@@ -376,31 +377,14 @@ static void *writer_main(void *arg) {
 
 /* ---- public ---- */
 
-/* mkdir -p: every missing parent too. */
-static int mkdir_p(const char *dir) {
-  char path[4096];
-  if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  for (char *p = path + 1; *p; p++) {
-    if (*p != '/')
-      continue;
-    *p = '\0';
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-      return -1;
-    *p = '/';
-  }
-  return mkdir(path, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 int rec_avrofile_new(struct rec_avrofile **out, const struct rec_avrofile_opts *o,
                      struct rec_stats *stats, _Atomic uint64_t *written, char *err,
                      size_t errlen) {
   if (!o->dir || !o->prefix || !stats || !written)
     return cut_errf(err, errlen, CUT_ERR_INVALID, "avro file writer: missing options");
-  if (mkdir_p(o->dir) != 0)
-    return cut_errf(err, errlen, CUT_ERR_IO, "creating %s: %s", o->dir, strerror(errno));
+  int rc = cut_mkdir_p(o->dir, 0755, err, errlen);
+  if (rc != 0)
+    return rc;
   struct rec_avrofile *f = calloc(1, sizeof *f);
   if (!f)
     return CUT_ERR_NOMEM;
