@@ -149,6 +149,23 @@ def wait_until(cond, timeout=10.0, what="condition", interval=0.02):
         time.sleep(interval)
 
 
+def read_json_lines(path, want, timeout=3.0):
+    """The JSON lines of `path` (an access log), once there are at least `want` of them or
+    `timeout` seconds have passed; a file not there yet counts as empty."""
+    deadline = time.monotonic() + timeout
+    lines = []
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as f:
+                lines = [json.loads(l) for l in f if l.strip()]
+        except OSError:
+            lines = []
+        if len(lines) >= want:
+            break
+        time.sleep(0.05)
+    return lines
+
+
 # ----------------------------------------------------------------------- processes
 
 _live = {}  # pid -> Proc, for the atexit sweep

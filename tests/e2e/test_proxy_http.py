@@ -81,18 +81,7 @@ class ProxyCase(e2e.CutoverTestCase):
             self.assertEqual(self.proxy.stop(grace=6.0), 0, self.proxy.stderr_text(40))
 
     def access_lines(self, want, timeout=3.0):
-        deadline = time.monotonic() + timeout
-        lines = []
-        while time.monotonic() < deadline:
-            try:
-                with open(self.access_log) as f:
-                    lines = [json.loads(l) for l in f if l.strip()]
-            except OSError:
-                lines = []
-            if len(lines) >= want:
-                break
-            time.sleep(0.05)
-        return lines
+        return e2e.read_json_lines(self.access_log, want, timeout)
 
 
 class TestProtocols(ProxyCase):

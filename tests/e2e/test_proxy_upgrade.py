@@ -139,18 +139,7 @@ class UpgradeCase(e2e.CutoverTestCase):
         return None
 
     def access_lines(self, want, timeout=3.0):
-        deadline = time.monotonic() + timeout
-        lines = []
-        while time.monotonic() < deadline:
-            try:
-                with open(self.access_log) as f:
-                    lines = [json.loads(l) for l in f if l.strip()]
-            except OSError:
-                lines = []
-            if len(lines) >= want:
-                break
-            time.sleep(0.05)
-        return lines
+        return e2e.read_json_lines(self.access_log, want, timeout)
 
 
 class TestH2cUpgrade(UpgradeCase):
