@@ -13,18 +13,31 @@
 #include "proxy/px_tls.h"
 #include "proxy/px_tls_client.h"
 
-static void add(struct sbuf *out, const struct cfg_pos *at, const char *kind, const char *name,
-                const char *msg) {
+void px_err_at(char *err, size_t errlen, const struct cfg_pos *at, const char *kind,
+               const char *name) {
+  if (!err || !errlen)
+    return;
+  char msg[1024];
+  snprintf(msg, sizeof msg, "%s", err);
   if (at && at->file)
-    sb_fmt(out, "%s:%d:%d: ", at->file, at->line, at->col);
-  sb_fmt(out, "%s %s: %s\n", kind, name ? name : "?", msg);
+    snprintf(err, errlen, "%s:%d:%d: %s %s: %s", at->file, at->line, at->col, kind,
+             name ? name : "?", msg);
+  else
+    snprintf(err, errlen, "%s %s: %s", kind, name ? name : "?", msg);
+}
+
+/* One problem: its line in `out`, positioned like the proxy's own start-up errors. */
+static void add(struct sbuf *out, const struct cfg_pos *at, const char *kind, const char *name,
+                char *err, size_t errlen) {
+  px_err_at(err, errlen, at, kind, name);
+  sb_fmt(out, "%s\n", err);
 }
 
 int px_check_resources(const struct cfg *c, char **errs) {
   struct sbuf out;
   sb_init(&out);
   int problems = 0;
-  char err[512];
+  char err[1024];
   for (size_t i = 0; i < c->nlisteners; i++) {
     const struct cfg_listener *l = &c->listeners[i];
     if (!l->has_tls)
@@ -32,7 +45,7 @@ int px_check_resources(const struct cfg *c, char **errs) {
     SSL_CTX *ctx = NULL;
     err[0] = '\0';
     if (px_tls_server_ctx(&ctx, &l->tls, err, sizeof err) < 0) {
-      add(&out, &l->where, "listener", l->name, err);
+      add(&out, &l->where, "listener", l->name, err, sizeof err);
       problems++;
     }
     SSL_CTX_free(ctx);
@@ -45,7 +58,7 @@ int px_check_resources(const struct cfg *c, char **errs) {
     err[0] = '\0';
     if (px_tls_client_ctx_new(&ctx, &b->tls, b->protocol != CFG_PROTO_HTTP1, err, sizeof err) <
         0) {
-      add(&out, &b->where, "backend", b->name, err);
+      add(&out, &b->where, "backend", b->name, err, sizeof err);
       problems++;
     }
     SSL_CTX_free(ctx);
@@ -56,7 +69,7 @@ int px_check_resources(const struct cfg *c, char **errs) {
     FILE *f = fopen(tok, "r");
     if (!f) {
       snprintf(err, sizeof err, "token file %s: %s", tok, strerror(errno));
-      add(&out, NULL, "admin", "token_file", err);
+      add(&out, NULL, "admin", "token_file", err, sizeof err);
       problems++;
     } else {
       fclose(f);

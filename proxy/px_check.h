@@ -5,6 +5,12 @@
 
 #include "config/config.h"
 
+/* Puts `file:line:col: KIND NAME: ` (no position when `at` is NULL or has no file) in front
+ * of the message in err, an error about the config object KIND NAME defined at `at`. The
+ * proxy's start-up errors and `config check` name objects this same way. */
+void px_err_at(char *err, size_t errlen, const struct cfg_pos *at, const char *kind,
+               const char *name);
+
 /*
  * Loads every TLS context the proxy would build from `c` (listeners, and backends with TLS)
  * and reads the admin token file when it exists, exactly as `cutover proxy` does at start.

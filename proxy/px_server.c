@@ -27,6 +27,7 @@
 #include "proxy/px_alog.h"
 #include "proxy/px_server_int.h"
 #include "replay/rec_avro.h"
+#include "proxy/px_check.h"
 #include "proxy/px_tls.h"
 
 /* What an accept callback needs: which worker, which listener. */
@@ -342,20 +343,6 @@ static void *worker_main(void *arg) {
 /* Binds a listening socket with SO_REUSEPORT (reuseport = 1) or without it (a
  * probe: fails when any other socket holds the port, so two proxies never share
  * one by accident). `port` overrides the config's (0 = as configured). */
-/* Puts `file:line:col: KIND NAME: ` in front of an error about a config object. */
-static void where_prefix(char *err, size_t errlen, const struct cfg_pos *at, const char *kind,
-                         const char *name) {
-  if (!err || !errlen)
-    return;
-  char msg[512];
-  snprintf(msg, sizeof msg, "%s", err);
-  if (at && at->file)
-    snprintf(err, errlen, "%s:%d:%d: %s %s: %s", at->file, at->line, at->col, kind,
-             name ? name : "?", msg);
-  else
-    snprintf(err, errlen, "%s %s: %s", kind, name ? name : "?", msg);
-}
-
 static int bind_listener(const struct cfg_addr *a, uint16_t port, int reuseport, int *fd_out,
                          uint16_t *bound, char *err, size_t errlen) {
   struct addrinfo hints = {0}, *res = NULL;
@@ -565,7 +552,7 @@ int px_server_new(struct px_server **out, const struct px_server_opts *o, char *
     struct px_listener_rt *rt = &s->listeners[l];
     rt->tls = cl->has_tls;
     if (cl->has_tls && (rc = px_tls_server_ctx(&rt->ssl, &cl->tls, err, errlen)) < 0) {
-      where_prefix(err, errlen, &cl->where, "listener", cl->name);
+      px_err_at(err, errlen, &cl->where, "listener", cl->name);
       goto fail;
     }
     uint16_t port = 0;
