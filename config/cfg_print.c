@@ -160,6 +160,8 @@ static void print_backend(FILE *f, const struct cfg_backend *b) {
   fputs("    idle_timeout: ", f), duration(f, b->idle_timeout_ms), fputc('\n', f);
   fprintf(f, "    max_connections: %u\n    max_streams: %u\n    retries: %u\n", b->max_connections,
           b->max_streams, b->retries);
+  if (b->protocol == CFG_PROTO_HTTP1)
+    fprintf(f, "    pipeline: %u\n", b->pipeline);
   fputs("    host_header: ", f), scalar(f, b->host_header), fputc('\n', f);
   if (b->has_tls && b->protocol != CFG_PROTO_H2C)
     print_tls(f, "    ", &b->tls, 1);

@@ -652,7 +652,8 @@ static void read_backend(struct cfg_ld *ld, ynode *m, const char *path, void *ob
   static const char *const keys[] = {
       "connect_timeout", "health",        "host_header",     "hosts",        "idle_timeout",
       "lb",              "max_connections", "max_streams",   "on_unhealthy", "outlier",
-      "protocol",        "retries",       "timeout",         "tls",          "total_timeout"};
+      "pipeline",        "protocol",      "retries",         "timeout",      "tls",
+      "total_timeout"};
   char p[CFG_YAML_PATH_MAX], ip[CFG_YAML_PATH_MAX];
   b->protocol = CFG_PROTO_HTTP1;
   b->lb = CFG_LB_ROUND_ROBIN;
@@ -663,6 +664,7 @@ static void read_backend(struct cfg_ld *ld, ynode *m, const char *path, void *ob
   b->max_connections = 64;
   b->max_streams = 100;
   b->retries = 1;
+  b->pipeline = 1;
   b->on_unhealthy = CFG_UNHEALTHY_FAIL_OPEN;
   b->tls.verify = 1;
   read_health(ld, m, path, &b->health);
@@ -706,6 +708,12 @@ static void read_backend(struct cfg_ld *ld, ynode *m, const char *path, void *ob
   get_u32(ld, m, path, "max_connections", 1, 100000, &b->max_connections);
   get_u32(ld, m, path, "max_streams", 1, 10000, &b->max_streams);
   get_u32(ld, m, path, "retries", 0, 10, &b->retries);
+  get_u32(ld, m, path, "pipeline", 1, 64, &b->pipeline);
+  if (b->pipeline > 1 && b->protocol != CFG_PROTO_HTTP1) {
+    ynode *n = cfg_yaml_get(m, "pipeline");
+    cfg_yaml_errs_add(ld->e, n->line, n->col, PATH(p, path, "pipeline"),
+                      "pipelining is for protocol http1; HTTP/2 multiplexes streams instead");
+  }
   get_str(ld, m, path, "host_header", &b->host_header);
   ynode *tn = cfg_yaml_get(m, "tls");
   ynode *tls = as_map(ld, tn, PATH(p, path, "tls"));

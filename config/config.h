@@ -110,6 +110,7 @@ struct cfg_backend {
   uint32_t max_connections;     /* per host per worker; default 64 */
   uint32_t max_streams;         /* h2: concurrent streams per connection; default 100 */
   uint32_t retries;             /* idempotent requests, connect failures only; default 1 */
+  uint32_t pipeline;            /* http1: requests in flight per connection; default 1 (off) */
   char *host_header;            /* rewrite Host/:authority; NULL = keep the client's */
   int has_tls;                  /* protocol h2 implies TLS */
   struct cfg_tls tls;

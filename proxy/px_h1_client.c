@@ -75,9 +75,10 @@ static int write_head(struct px_conn *c, struct px_exchange *x) {
   for (size_t i = 0; i < h->headers.n; i++)
     if (!skip_request_header(&h->headers.v[i]))
       total += h->headers.v[i].namelen + 2 + h->headers.v[i].valuelen + 2;
-  /* Raw connections: built on the stack and sent at once, usually whole. */
+  /* Raw connections: built on the stack and sent at once, usually whole;
+   * a pipelining batch is held in the output until the kick writes it. */
   char stack[2048];
-  int direct = c->raw && total <= sizeof stack;
+  int direct = c->raw && total <= sizeof stack && !c->batch_open;
   struct evbuffer *out = px_conn_out(c);
   struct evbuffer_iovec v = {stack, sizeof stack};
   if (!direct && evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) < 1)
@@ -147,38 +148,109 @@ void px_h1_send_body(struct px_exchange *x) {
     }
     x->body_flushed = 1;
   }
-  if (c->raw && x->state == XS_ACTIVE)
+  if (c->raw && x->state == XS_ACTIVE && !c->batch_open)
     px_conn_flush(c);
 }
 
-int px_h1_dispatch(struct px_conn *c, struct px_exchange *x) {
-  /* an idle timer still armed stays: it finds the connection busy (see idle_since_ms) */
+/* x becomes the exchange whose response is read next. */
+static void h1_begin(struct px_conn *c, struct px_exchange *x) {
   c->x = x;
-  x->conn = c;
-  x->state = XS_ACTIVE;
-  TAILQ_INSERT_TAIL(&c->active, x, clink);
   http_parser_init(&c->parser, HTTP_RESPONSE);
   c->parser.data = c;
   c->h1_paused = c->h1_msg_done = c->h1_skip = c->h1_in_trailers = c->h1_eof = 0;
   c->h1_hdr_state = 0;
+}
+
+/* Takes x out of c's exchanges (x is then nowhere). */
+static void h1_remove(struct px_conn *c, struct px_exchange *x) {
+  TAILQ_REMOVE(&c->active, x, clink);
+  if (x->in_kickq) {
+    TAILQ_REMOVE(&c->kickq, x, klink);
+    x->in_kickq = 0;
+  }
+  c->depth--;
+  if (c->x == x)
+    c->x = NULL;
+  x->conn = NULL;
+  x->state = XS_NEW;
+}
+
+/* The connection ends while exchanges pipelined behind the current one have
+ * had no byte of their response: each is sent again (px_x_resend). The
+ * connection stops taking new exchanges first, so none comes back to it. */
+static void h1_resend_queued(struct px_conn *c, const char *cause) {
+  struct px_exchange *y;
+  c->closing = 1;
+  if (c->host->batch == c)
+    c->host->batch = NULL;
+  c->batch_open = 0;
+  while ((y = TAILQ_FIRST(&c->active)) && y != c->x) {
+    h1_remove(c, y);
+    px_x_resend(y, cause);
+  }
+  while (c->x && (y = TAILQ_NEXT(c->x, clink))) {
+    h1_remove(c, y);
+    px_x_resend(y, cause);
+  }
+}
+
+static int h1_write(struct px_conn *c, struct px_exchange *x) {
+  x->conn = c;
+  x->state = XS_ACTIVE;
+  TAILQ_INSERT_TAIL(&c->active, x, clink);
+  c->depth++;
   if (write_head(c, x) < 0) {
+    h1_remove(c, x);
     x->bytes_sent = 0;
     px_x_conn_failed(x, PX_FAIL_PROTOCOL, "out of memory writing the request");
     return CUT_ERR_NOMEM;
   }
   x->bytes_sent = 1;
   px_h1_send_body(x);
-  px_conn_flush(c);
   return 0;
 }
 
+int px_h1_dispatch(struct px_conn *c, struct px_exchange *x) {
+  /* an idle timer still armed stays: it finds the connection busy (see idle_since_ms) */
+  h1_begin(c, x);
+  int rc = h1_write(c, x);
+  if (rc == 0 && !c->batch_open)
+    px_conn_flush(c);
+  return rc;
+}
+
+int px_h1_pipeline(struct px_conn *c, struct px_exchange *x) {
+  x->pipelined = 1;
+  return h1_write(c, x);
+}
+
 /* Called by x_unlink: the exchange leaves a connection that is mid-exchange,
- * so the connection cannot carry another one. */
+ * so the connection cannot carry another one; exchanges pipelined behind it
+ * are sent again elsewhere. */
 void px_h1_detach(struct px_exchange *x) {
   struct px_conn *c = x->conn;
+  struct px_exchange *ph;
+  if (c->x && c->x != x && !c->closing && (ph = px_x_placeholder(x))) {
+    /* Still queued: its response is read and dropped when its turn comes, and
+     * the exchanges around it carry on. */
+    TAILQ_INSERT_AFTER(&c->active, x, ph, clink);
+    TAILQ_REMOVE(&c->active, x, clink);
+    ph->conn = c;
+    ph->state = XS_ACTIVE;
+    x->conn = NULL;
+    return;
+  }
   TAILQ_REMOVE(&c->active, x, clink);
-  c->x = NULL;
+  c->depth--;
+  if (c->x == x)
+    c->x = NULL;
   x->conn = NULL;
+  if (c->depth) {
+    char cause[400];
+    snprintf(cause, sizeof cause, "%s: an earlier pipelined request was abandoned",
+             c->host->name);
+    h1_resend_queued(c, cause);
+  }
   px_conn_close(c);
 }
 
@@ -307,22 +379,29 @@ static int on_message_complete_cb(http_parser *hp) {
  * framed both ways, then report. */
 static void h1_complete(struct px_conn *c) {
   struct px_exchange *x = c->x;
-  int keep = http_should_keep_alive(&c->parser) && x->body_flushed && c->h1_left == 0 &&
-             !c->closing && !c->h1_eof;
-  TAILQ_REMOVE(&c->active, x, clink);
-  if (x->in_kickq) {
-    TAILQ_REMOVE(&c->kickq, x, klink);
-    x->in_kickq = 0;
-  }
-  c->x = NULL;
-  x->conn = NULL;
-  x->state = XS_NEW;
+  struct px_exchange *next = TAILQ_NEXT(x, clink);
+  int alive = http_should_keep_alive(&c->parser) && x->body_flushed && !c->closing;
+  /* Bytes after the response belong to the next pipelined exchange, if any;
+   * an EOF seen while paused still lets the buffered responses be read. */
+  int keep = alive && c->h1_left == 0 && !c->h1_eof;
+  h1_remove(c, x);
   c->served++;
   c->h1_msg_done = 0; /* the parser is set up again at the next dispatch */
-  if (keep)
-    px_conn_idle(c);
-  else
+  if (next && alive) {
+    int eof = c->h1_eof; /* reported after the buffered bytes are parsed */
+    h1_begin(c, next);
+    c->h1_eof = eof;
+  } else if (next) {
+    char cause[400];
+    snprintf(cause, sizeof cause, "%s closed the connection after an earlier response",
+             c->host->name);
+    h1_resend_queued(c, cause);
     px_conn_close(c);
+  } else if (keep) {
+    px_conn_idle(c);
+  } else {
+    px_conn_close(c);
+  }
   px_x_finish(x, 0, PX_FAIL_NONE, NULL);
 }
 
@@ -330,10 +409,9 @@ static void h1_protocol_error(struct px_conn *c, const char *what) {
   struct px_exchange *x = c->x;
   char cause[400];
   snprintf(cause, sizeof cause, "%s sent a bad HTTP/1.1 response: %s", c->host->name, what);
-  TAILQ_REMOVE(&c->active, x, clink);
-  c->x = NULL;
-  x->conn = NULL;
-  x->state = XS_NEW;
+  h1_remove(c, x);
+  if (c->depth)
+    h1_resend_queued(c, cause);
   px_conn_close(c);
   px_x_finish(x, CUT_ERR_PROTO, PX_FAIL_PROTOCOL, cause);
 }
@@ -463,12 +541,15 @@ void px_h1_eof(struct px_conn *c, int error) {
   char cause[400];
   snprintf(cause, sizeof cause, "%s closed the connection %s", c->host->name,
            x->got_response ? "mid-response" : "before responding");
-  TAILQ_REMOVE(&c->active, x, clink);
-  c->x = NULL;
-  x->conn = NULL;
-  x->state = XS_NEW;
+  h1_remove(c, x);
+  if (c->depth)
+    h1_resend_queued(c, cause);
   px_conn_close(c);
   /* A stale keep-alive connection gives no answer; the request went out, so
-   * it is not retried (the rule is: never after bytes were sent). */
-  px_x_finish(x, CUT_ERR_CLOSED, PX_FAIL_RESET, cause);
+   * it is not retried (the rule is: never after bytes were sent), unless it
+   * was pipelined behind an answered one (RFC 9112 section 9.3.2). */
+  if (x->pipelined && !x->got_response)
+    px_x_resend(x, cause);
+  else
+    px_x_finish(x, CUT_ERR_CLOSED, PX_FAIL_RESET, cause);
 }

@@ -354,6 +354,8 @@ void px_conn_close(struct px_conn *c) {
     TAILQ_REMOVE(&h->idle, c, idle_link);
     c->in_idle = 0;
   }
+  if (h->batch == c)
+    h->batch = NULL;
   conn_orphan_drained(c);
   TAILQ_REMOVE(&h->conns, c, link);
   h->nconns--;
@@ -779,6 +781,12 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *user_data) {
 static void conn_kick_cb(evutil_socket_t fd, short what, void *user_data) {
   struct px_conn *c = user_data;
   struct px_exchange *x;
+  if (c->batch_open) { /* the end of the pass that filled the batch: write it */
+    c->batch_open = 0;
+    if (c->host->batch == c)
+      c->host->batch = NULL;
+    px_conn_flush(c);
+  }
   c->in_io++;
   while ((x = TAILQ_FIRST(&c->kickq)) && !c->closing) {
     TAILQ_REMOVE(&c->kickq, x, klink);
@@ -875,6 +883,13 @@ static void x_fail_later(struct px_exchange *x, enum px_fail f, const char *caus
  * out of memory. */
 static int x_own_head(struct px_exchange *x);
 
+/* Pipelined requests are bodiless and safe (RFC 9110 section 9.2.1), so one
+ * the server never answered can be sent again. */
+static int x_pipelinable(const struct px_exchange *x) {
+  const char *m = x->head.method;
+  return !x->has_body && (strcmp(m, "GET") == 0 || x->is_head || strcmp(m, "OPTIONS") == 0);
+}
+
 static int x_place_on(struct px_exchange *x, struct px_host *h) {
   struct px_pool *p = x->pool;
   const struct cfg_backend *be = p->be;
@@ -887,10 +902,26 @@ static int x_place_on(struct px_exchange *x, struct px_host *h) {
     x->counted_active = 1;
   }
   if (be->protocol == CFG_PROTO_HTTP1) {
+    int pipe = be->pipeline > 1 && x_pipelinable(x);
+    if (pipe && (c = h->batch) && c->depth < be->pipeline && c->state == CONN_READY &&
+        !c->closing && TAILQ_LAST(&c->active, px_xq)->body_flushed) {
+      /* behind others on this connection: may have to be sent again later */
+      if (x_own_head(x) < 0)
+        return -1;
+      p->stats.reused++;
+      p->stats.pipelined++;
+      px_h1_pipeline(c, x);
+      return 1;
+    }
     if ((c = TAILQ_FIRST(&h->idle))) {
       TAILQ_REMOVE(&h->idle, c, idle_link);
       c->in_idle = 0;
       p->stats.reused++;
+      if (pipe) { /* opens this pass's batch: written when the kick runs */
+        c->batch_open = 1;
+        h->batch = c;
+        px_conn_kick(c, NULL, 0, 0);
+      }
       px_h1_dispatch(c, x);
       return 1;
     }
@@ -1095,12 +1126,8 @@ static int x_own_head(struct px_exchange *x) {
   return 0;
 }
 
-int px_exchange_start(struct px_pool *p, const struct px_request_head *head, int has_body,
-                      const struct px_exchange_cbs *cbs, void *user_data,
-                      struct px_exchange **out) {
-  *out = NULL;
-  if (!p || !head || !head->method || !cbs || !cbs->on_done)
-    return CUT_ERR_INVALID;
+/* A zeroed exchange of pool p (from its free list when it has one), in p->all. */
+static struct px_exchange *x_alloc(struct px_pool *p) {
   struct px_exchange *x = p->xfree;
   if (x) {
     p->xfree = x->next_free;
@@ -1112,10 +1139,63 @@ int px_exchange_start(struct px_pool *p, const struct px_request_head *head, int
     x->head_mem = head_mem;
     x->head_cap = head_cap;
   } else if (!(x = calloc(1, sizeof *x))) {
-    return CUT_ERR_NOMEM;
+    return NULL;
   }
   x->pool = p;
   TAILQ_INSERT_TAIL(&p->all, x, alink);
+  x->timer = &x->timer_ev;
+  evtimer_assign(x->timer, p->base, x_timer_cb, x);
+  return x;
+}
+
+static void placeholder_done(struct px_exchange *x, int err, enum px_fail fail, const char *cause,
+                             int got_response, void *user_data) {
+  (void)x, (void)err, (void)fail, (void)cause, (void)got_response, (void)user_data;
+}
+
+struct px_exchange *px_x_placeholder(const struct px_exchange *like) {
+  struct px_exchange *x = x_alloc(like->pool);
+  if (!x)
+    return NULL;
+  x->cbs.on_done = placeholder_done;
+  x->head.method = like->is_head ? "HEAD" : "GET";
+  x->head.path = (char *)"/";
+  x->head_owned = 1;
+  x->host = like->host;
+  x->is_head = like->is_head;
+  x->idempotent = 1;
+  x->pipelined = 1;
+  x->resent = 1; /* never sent again */
+  x->bytes_sent = x->body_ended = x->body_flushed = 1;
+  x->stream_id = -1;
+  x->resp.content_length = -1;
+  x->start_ms = like->start_ms;
+  x_arm_timer(x);
+  return x;
+}
+
+void px_x_resend(struct px_exchange *x, const char *cause) {
+  x_unlink(x);
+  if (!x->resent && !x->cancelled && !x->got_response) {
+    x->resent = 1;
+    x->bytes_sent = 0;
+    x->pipelined = 0;
+    x->pool->stats.retries++;
+    x_place(x);
+    return;
+  }
+  x_fail_later(x, PX_FAIL_RESET, cause);
+}
+
+int px_exchange_start(struct px_pool *p, const struct px_request_head *head, int has_body,
+                      const struct px_exchange_cbs *cbs, void *user_data,
+                      struct px_exchange **out) {
+  *out = NULL;
+  if (!p || !head || !head->method || !cbs || !cbs->on_done)
+    return CUT_ERR_INVALID;
+  struct px_exchange *x = x_alloc(p);
+  if (!x)
+    return CUT_ERR_NOMEM;
   x->cbs = *cbs;
   x->ud = user_data;
   x->has_body = has_body;
@@ -1129,8 +1209,6 @@ int px_exchange_start(struct px_pool *p, const struct px_request_head *head, int
   x->head_owned = cbs->borrow_head != 0;
   if (has_body && !(x->reqbuf = evbuffer_new()))
     goto nomem;
-  x->timer = &x->timer_ev;
-  evtimer_assign(x->timer, p->base, x_timer_cb, x);
   x->idempotent = px_method_idempotent(x->head.method);
   x->is_head = x->head.method[0] == 'H' && strcmp(x->head.method, "HEAD") == 0;
   x->body_ended = !has_body;

@@ -14,7 +14,9 @@ typedef struct ssl_ctx_st SSL_CTX;
 
 /*
  * A px_pool belongs to one worker thread and one backend group: it keeps
- * HTTP/1.1 keep-alive connections (one exchange at a time each) or HTTP/2
+ * HTTP/1.1 keep-alive connections (one exchange at a time each, or with
+ * backend.pipeline > 1 up to that many bodiless GET / HEAD / OPTIONS exchanges
+ * started in the same pass of the loop, answered in order) or HTTP/2
  * connections (h2c or h2 over TLS, many streams each) to the group's hosts,
  * picks a host (round robin or least request), and enforces the backend's
  * timeouts. Everything here runs on the worker's event_base; nothing is
@@ -40,7 +42,9 @@ typedef struct ssl_ctx_st SSL_CTX;
  * Retries: an idempotent request whose connection failed before any request
  * byte was written is retried on another host up to backend.retries times;
  * never after bytes were sent. (HTTP/2: a stream the server refused, by
- * GOAWAY or REFUSED_STREAM, counts as never sent.)
+ * GOAWAY or REFUSED_STREAM, counts as never sent.) A pipelined HTTP/1.1
+ * exchange that got no byte of its response when its connection ended is
+ * sent again once (RFC 9112 section 9.3.2).
  *
  * Details of the contract that the prototypes alone do not say:
  *  - Every failure after px_exchange_start() returned 0 (no host, pool full,
@@ -148,6 +152,7 @@ const char *px_exchange_host(const struct px_exchange *x);
 struct px_pool_stats {
   uint64_t connects, connect_failures, reused, active_exchanges, idle_connections;
   uint64_t timeouts, resets, retries;
+  uint64_t pipelined;  /* HTTP/1.1 requests sent behind another on a connection */
 };
 void px_pool_stats(const struct px_pool *p, struct px_pool_stats *out);
 

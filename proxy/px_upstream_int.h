@@ -18,7 +18,8 @@
 /*
  * Object graph (all on one worker thread):
  *
- *   px_pool ──< px_host ──< px_conn ──< px_exchange (h1: at most one; h2: one per stream)
+ *   px_pool ──< px_host ──< px_conn ──< px_exchange (h1: one, or up to backend.pipeline
+ *                                       in response order; h2: one per stream)
  *                  └── waitq: exchanges that picked this host while every
  *                      connection slot was busy (bounded)
  *
@@ -56,6 +57,11 @@ struct px_host {
   uint64_t ejected_until_ms;          /* px_now_ms clock; 0 = not ejected */
   uint32_t consecutive_5xx;
   uint32_t consecutive_connect_failures;
+  /* h1 pipelining (backend.pipeline > 1): the connection that took a request
+   * in this pass of the event loop and collects the pass's other pipelinable
+   * requests; they are written together when its kick runs, at the end of
+   * the pass. NULL when none. */
+  struct px_conn *batch;
 };
 
 struct px_conn {
@@ -98,7 +104,9 @@ struct px_conn {
   uint64_t served;                    /* exchanges completed on this connection */
   /* HTTP/1.1 */
   http_parser parser;
-  struct px_exchange *x;              /* the exchange in progress */
+  struct px_exchange *x;              /* the exchange being answered: the first of `active` */
+  uint32_t depth;                     /* exchanges in `active` (more than 1 only when pipelining) */
+  int batch_open;                     /* host->batch: output is held until the kick flushes it */
   int h1_paused;                      /* parser paused by backpressure */
   int h1_msg_done;                    /* on_message_complete seen for x */
   int h1_in_trailers;
@@ -153,6 +161,8 @@ struct px_exchange {
   int paused;                         /* on_body said PX_PAUSE */
   int is_head;
   int idempotent;
+  int pipelined;                      /* h1: sent behind another exchange on its connection */
+  int resent;                         /* a pipelined exchange the server never answered was sent again */
   uint32_t attempts;
   struct px_host *failed_host;        /* avoid on retry */
   int in_cb;                          /* inside a user callback */
@@ -216,6 +226,14 @@ void px_x_request_drained(struct px_exchange *x);
 void px_x_finish(struct px_exchange *x, int err, enum px_fail fail, const char *cause);
 /* The connection failed before (or while) serving x: retry or finish. */
 void px_x_conn_failed(struct px_exchange *x, enum px_fail fail, const char *cause);
+/* x was pipelined (x->pipelined) and its connection ended before any byte of
+ * its response: it is unlinked from its connection already. Sends it again
+ * once (it is bodiless with a safe method, and the server either never saw
+ * it or had to ignore it), else fails it from the loop with PX_FAIL_RESET. */
+void px_x_resend(struct px_exchange *x, const char *cause);
+/* An exchange that takes the place of `like` (pipelined, cancelled) on its
+ * connection and reads and drops its response; NULL when out of memory. */
+struct px_exchange *px_x_placeholder(const struct px_exchange *like);
 /* A connection is ready or a slot freed: hand waiting exchanges to it. */
 void px_host_slot_free(struct px_host *h);
 /* Connection lifecycle. */
@@ -242,6 +260,9 @@ void px_conn_reading(struct px_conn *c, int on);
 void px_h1_init(struct px_conn *c);
 /* Writes x's head (and buffered body) to the ready connection c. */
 int px_h1_dispatch(struct px_conn *c, struct px_exchange *x);
+/* Queues x behind the exchanges on c (pipelining; c->batch_open): its head
+ * joins the output the kick writes. */
+int px_h1_pipeline(struct px_conn *c, struct px_exchange *x);
 void px_h1_read(struct px_conn *c);
 /* Raw connections: the socket is readable. */
 void px_h1_raw_read(struct px_conn *c);

@@ -809,6 +809,344 @@ static void test_px_upstream_cancel(void **state) {
   h1srv_stop();
 }
 
+
+/* ------------------------------------------------------------------ pipelining */
+
+/* A scripted HTTP/1.1 server that answers requests in order however many
+ * arrive at once, by path: "/close" answers with Connection: close and
+ * closes, "/drop" closes without answering, "/hold" is answered only when
+ * pipesrv_release() is called, "/head" sends a content-length with no body
+ * (the tests send it as HEAD); anything else answers 200 with the path as
+ * body. It notes the most requests it found in one read. */
+struct pipeconn {
+  struct bufferevent *bev;
+  int holding;             /* a /hold is waiting: later requests wait behind it */
+};
+struct pipesrv {
+  struct evconnlistener *l;
+  int port;
+  int accepted;
+  int requests;
+  int max_per_read;
+  struct pipeconn conns[16];
+};
+static struct pipesrv g_pipe;
+
+static void pipe_forget(struct pipeconn *pc) {
+  if (pc->bev)
+    bufferevent_free(pc->bev);
+  pc->bev = NULL;
+  pc->holding = 0;
+}
+
+static void pipe_answer(struct pipeconn *pc, const char *path) {
+  char out[512];
+  if (strcmp(path, "/head") == 0)
+    snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n");
+  else if (strcmp(path, "/close") == 0)
+    snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: %zu\r\n\r\n%s",
+             strlen(path), path);
+  else
+    snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\ncontent-length: %zu\r\n\r\n%s", strlen(path),
+             path);
+  bufferevent_write(pc->bev, out, strlen(out));
+}
+
+static void pipe_write_cb(struct bufferevent *bev, void *arg) {
+  struct pipeconn *pc = arg;
+  if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    pipe_forget(pc);
+}
+
+/* Answers what can be answered; returns the requests it consumed. */
+static int pipe_serve(struct pipeconn *pc) {
+  struct evbuffer *in = bufferevent_get_input(pc->bev);
+  int n = 0;
+  while (!pc->holding) {
+    struct evbuffer_ptr e = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+    if (e.pos < 0)
+      break;
+    char head[1024] = "", path[256] = "";
+    size_t hl = (size_t)e.pos + 4;
+    evbuffer_remove(in, head, hl < sizeof head - 1 ? hl : sizeof head - 1);
+    if (hl >= sizeof head - 1)
+      evbuffer_drain(in, hl - (sizeof head - 1));
+    sscanf(head, "%*s %255s", path);
+    n++;
+    g_pipe.requests++;
+    if (strcmp(path, "/drop") == 0) { /* close once the earlier answers are out */
+      bufferevent_disable(pc->bev, EV_READ);
+      if (evbuffer_get_length(bufferevent_get_output(pc->bev)) == 0)
+        pipe_forget(pc);
+      else
+        bufferevent_setcb(pc->bev, NULL, pipe_write_cb, NULL, pc);
+      return n;
+    }
+    if (strcmp(path, "/hold") == 0) {
+      pc->holding = 1;
+      break;
+    }
+    pipe_answer(pc, path);
+    if (strcmp(path, "/close") == 0) {
+      bufferevent_disable(pc->bev, EV_READ);
+      bufferevent_setcb(pc->bev, NULL, pipe_write_cb, NULL, pc);
+      return n;
+    }
+  }
+  return n;
+}
+
+static void pipe_read_cb(struct bufferevent *bev, void *arg) {
+  struct pipeconn *pc = arg;
+  /* Count the heads in this read before serving (a /hold stops serving). */
+  struct evbuffer *in = bufferevent_get_input(bev);
+  int heads = 0;
+  struct evbuffer_ptr at = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+  while (at.pos >= 0) {
+    heads++;
+    evbuffer_ptr_set(in, &at, 4, EVBUFFER_PTR_ADD);
+    at = evbuffer_search(in, "\r\n\r\n", 4, &at);
+  }
+  if (heads > g_pipe.max_per_read)
+    g_pipe.max_per_read = heads;
+  pipe_serve(pc);
+}
+
+static void pipe_event_cb(struct bufferevent *bev, short what, void *arg) {
+  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+    pipe_forget(arg);
+}
+
+static void pipe_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                           int salen, void *arg) {
+  g_pipe.accepted++;
+  for (int i = 0; i < 16; i++)
+    if (!g_pipe.conns[i].bev) {
+      struct pipeconn *pc = &g_pipe.conns[i];
+      pc->bev = bufferevent_socket_new(g_base, fd, BEV_OPT_CLOSE_ON_FREE);
+      bufferevent_setcb(pc->bev, pipe_read_cb, NULL, pipe_event_cb, pc);
+      bufferevent_enable(pc->bev, EV_READ | EV_WRITE);
+      return;
+    }
+  evutil_closesocket(fd);
+}
+
+static void pipesrv_start(void) {
+  memset(&g_pipe, 0, sizeof g_pipe);
+  struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  g_pipe.l = evconnlistener_new_bind(g_base, pipe_accept_cb, NULL,
+                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
+                                     (struct sockaddr *)&sin, sizeof sin);
+  assert_non_null(g_pipe.l);
+  g_pipe.port = bound_port(evconnlistener_get_fd(g_pipe.l));
+}
+
+/* Answers the /hold requests and whatever waited behind them. */
+static void pipesrv_release(void) {
+  for (int i = 0; i < 16; i++) {
+    struct pipeconn *pc = &g_pipe.conns[i];
+    if (pc->bev && pc->holding) {
+      pc->holding = 0;
+      pipe_answer(pc, "/hold");
+      pipe_serve(pc);
+    }
+  }
+}
+
+static void pipesrv_stop(void) {
+  for (int i = 0; i < 16; i++)
+    pipe_forget(&g_pipe.conns[i]);
+  evconnlistener_free(g_pipe.l);
+}
+
+/* A pool with backend.pipeline = depth and one idle connection to the
+ * scripted server, as a busy proxy has. */
+static struct px_pool *pipe_pool(uint32_t depth) {
+  pipesrv_start();
+  backend_init(CFG_PROTO_HTTP1, 1, &g_pipe.port);
+  g_be.pipeline = depth;
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  start(p, "GET", "/warm", 0, &r);
+  run_all(1);
+  assert_int_equal(r.err, 0);
+  g_pipe.max_per_read = 0;
+  return p;
+}
+
+static void assert_ok_body(const struct res *r, const char *body) {
+  if (r->err)
+    fprintf(stderr, "exchange failed: %s\n", r->cause);
+  assert_int_equal(r->done, 1);
+  assert_int_equal(r->err, 0);
+  assert_int_equal(r->status, 200);
+  assert_string_equal(r->body, body);
+}
+
+/* Requests started in one pass of the loop go out together on the idle
+ * connection, up to the depth, and each gets its own response. */
+static void test_px_upstream_h1_pipeline_batches(void **state) {
+  struct px_pool *p = pipe_pool(4);
+  struct res r[4] = {{0}};
+  const char *paths[4] = {"/p0", "/p1", "/p2", "/p3"};
+  for (int i = 0; i < 4; i++)
+    start(p, "GET", paths[i], 0, &r[i]);
+  run_all(4);
+  for (int i = 0; i < 4; i++)
+    assert_ok_body(&r[i], paths[i]);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.connects, 1);
+  assert_int_equal(st.pipelined, 3);
+  assert_int_equal(st.retries, 0);
+  assert_int_equal(g_pipe.max_per_read, 4);
+  assert_int_equal(st.idle_connections, 1);
+  assert_int_equal(st.active_exchanges, 0);
+  /* A fifth in the same pass exceeds the depth: it takes another connection. */
+  struct res r5[5] = {{0}};
+  for (int i = 0; i < 5; i++)
+    start(p, "GET", paths[i % 4], 0, &r5[i]);
+  run_all(5);
+  for (int i = 0; i < 5; i++)
+    assert_ok_body(&r5[i], paths[i % 4]);
+  px_pool_stats(p, &st);
+  assert_int_equal(st.connects, 2);
+  assert_int_equal(st.pipelined, 6);
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
+/* Without `pipeline` (depth 1) nothing is pipelined: the same burst opens a
+ * connection per request. */
+static void test_px_upstream_h1_pipeline_off_by_default(void **state) {
+  struct px_pool *p = pipe_pool(1);
+  struct res r[3] = {{0}};
+  for (int i = 0; i < 3; i++)
+    start(p, "GET", "/q", 0, &r[i]);
+  run_all(3);
+  for (int i = 0; i < 3; i++)
+    assert_ok_body(&r[i], "/q");
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.pipelined, 0);
+  assert_int_equal(st.connects, 3);
+  assert_int_equal(g_pipe.max_per_read, 1);
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
+/* Requests with a body or an unsafe method are never pipelined; HEAD is, and
+ * the bodiless HEAD response keeps the connection in step. */
+static void test_px_upstream_h1_pipeline_methods(void **state) {
+  struct px_pool *p = pipe_pool(8);
+  struct res a = {0}, h = {0}, post = {0}, del = {0}, c = {0};
+  start(p, "GET", "/a", 0, &a);
+  start(p, "HEAD", "/head", 0, &h);
+  start(p, "POST", "/post", 0, &post);
+  start(p, "DELETE", "/del", 0, &del);
+  start(p, "GET", "/c", 0, &c);
+  run_all(5);
+  assert_ok_body(&a, "/a");
+  assert_int_equal(h.err, 0);
+  assert_int_equal(h.status, 200);
+  assert_int_equal(h.body_len, 0);
+  assert_ok_body(&post, "/post");
+  assert_ok_body(&del, "/del");
+  assert_ok_body(&c, "/c");
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.pipelined, 2); /* HEAD and the last GET behind the first GET */
+  assert_int_equal(st.connects, 3);  /* POST and DELETE each on a connection of their own */
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
+/* The server answers one request with Connection: close: the requests
+ * pipelined behind it were never processed and are sent again. */
+static void test_px_upstream_h1_pipeline_close_resends(void **state) {
+  struct px_pool *p = pipe_pool(4);
+  struct res r[4] = {{0}};
+  const char *paths[4] = {"/p0", "/close", "/p2", "/p3"};
+  for (int i = 0; i < 4; i++)
+    start(p, "GET", paths[i], 0, &r[i]);
+  run_all(4);
+  for (int i = 0; i < 4; i++)
+    assert_ok_body(&r[i], paths[i]);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.retries, 2);
+  /* warm-up, the batch up to /close (the server reads no further), the two sent again */
+  assert_int_equal(g_pipe.requests, 1 + 2 + 2);
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
+/* The server closes without answering a pipelined request: the ones behind
+ * the answered request are sent again once; one that fails again ends in a
+ * reset, and the others still succeed. */
+static void test_px_upstream_h1_pipeline_abrupt_close(void **state) {
+  struct px_pool *p = pipe_pool(4);
+  struct res a = {0}, drop = {0}, c = {0};
+  start(p, "GET", "/a", 0, &a);
+  start(p, "GET", "/drop", 0, &drop);
+  start(p, "GET", "/c", 0, &c);
+  run_all(3);
+  assert_ok_body(&a, "/a");
+  assert_ok_body(&c, "/c");
+  assert_int_equal(drop.err, CUT_ERR_CLOSED);
+  assert_int_equal(drop.fail, PX_FAIL_RESET);
+  assert_int_equal(drop.got_response, 0);
+  assert_non_null(strstr(drop.cause, "before responding"));
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
+/* A queued request is cancelled: its response is read and dropped when its
+ * turn comes, and the requests around it carry on on the same connection. */
+static void test_px_upstream_h1_pipeline_cancel_queued(void **state) {
+  struct px_pool *p = pipe_pool(4);
+  struct res hold = {0}, b = {0}, c = {0};
+  start(p, "GET", "/hold", 0, &hold);
+  struct px_exchange *xb = start(p, "GET", "/b", 0, &b);
+  start(p, "GET", "/c", 0, &c);
+  run_for_ms(50);
+  assert_int_equal(g_pipe.max_per_read, 3);
+  px_exchange_cancel(xb);
+  pipesrv_release();
+  run_all(2);
+  assert_ok_body(&hold, "/hold");
+  assert_ok_body(&c, "/c");
+  assert_int_equal(b.done, 0);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.connects, 1);
+  assert_int_equal(st.retries, 0);
+  assert_int_equal(st.active_exchanges, 0);
+  assert_int_equal(st.idle_connections, 1);
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
+/* The first request is abandoned mid-way: the connection is out of step, so
+ * it closes and the requests queued behind are sent again on another one. */
+static void test_px_upstream_h1_pipeline_head_cancelled(void **state) {
+  struct px_pool *p = pipe_pool(4);
+  struct res hold = {0}, b = {0};
+  struct px_exchange *xh = start(p, "GET", "/hold", 0, &hold);
+  start(p, "GET", "/b", 0, &b);
+  run_for_ms(50);
+  assert_int_equal(b.done, 0);
+  px_exchange_cancel(xh);
+  run_all(1);
+  assert_int_equal(hold.done, 0);
+  assert_ok_body(&b, "/b");
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.retries, 1);
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
 /* ------------------------------------------------------------------ nghttp2 backend */
 
 struct h2sess {
@@ -1404,6 +1742,13 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_least_request, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_cancel, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_batches, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_off_by_default, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_methods, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_close_resends, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_abrupt_close, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_cancel_queued, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_head_cancelled, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_multiplexing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_max_streams, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2_tls_verify, setup, teardown),
