@@ -391,6 +391,7 @@ static void test_config_defaults(void **state) {
   assert_int_equal(a->max_connections, 64);
   assert_int_equal(a->max_streams, 100);
   assert_int_equal(a->retries, 1);
+  assert_int_equal(a->pipeline, 1);
   assert_false(a->has_tls);
   assert_false(a->health.enabled);
   assert_string_equal(a->health.path, "/healthz");
@@ -524,6 +525,24 @@ static void test_config_error_address(void **state) {
                 "IPv4 address\n"
                 "t.yaml:5:26: backends.a.hosts[0]: \"127.0.0.1:70000\": port 70000 is out of "
                 "range (1-65535)\n");
+}
+
+static void test_config_backend_pipeline(void **state) {
+  (void)state;
+  struct cfg *c = load_ok("listeners: [ { name: p, listen: \"127.0.0.1:8080\" } ]\n"
+                          "backends:\n"
+                          "  a: { hosts: [\"127.0.0.1:9001\"], pipeline: 16 }\n"
+                          "routes: [ { name: r, backend: a } ]\n");
+  assert_int_equal(c->backends[0].pipeline, 16);
+  cfg_unref(c);
+  expect_errors("listeners: [ { name: p, listen: \"127.0.0.1:8080\" } ]\n"
+                "backends:\n"
+                "  a: { hosts: [\"127.0.0.1:9001\"], protocol: h2c, pipeline: 4 }\n"
+                "  b: { hosts: [\"127.0.0.1:9002\"], pipeline: 65 }\n"
+                "routes: [ { name: r, backend: a } ]\n",
+                "t.yaml:3:60: backends.a.pipeline: pipelining is for protocol http1; HTTP/2 "
+                "multiplexes streams instead\n"
+                "t.yaml:4:45: backends.b.pipeline: 65 is out of range (1-64)\n");
 }
 
 static void test_config_error_reference(void **state) {
@@ -960,6 +979,7 @@ int main(void) {
       cmocka_unit_test(test_config_error_percent),  cmocka_unit_test(test_config_error_unit),
       cmocka_unit_test(test_config_h2_floods),
       cmocka_unit_test(test_config_error_address),  cmocka_unit_test(test_config_error_reference),
+      cmocka_unit_test(test_config_backend_pipeline),
       cmocka_unit_test(test_config_error_duplicate), cmocka_unit_test(test_config_error_rules),
       cmocka_unit_test(test_config_error_missing),  cmocka_unit_test(test_config_error_null_items),  cmocka_unit_test(test_config_error_many),
       cmocka_unit_test(test_config_error_yaml_and_schema),
