@@ -178,7 +178,7 @@ static void h1_remove(struct px_conn *c, struct px_exchange *x) {
 /* The connection ends while exchanges pipelined behind the current one have
  * had no byte of their response: each is sent again (px_x_resend). The
  * connection stops taking new exchanges first, so none comes back to it. */
-static void h1_resend_queued(struct px_conn *c, const char *cause) {
+static void h1_resend_queued(struct px_conn *c, int announced, const char *cause) {
   struct px_exchange *y;
   c->closing = 1;
   if (c->host->batch == c)
@@ -186,11 +186,11 @@ static void h1_resend_queued(struct px_conn *c, const char *cause) {
   c->batch_open = 0;
   while ((y = TAILQ_FIRST(&c->active)) && y != c->x) {
     h1_remove(c, y);
-    px_x_resend(y, cause);
+    px_x_resend(y, announced, cause);
   }
   while (c->x && (y = TAILQ_NEXT(c->x, clink))) {
     h1_remove(c, y);
-    px_x_resend(y, cause);
+    px_x_resend(y, announced, cause);
   }
 }
 
@@ -249,7 +249,7 @@ void px_h1_detach(struct px_exchange *x) {
     char cause[400];
     snprintf(cause, sizeof cause, "%s: an earlier pipelined request was abandoned",
              c->host->name);
-    h1_resend_queued(c, cause);
+    h1_resend_queued(c, 0, cause);
   }
   px_conn_close(c);
 }
@@ -395,7 +395,7 @@ static void h1_complete(struct px_conn *c) {
     char cause[400];
     snprintf(cause, sizeof cause, "%s closed the connection after an earlier response",
              c->host->name);
-    h1_resend_queued(c, cause);
+    h1_resend_queued(c, !http_should_keep_alive(&c->parser), cause);
     px_conn_close(c);
   } else if (keep) {
     px_conn_idle(c);
@@ -411,7 +411,7 @@ static void h1_protocol_error(struct px_conn *c, const char *what) {
   snprintf(cause, sizeof cause, "%s sent a bad HTTP/1.1 response: %s", c->host->name, what);
   h1_remove(c, x);
   if (c->depth)
-    h1_resend_queued(c, cause);
+    h1_resend_queued(c, 0, cause);
   px_conn_close(c);
   px_x_finish(x, CUT_ERR_PROTO, PX_FAIL_PROTOCOL, cause);
 }
@@ -543,13 +543,13 @@ void px_h1_eof(struct px_conn *c, int error) {
            x->got_response ? "mid-response" : "before responding");
   h1_remove(c, x);
   if (c->depth)
-    h1_resend_queued(c, cause);
+    h1_resend_queued(c, 0, cause);
   px_conn_close(c);
   /* A stale keep-alive connection gives no answer; the request went out, so
    * it is not retried (the rule is: never after bytes were sent), unless it
    * was pipelined behind an answered one (RFC 9112 section 9.3.2). */
   if (x->pipelined && !x->got_response)
-    px_x_resend(x, cause);
+    px_x_resend(x, 0, cause);
   else
     px_x_finish(x, CUT_ERR_CLOSED, PX_FAIL_RESET, cause);
 }

@@ -1165,7 +1165,7 @@ struct px_exchange *px_x_placeholder(const struct px_exchange *like) {
   x->is_head = like->is_head;
   x->idempotent = 1;
   x->pipelined = 1;
-  x->resent = 1; /* never sent again */
+  x->resent = PX_RESEND_ANNOUNCED; /* never sent again */
   x->bytes_sent = x->body_ended = x->body_flushed = 1;
   x->stream_id = -1;
   x->resp.content_length = -1;
@@ -1174,10 +1174,10 @@ struct px_exchange *px_x_placeholder(const struct px_exchange *like) {
   return x;
 }
 
-void px_x_resend(struct px_exchange *x, const char *cause) {
+void px_x_resend(struct px_exchange *x, int announced, const char *cause) {
   x_unlink(x);
-  if (!x->resent && !x->cancelled && !x->got_response) {
-    x->resent = 1;
+  if (x->resent < (announced ? PX_RESEND_ANNOUNCED : 1u) && !x->cancelled && !x->got_response) {
+    x->resent++;
     x->bytes_sent = 0;
     x->pipelined = 0;
     x->pool->stats.retries++;

@@ -162,7 +162,7 @@ struct px_exchange {
   int is_head;
   int idempotent;
   int pipelined;                      /* h1: sent behind another exchange on its connection */
-  int resent;                         /* a pipelined exchange the server never answered was sent again */
+  uint32_t resent;                    /* times sent again after its connection ended unanswered */
   uint32_t attempts;
   struct px_host *failed_host;        /* avoid on retry */
   int in_cb;                          /* inside a user callback */
@@ -227,10 +227,13 @@ void px_x_finish(struct px_exchange *x, int err, enum px_fail fail, const char *
 /* The connection failed before (or while) serving x: retry or finish. */
 void px_x_conn_failed(struct px_exchange *x, enum px_fail fail, const char *cause);
 /* x was pipelined (x->pipelined) and its connection ended before any byte of
- * its response: it is unlinked from its connection already. Sends it again
- * once (it is bodiless with a safe method, and the server either never saw
- * it or had to ignore it), else fails it from the loop with PX_FAIL_RESET. */
-void px_x_resend(struct px_exchange *x, const char *cause);
+ * its response: it is unlinked from its connection already. It is bodiless
+ * with a safe method, so it is sent again: up to PX_RESEND_ANNOUNCED times
+ * (its timeouts still run) when the server had announced the close
+ * (Connection: close on an earlier response: it must not have processed x),
+ * else once. Past that it fails from the loop with PX_FAIL_RESET. */
+#define PX_RESEND_ANNOUNCED 64u
+void px_x_resend(struct px_exchange *x, int announced, const char *cause);
 /* An exchange that takes the place of `like` (pipelined, cancelled) on its
  * connection and reads and drops its response; NULL when out of memory. */
 struct px_exchange *px_x_placeholder(const struct px_exchange *like);
