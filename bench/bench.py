@@ -23,12 +23,18 @@ sys.path.insert(0, os.path.join(SOURCE_DIR, "tests", "e2e"))
 import cutover_e2e as e2e  # noqa: E402  (the shared process/port/h2load helpers)
 
 PATH = "/api/checkout"
-PROXIES = ("cutover", "nghttpx", "nginx", "haproxy")
+PROXIES = ("cutover", "cutover-pipelined", "nghttpx", "nginx", "haproxy")
+OTHERS = ("nghttpx", "nginx", "haproxy")
 # Mirroring: cutover with one shadow and Kafka recording of every pair, nginx with `mirror`.
-MIRRORS = ("cutover-mirror", "nginx-mirror")
-TEMPLATES = {"cutover": "cutover.yaml.in", "nghttpx": "nghttpx.conf.in",
-             "nginx": "nginx.conf.in", "haproxy": "haproxy.cfg.in",
-             "cutover-mirror": "cutover-mirror.yaml.in", "nginx-mirror": "nginx-mirror.conf.in"}
+MIRRORS = ("cutover-mirror", "cutover-mirror-pipelined", "nginx-mirror")
+TEMPLATES = {"cutover": "cutover.yaml.in", "cutover-pipelined": "cutover.yaml.in",
+             "nghttpx": "nghttpx.conf.in", "nginx": "nginx.conf.in", "haproxy": "haproxy.cfg.in",
+             "cutover-mirror": "cutover-mirror.yaml.in",
+             "cutover-mirror-pipelined": "cutover-mirror.yaml.in",
+             "nginx-mirror": "nginx-mirror.conf.in"}
+# The `-pipelined` cutover targets turn on HTTP/1.1 pipelining to the backends
+# (backend `pipeline:`, docs/upstreams.md); the others keep the default (off).
+PIPELINE = 8
 # The primary's latency with a normal and a 500 ms slow shadow, at a light fixed rate.
 SLOW_SHADOW_MS = 500
 SLOW_C, SLOW_RPS = 4, 100
@@ -268,8 +274,9 @@ class Bench:
                          runner=self.light_h2load)
             self.stop(proc)
 
-    def values(self, port, tls_port):
+    def values(self, port, tls_port, pipeline=1):
         return {"port": port, "tls_port": tls_port, "backend_port": self.backend_port,
+                "pipeline": pipeline,
                 "shadow_port": self.shadow_port,
                 "backend_conns": self.args.backend_conns, "cert": self.cert, "key": self.key,
                 "pem": self.pem, "dir": self.dir}
@@ -290,9 +297,9 @@ class Bench:
                          "(scripts/deps.sh bench)" % exe))
             return
         port, tls_port = e2e.free_port(), e2e.free_port()
-        v = self.values(port, tls_port)
+        v = self.values(port, tls_port, PIPELINE if name.endswith("-pipelined") else 1)
         tmpl = TEMPLATES[name]
-        cfg = self.render(tmpl, v, tmpl[:-3])
+        cfg = self.render(tmpl, v, name + "." + tmpl.split(".")[-2])
         if exe == self.bin:
             argv = [self.bin, "proxy", "-c", cfg]
         elif exe == "nghttpx":
@@ -315,7 +322,7 @@ class Bench:
             self.measure(name, "h2+TLS", "https://127.0.0.1:%d%s" % (tls_port, PATH))
         self.target = None
         self.stop(proc)
-        if name == "cutover-mirror" and r:
+        if name.startswith("cutover-mirror") and r:
             # the proxy logs what its recorder did when it stops
             m = re.search(r"recording: (\d+) delivered, (\d+) spilled, (\d+) dropped",
                           proc.stderr_text())
@@ -326,16 +333,18 @@ class Bench:
     def mirror_summary(self):
         """Ratios of the mirroring rows against their goals (issue: >= 0.6 x cutover, >= 3 x nginx)."""
         lines = []
-        cm = self.rps.get(("cutover-mirror", "h2c"))
-        for base, goal in (("cutover", 0.6), ("nginx-mirror", 3.0)):
-            b = self.rps.get((base, "h2c"))
-            if cm and b:
-                lines.append("cutover-mirror / %s (h2c): %.2f x (goal >= %.1f x)" % (base, cm / b, goal))
-        rec = self.recorded.get("cutover-mirror")
-        if rec:
-            lines.append("cutover-mirror recorded %d pairs for %d requests: %d delivered to Kafka, "
-                         "%d spilled, %d dropped" % (rec[0] + rec[1] + rec[2], rec[3], rec[0],
-                                                    rec[1], rec[2]))
+        for sfx in ("", "-pipelined"):
+            name = "cutover-mirror" + sfx
+            cm = self.rps.get((name, "h2c"))
+            for base, goal in (("cutover" + sfx, 0.6), ("nginx-mirror", 3.0)):
+                b = self.rps.get((base, "h2c"))
+                if cm and b:
+                    lines.append("%s / %s (h2c): %.2f x (goal >= %.1f x)" % (name, base, cm / b, goal))
+            rec = self.recorded.get(name)
+            if rec:
+                lines.append("%s recorded %d pairs for %d requests: %d delivered to Kafka, "
+                             "%d spilled, %d dropped" % (name, rec[0] + rec[1] + rec[2], rec[3],
+                                                        rec[0], rec[1], rec[2]))
         c, m = self.cpu.get(("cutover", "h2c")), self.cpu.get(("cutover-mirror", "h2c"))
         if c and m and m.machine_us > 0 and m.user_us is not None:
             lines.append(
@@ -354,6 +363,25 @@ class Bench:
                                            fmt_us(b.p99_us), fmt_us(a.p99_us)))
         return lines
 
+    def speed_summary(self):
+        """Each cutover target against the best other proxy: req/s ratio (goal >= 1.2 x) and p99."""
+        lines = []
+        for proto in ("h2c", "h2+TLS"):
+            others = [(n, self.rps[(n, proto)]) for n in OTHERS if (n, proto) in self.rps]
+            if not others:
+                continue
+            best, best_rps = max(others, key=lambda x: x[1])
+            p99 = {r.name: r.result.p99_us for r in self.rows
+                   if r.proto == proto and r.result is not None}
+            for name in ("cutover", "cutover-pipelined"):
+                rps = self.rps.get((name, proto))
+                if not rps:
+                    continue
+                lines.append("%s / best other proxy (%s, %s): %.2f x in req/s (goal >= 1.2 x); "
+                             "p99 %s vs %s" % (name, best, proto, rps / best_rps,
+                                               fmt_us(p99.get(name)), fmt_us(p99.get(best))))
+        return lines
+
     def cpu_summary(self):
         """Where each request's CPU time goes, and what that allows at most: with every
         core busy, req/s cannot exceed cores / (CPU time per request). For cutover the
@@ -363,7 +391,7 @@ class Bench:
         ncpu = os.cpu_count() or 1
         for proto in ("h2c", "h2+TLS"):
             c = self.cpu.get(("cutover", proto))
-            others = [(n, self.rps[(n, proto)]) for n in PROXIES[1:] if (n, proto) in self.rps]
+            others = [(n, self.rps[(n, proto)]) for n in OTHERS if (n, proto) in self.rps]
             if not c or c.user_us is None or not others or c.machine_us <= 0:
                 continue
             best, best_rps = max(others, key=lambda x: x[1])
@@ -395,7 +423,7 @@ class Bench:
 
     HEAD = ["target", "protocol", "req/s", "mean", "p50", "p99", "max", "vs direct",
             "usr us/req", "sys us/req", "all us/req", "note"]
-    FMT = "%-22s %-7s %10s %9s %9s %9s %9s %9s %10s %10s %10s  %s"
+    FMT = "%-24s %-7s %10s %9s %9s %9s %9s %9s %10s %10s %10s  %s"
 
     def format_row(self, row, plain=False):
         return self.FMT % tuple(self.cells(row))
@@ -451,7 +479,7 @@ class Bench:
             "",
             self.table_markdown(),
             "",
-        ] + ["- " + l for l in self.mirror_summary() + self.cpu_summary()] + [
+        ] + ["- " + l for l in self.speed_summary() + self.mirror_summary() + self.cpu_summary()] + [
             "",
             "How to read this table: docs/bench.md.",
             "",
@@ -470,8 +498,8 @@ def main():
     ap.add_argument("-m", type=int, default=int(os.environ.get("BENCH_M", 10)))
     ap.add_argument("-t", type=int, default=int(os.environ.get("BENCH_T", 1)))
     ap.add_argument("--targets", default=os.environ.get(
-        "BENCH_TARGETS", "direct cutover nghttpx nginx haproxy cutover-mirror nginx-mirror "
-        "slow-shadow"))
+        "BENCH_TARGETS", "direct cutover cutover-pipelined nghttpx nginx haproxy cutover-mirror "
+        "cutover-mirror-pipelined nginx-mirror slow-shadow"))
     ap.add_argument("--no-tls", dest="tls", action="store_false",
                     default=os.environ.get("BENCH_TLS", "1") != "0")
     ap.add_argument("--backend-conns", type=int, default=int(os.environ.get("BENCH_BACKEND_CONNS", 0)),
@@ -496,7 +524,7 @@ def main():
         rc = b.run()
         if rc == 0:
             print("\n" + b.table_text())
-            for line in b.mirror_summary() + b.cpu_summary():
+            for line in b.speed_summary() + b.mirror_summary() + b.cpu_summary():
                 print(line)
             b.write_markdown(args.out)
             print("\nbench: wrote %s" % args.out)
