@@ -82,4 +82,10 @@ struct cut_lfs_node *cut_lfs_reverse(struct cut_lfs_node *list);
 /* cut_lfs_take_all, then cut_lfs_reverse: every node, oldest first. */
 struct cut_lfs_node *cut_lfs_take_fifo(struct cut_lfs *s, memory_order order);
 
+/* Frees with free() every node of a list linked by `next` (taken from a stack,
+ * or a thread's private free list of the same links) whose nodes each sit at
+ * the start of a malloc'ed block: the block caches keep free blocks this way.
+ * Takes ownership of the list. NULL is ok. */
+void cut_lfs_free_list(struct cut_lfs_node *list);
+
 #endif

@@ -32,19 +32,11 @@ struct rec_mem *rec_mem_ref(struct rec_mem *m) {
   return m;
 }
 
-static void free_list(struct cut_lfs_node *b) {
-  while (b) {
-    struct cut_lfs_node *next = b->next;
-    free(b);
-    b = next;
-  }
-}
-
 void rec_mem_unref(struct rec_mem *m) {
   if (!m || atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
     return;
-  free_list(m->local);
-  free_list(cut_lfs_take_all(&m->returned, memory_order_acquire));
+  cut_lfs_free_list(m->local);
+  cut_lfs_free_list(cut_lfs_take_all(&m->returned, memory_order_acquire));
   free(m);
 }
 
