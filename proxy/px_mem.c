@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cut_lfstack.h"
 #include "proxy/px_mem.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -24,8 +25,10 @@
 /* How many blocks a class keeps per thread: about 64 KiB to 256 KiB each. */
 static const unsigned class_keep[NCLASSES] = {1024, 1024, 1024, 512, 128, 64};
 
+/* A cached block holds its link in its first bytes; the lists are the
+ * thread's own, so they are plain lists, not cut_lfs stacks. */
 struct mem_cache {
-  void *head[NCLASSES];
+  struct cut_lfs_node *head[NCLASSES];
   unsigned n[NCLASSES];
 };
 
@@ -37,13 +40,8 @@ static int cache_key_ok;
 static void cache_destroy(void *arg) {
   struct mem_cache *c = arg;
   tl_cache = NULL;
-  for (int k = 0; k < NCLASSES; k++) {
-    while (c->head[k]) {
-      void *b = c->head[k];
-      c->head[k] = *(void **)b;
-      free(b);
-    }
-  }
+  for (int k = 0; k < NCLASSES; k++)
+    cut_lfs_free_list(c->head[k]);
   free(c);
 }
 
@@ -83,9 +81,9 @@ void *px_mem_block_get(size_t n, unsigned char *cls) {
     return malloc(n);
   }
   *cls = (unsigned char)k;
-  void *b = c->head[k];
+  struct cut_lfs_node *b = c->head[k];
   if (b) {
-    c->head[k] = *(void **)b;
+    c->head[k] = b->next;
     c->n[k]--;
     return b;
   }
@@ -100,8 +98,9 @@ void px_mem_block_put(void *b, unsigned char cls) {
     free(b);
     return;
   }
-  *(void **)b = c->head[cls];
-  c->head[cls] = b;
+  struct cut_lfs_node *n = b;
+  n->next = c->head[cls];
+  c->head[cls] = n;
   c->n[cls]++;
 }
 

@@ -16,6 +16,17 @@
  *
  * Sanitizer builds bypass the caches (every call goes to malloc and free) so
  * that use after free and leaks stay visible.
+ *
+ * replay/rec_mem.h is the other block cache, and it stays separate on
+ * purpose: a recorded pair is built on a worker but freed on the recording
+ * thread, so rec_mem is an object owned by one worker to which any thread
+ * returns blocks (one atomic push each), where a block given back here simply
+ * stays with the thread that frees it. Taking rec_mem's design here would put
+ * an atomic operation (or an owner lookup) on every put of the request path,
+ * whose blocks are nearly always freed on the thread that took them; taking
+ * this one there would leave the pairs' blocks piling up on the recording
+ * thread. What the two share is the shape of a free block (a cut_lfs_node at
+ * its start, common/cut_lfstack.h) and the function that frees such a list.
  */
 
 #define PX_MEM_CLASS_MAX 2048u

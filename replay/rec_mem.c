@@ -3,21 +3,18 @@
 #include <stdlib.h>
 
 #include "common/cut_err.h"
+#include "common/cut_lfstack.h"
 #include "replay/rec_mem.h"
 
 #define DEFAULT_MAX_BLOCKS 1024
 
-/* A cached block holds the link in its first bytes. */
-struct free_blk {
-  struct free_blk *next;
-};
-
+/* A cached block holds its stack link in its first bytes. */
 struct rec_mem {
   _Atomic size_t refs;
   _Atomic size_t cached;                /* blocks on both lists */
   size_t max_blocks;
-  struct free_blk *local;               /* the owner's; no other thread touches it */
-  _Atomic(struct free_blk *) returned;  /* pushed by anyone, taken whole by the owner */
+  struct cut_lfs_node *local;           /* the owner's; no other thread touches it */
+  struct cut_lfs returned;              /* pushed by anyone, taken whole by the owner */
 };
 
 int rec_mem_new(struct rec_mem **out, size_t max_blocks) {
@@ -35,26 +32,18 @@ struct rec_mem *rec_mem_ref(struct rec_mem *m) {
   return m;
 }
 
-static void free_list(struct free_blk *b) {
-  while (b) {
-    struct free_blk *next = b->next;
-    free(b);
-    b = next;
-  }
-}
-
 void rec_mem_unref(struct rec_mem *m) {
   if (!m || atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
     return;
-  free_list(m->local);
-  free_list(atomic_load(&m->returned));
+  cut_lfs_free_list(m->local);
+  cut_lfs_free_list(cut_lfs_take_all(&m->returned, memory_order_acquire));
   free(m);
 }
 
 void *rec_mem_get(struct rec_mem *m) {
   if (!m->local) /* take everything the other threads gave back, in one go */
-    m->local = atomic_exchange_explicit(&m->returned, NULL, memory_order_acquire);
-  struct free_blk *b = m->local;
+    m->local = cut_lfs_take_all(&m->returned, memory_order_acquire);
+  struct cut_lfs_node *b = m->local;
   if (!b)
     return malloc(REC_MEM_BLOCK);
   m->local = b->next;
@@ -70,14 +59,8 @@ void rec_mem_put(struct rec_mem *m, void *block) {
     free(block);
     return;
   }
-  /* Only pushes happen concurrently (the owner takes the whole list), so a
-   * plain compare-and-swap push has no ABA problem. */
-  struct free_blk *b = block;
-  struct free_blk *top = atomic_load_explicit(&m->returned, memory_order_relaxed);
-  do
-    b->next = top;
-  while (!atomic_compare_exchange_weak_explicit(&m->returned, &top, b, memory_order_release,
-                                                memory_order_relaxed));
+  /* release: the owner that takes the block sees it as this thread left it */
+  cut_lfs_push(&m->returned, block, memory_order_release);
 }
 
 size_t rec_mem_cached(const struct rec_mem *m) {

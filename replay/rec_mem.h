@@ -17,6 +17,10 @@
  * blocks; past that, put frees them. A rec_mem is reference-counted: the
  * owner and every pair built with it hold a reference, so it outlives the
  * pairs still queued elsewhere after the owner stopped.
+ *
+ * The returned blocks travel on a cut_lfs stack (common/cut_lfstack.h). The
+ * proxy's request blocks use another cache, proxy/px_mem.h, which says why
+ * the two are kept apart.
  */
 #define REC_MEM_BLOCK 4096
 

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/cut_lfstack.h"
 #include "config/config.h"
 
 /*
@@ -125,7 +126,7 @@ struct rec_pair {
   size_t nshadows;
   struct rec_response *primary_repeat;/* NULL when absent */
   const struct rec_opts *opts;        /* borrowed; NULL in decoded pairs */
-  struct rec_pair *qnext;             /* link while a queue owns the pair (rec_pairq.h) */
+  struct cut_lfs_node qlink;          /* link while a queue owns the pair (rec_pairq.h) */
   struct rec_arena arena;             /* everything above lives here */
 };
 

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "common/cut_err.h"
+#include "common/cut_lfstack.h"
 #include "replay/rec_avro.h"
 #include "replay/rec_pairq.h"
 #include "replay/rec_sink.h"
@@ -15,18 +16,17 @@
 #define DEFAULT_BATCH_WAIT_MS 2
 
 /*
- * Producers push onto a Treiber stack (`top`); the thread takes the whole
- * stack with one exchange and reverses it into arrival order. Taking all at
- * once means no node is ever popped while another producer looks at it, so
- * there is no ABA problem. The bounds are counters the producers reserve
- * before pushing. Sleeping uses a flag checked by the producers after their
- * push (sequentially consistent on both sides, so either the producer sees
- * the flag or the thread sees the pair) and a condition variable.
+ * Producers push onto a lock-free stack (cut_lfstack.h); the thread takes the
+ * whole stack at once in arrival order. The bounds are counters the producers
+ * reserve before pushing. Sleeping uses a flag checked by the producers after
+ * their push (the push, the flag and the thread's emptiness check are all
+ * sequentially consistent, so either the producer sees the flag or the thread
+ * sees the pair) and a condition variable.
  */
 struct rec_pairq {
   struct rec_sink *sink;
   struct rec_codec *codec;
-  _Atomic(struct rec_pair *) top;
+  struct cut_lfs pairs;               /* of rec_pair.qlink */
   _Atomic size_t n, bytes;            /* queued, reserved by producers */
   _Atomic uint64_t pushed, done;      /* totals, for flush */
   _Atomic int sleeping;
@@ -45,20 +45,14 @@ static void sleep_ms(unsigned ms) {
 
 /* Takes every queued pair and submits it; returns how many. */
 static size_t drain(struct rec_pairq *q) {
-  struct rec_pair *l = atomic_exchange(&q->top, NULL), *fifo = NULL;
-  if (!l)
+  struct cut_lfs_node *fifo = cut_lfs_take_fifo(&q->pairs, memory_order_seq_cst);
+  if (!fifo)
     return 0;
   size_t k = 0;
-  while (l) { /* reverse: the stack is newest first */
-    struct rec_pair *next = l->qnext;
-    l->qnext = fifo;
-    fifo = l;
-    l = next;
-  }
   while (fifo) {
-    struct rec_pair *p = fifo;
-    fifo = p->qnext;
-    p->qnext = NULL;
+    struct rec_pair *p = CUT_LFS_ENTRY(fifo, struct rec_pair, qlink);
+    fifo = fifo->next;
+    p->qlink.next = NULL;
     size_t bytes = rec_pair_mem_size(p);
     rec_stat_add(&q->sink->stats, pair_queue_depth, -1);
     rec_sink_submit_pair(q->sink, q->codec, p); /* counts its own failures */
@@ -87,7 +81,8 @@ static void *pairq_main(void *arg) {
       break; /* stopped, and nothing is left: pushes fail once stop is set */
     pthread_mutex_lock(&q->mu);
     atomic_store(&q->sleeping, 1);
-    while (!atomic_load(&q->top) && !atomic_load(&q->stop) && atomic_load(&q->sleeping))
+    while (cut_lfs_empty(&q->pairs, memory_order_seq_cst) && !atomic_load(&q->stop) &&
+           atomic_load(&q->sleeping))
       pthread_cond_wait(&q->more, &q->mu);
     atomic_store(&q->sleeping, 0);
     pthread_mutex_unlock(&q->mu);
@@ -152,10 +147,7 @@ int rec_pairq_push(struct rec_pairq *q, struct rec_pair *p) {
   p->opts = NULL; /* built: the worker's options may go away before it is encoded */
   rec_stat_add(&q->sink->stats, pair_queue_depth, 1);
   atomic_fetch_add(&q->pushed, 1);
-  struct rec_pair *top = atomic_load_explicit(&q->top, memory_order_relaxed);
-  do
-    p->qnext = top;
-  while (!atomic_compare_exchange_weak(&q->top, &top, p));
+  cut_lfs_push(&q->pairs, &p->qlink, memory_order_seq_cst); /* seq_cst: see `sleeping` */
   if (atomic_load(&q->sleeping) && atomic_exchange(&q->sleeping, 0))
     wake(q);
   return 0;
