@@ -19,11 +19,14 @@ void px_err_at(char *err, size_t errlen, const struct cfg_pos *at, const char *k
     return;
   char msg[1024];
   snprintf(msg, sizeof msg, "%s", err);
+  int n;
   if (at && at->file)
-    snprintf(err, errlen, "%s:%d:%d: %s %s: %s", at->file, at->line, at->col, kind,
-             name ? name : "?", msg);
+    n = snprintf(err, errlen, "%s:%d:%d: %s %s: %s", at->file, at->line, at->col, kind,
+                 name ? name : "?", msg);
   else
-    snprintf(err, errlen, "%s %s: %s", kind, name ? name : "?", msg);
+    n = snprintf(err, errlen, "%s %s: %s", kind, name ? name : "?", msg);
+  if (n >= (int)errlen && errlen > 4) /* too long: say so rather than cut silently */
+    memcpy(err + errlen - 4, "...", 4);
 }
 
 /* One problem: its line in `out`, positioned like the proxy's own start-up errors. */
