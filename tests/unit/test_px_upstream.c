@@ -1650,6 +1650,42 @@ static void test_px_upstream_h1_tls_and_content_length(void **state) {
   h1srv_stop();
 }
 
+/* Pipelining over TLS (bufferevent connections): a batch shares the one
+ * connection and every response reaches its own exchange. */
+static void test_px_upstream_h1_tls_pipeline(void **state) {
+  h1srv_start();
+  h2srv_start(1);
+  evhttp_set_bevcb(g_h1.http, h1tls_bevcb, g_h2.ssl);
+  backend_init(CFG_PROTO_HTTP1, 1, &g_h1.port);
+  g_be.has_tls = 1;
+  g_be.tls.ca = g_cert;
+  g_be.tls.sni = "localhost";
+  g_be.pipeline = 4;
+  struct px_pool *p = pool_new();
+  struct res w = {0};
+  start(p, "GET", "/hello", 0, &w);
+  run_all(1);
+  assert_int_equal(w.err, 0);
+  struct res r[4] = {{0}};
+  const char *paths[4] = {"/hello", "/chunked", "/nope", "/hello"};
+  for (int i = 0; i < 4; i++)
+    start(p, "GET", paths[i], 0, &r[i]);
+  run_all(4);
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(r[i].err, 0);
+  assert_string_equal(r[0].body, "hello from h1");
+  assert_string_equal(r[1].body, "part0;part1;part2;");
+  assert_int_equal(r[2].status, 404);
+  assert_string_equal(r[3].body, "hello from h1");
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.connects, 1);
+  assert_int_equal(st.pipelined, 3);
+  px_pool_free(p);
+  h2srv_stop();
+  h1srv_stop();
+}
+
 static void test_px_upstream_dns_name(void **state) {
   h1srv_start();
   char hosts[] = "/tmp/px_upstream_hostsXXXXXX";
@@ -1757,6 +1793,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_tls_and_content_length, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_tls_pipeline, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_dns_name, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_response_backpressure, setup,
                                       teardown),
