@@ -30,6 +30,20 @@ struct an_kafka_opts {
   volatile int *stop;   /* set to nonzero (e.g. from a signal handler) to stop */
   const char *const *properties; /* librdkafka "KEY=VALUE" settings, applied last */
   size_t nproperties;
+  /* Group mode: records read but not yet committed. Past this many (0 =
+   * 100000) the member pauses its partitions until a commit goes through,
+   * so a coordinator that refuses commits for long cannot make it hold
+   * every record of the topic in memory. */
+  size_t max_pending;
+  struct an_kafka_stats *stats; /* optional: filled in as the consumer runs */
+};
+
+/* What a group member did about commits (see an_kafka_opts.stats). */
+struct an_kafka_stats {
+  uint64_t commits;          /* offset commits tried */
+  uint64_t commits_refused;  /* of which the coordinator refused or failed */
+  uint64_t holds;            /* times the partitions were paused for max_pending */
+  uint64_t pending_peak;     /* most records read but not yet committed at once */
 };
 #define AN_FROM_EARLIEST 0
 #define AN_FROM_LATEST 1

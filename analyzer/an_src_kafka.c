@@ -100,6 +100,12 @@ struct consumer {
    * of its partition will read again. */
   struct an_record **pend;
   size_t npend, pendcap;
+  /* Commits run every SETTLE_EVERY records; while the coordinator refuses
+   * them, at most every SETTLE_EVERY more records or every poll timeout, not
+   * once per record; past max_pending the partitions are paused (held). */
+  size_t settle_at, max_pending;
+  int held;
+  struct an_kafka_stats stats;
   an_src_record_fn fn;
   void *user_data;
   int fnrc;
@@ -156,6 +162,35 @@ static void feed_pending(struct consumer *c) {
   c->npend = 0;
 }
 
+#define SETTLE_EVERY 1000u
+#define PENDING_MAX 100000u
+
+/* Pauses (on = 1) or resumes the partitions of the assignment that have not
+ * reached their end (those paused at --until stay paused). */
+static void hold_partitions(struct consumer *c, int on) {
+  rd_kafka_topic_partition_list_t *a = NULL;
+  if (rd_kafka_assignment(c->rk, &a) != RD_KAFKA_RESP_ERR_NO_ERROR || a == NULL) return;
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(a->cnt + 1);
+  for (int i = 0; i < a->cnt; i++) {
+    struct part *p = find_part(c, a->elems[i].partition);
+    if (p == NULL || !p->done) rd_kafka_topic_partition_list_add(l, a->elems[i].topic, a->elems[i].partition);
+  }
+  if (l->cnt > 0) {
+    if (on)
+      rd_kafka_pause_partitions(c->rk, l);
+    else
+      rd_kafka_resume_partitions(c->rk, l);
+  }
+  rd_kafka_topic_partition_list_destroy(l);
+  rd_kafka_topic_partition_list_destroy(a);
+  c->held = on;
+  if (on) c->stats.holds++;
+}
+
+static void publish_stats(struct consumer *c) {
+  if (c->o->stats != NULL) *c->o->stats = c->stats;
+}
+
 /* Group mode: commits synchronously the exact offsets of everything read,
  * then counts the pending records. When the coordinator refuses the commit
  * (as during a rebalance) `how` says what becomes of them. */
@@ -166,9 +201,11 @@ static void settle(struct consumer *c, enum on_refusal how) {
       rd_kafka_topic_partition_list_add(l, c->o->topic, c->parts[i].id)->offset = c->parts[i].next;
   rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
   if (l->cnt > 0) {
+    c->stats.commits++;
     e = rd_kafka_commit(c->rk, l, 0);
     for (int i = 0; e == RD_KAFKA_RESP_ERR_NO_ERROR && i < l->cnt; i++)
       if (l->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) e = l->elems[i].err;
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) c->stats.commits_refused++;
   }
   if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
     for (int i = 0; i < l->cnt; i++) {
@@ -176,11 +213,26 @@ static void settle(struct consumer *c, enum on_refusal how) {
       if (p != NULL) p->committed = l->elems[i].offset;
     }
     feed_pending(c);
+    c->settle_at = SETTLE_EVERY;
+    if (c->held && !c->closing) {
+      log_info("analyze", "offset commits go through again; reading on");
+      hold_partitions(c, 0);
+    }
+  } else if (how == KEEP_PENDING) {
+    /* try again after SETTLE_EVERY more records (or the next poll timeout) */
+    c->settle_at = c->npend + SETTLE_EVERY;
+    if (c->npend >= c->max_pending && !c->held && !c->closing) {
+      log_warn("analyze", "offset commit refused: %s; %zu records wait for a commit: pausing the "
+                          "partitions until one goes through", rd_kafka_err2str(e), c->npend);
+      hold_partitions(c, 1);
+    }
   } else if (how == DROP_PENDING) {
     log_warn("analyze", "offset commit refused: %s; %zu records read by this member are left to "
                         "the partitions' next owner", rd_kafka_err2str(e), c->npend);
     for (size_t i = 0; i < c->npend; i++) an_record_free(c->pend[i]);
     c->npend = 0;
+    c->settle_at = SETTLE_EVERY;
+    if (c->held) hold_partitions(c, 0);
   } else if (how == COUNT_PENDING) {
     log_warn("analyze", "offset commit failed: %s (another group member may read %zu records "
                         "again)", rd_kafka_err2str(e), c->npend);
@@ -190,6 +242,7 @@ static void settle(struct consumer *c, enum on_refusal how) {
 }
 
 static int add_pending(struct consumer *c, struct an_record *rec) {
+  if (c->npend + 1 > c->stats.pending_peak) c->stats.pending_peak = c->npend + 1;
   if (c->npend == c->pendcap) {
     size_t cap = c->pendcap ? 2 * c->pendcap : 256;
     struct an_record **np = realloc(c->pend, cap * sizeof *np);
@@ -270,6 +323,8 @@ int an_src_kafka(const struct an_kafka_opts *o, an_src_record_fn fn, void *user_
   int rc;
   memset(&c, 0, sizeof c);
   c.o = o;
+  c.settle_at = SETTLE_EVERY;
+  c.max_pending = o->max_pending ? o->max_pending : PENDING_MAX;
   c.err = err;
   c.errlen = errlen;
   c.fn = fn;
@@ -396,7 +451,7 @@ again:
           rc = record_from_pair(pair, &rec);
           rec_pair_free(pair);
           if (rc == 0) rc = o->group != NULL ? add_pending(&c, rec) : fn(rec, user_data);
-          if (rc == 0 && c.npend >= 1000) settle(&c, KEEP_PENDING);
+          if (rc == 0 && c.npend >= c.settle_at) settle(&c, KEEP_PENDING);
         }
       }
     }
@@ -425,6 +480,7 @@ again:
   }
   if (rc == 0) rc = c.fnrc;
 out:
+  publish_stats(&c);
   if (md != NULL) rd_kafka_metadata_destroy(md);
   if (list != NULL) rd_kafka_topic_partition_list_destroy(list);
   c.closing = 1;

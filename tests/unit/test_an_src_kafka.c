@@ -22,8 +22,9 @@
 #include "replay/rec_pair.h"
 
 #define NREC 3000
+#define NREC_MAX 6000 /* the largest test topic */
 
-static _Atomic int counted[NREC];
+static _Atomic int counted[NREC_MAX];
 static _Atomic int total;
 
 struct member {
@@ -125,7 +126,7 @@ static void test_an_src_kafka_rebalance_counts_once(void **state) {
 static int fast_count_cb(struct an_record *rec, void *user_data) {
   struct member *m = user_data;
   int idx = atoi(rec->correlation_id + 2);
-  if (idx >= 0 && idx < NREC)
+  if (idx >= 0 && idx < NREC_MAX)
     atomic_fetch_add(&counted[idx], 1);
   atomic_fetch_add(&m->n, 1);
   an_record_free(rec);
@@ -208,10 +209,55 @@ static void test_an_src_kafka_rebalance_after_the_end(void **state) {
   rec_broker_free(b);
 }
 
+/* The coordinator refuses every commit for a while: the member tries again
+ * every thousand records or poll timeout (not once per record), pauses its
+ * partitions once max_pending records wait, and when commits go through
+ * again it counts everything exactly once. */
+static void test_an_src_kafka_commit_outage_holds(void **state) {
+  (void)state;
+  memset((void *)counted, 0, sizeof counted);
+  struct rec_broker *b;
+  char err[512];
+  assert_int_equal(rec_broker_new(&b, 1, "pairs", 3, err, sizeof err), 0);
+  enum { N_OUT = 6000 };
+  produce_n(rec_broker_bootstrap(b), N_OUT);
+  rec_broker_fail_requests(b, 8 /* OffsetCommit */, 100000,
+                           RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
+  struct an_kafka_stats st;
+  memset(&st, 0, sizeof st);
+  struct member m;
+  memset(&m, 0, sizeof m);
+  m.o = (struct an_kafka_opts){.bootstrap = rec_broker_bootstrap(b), .topic = "pairs",
+                               .group = "g3", .properties = props, .nproperties = 2,
+                               .max_pending = 1500, .stats = &st};
+  assert_int_equal(pthread_create(&m.t, NULL, fast_member_main, &m), 0);
+  /* joining the group takes the mock cluster about 3 s; then the member reads
+   * until max_pending records wait and holds, trying a commit per poll */
+  sleep(7);
+  assert_int_equal(atomic_load(&m.n), 0); /* nothing counted while no commit holds */
+  rec_broker_fail_requests(b, 8, 0, 0);
+  pthread_join(m.t, NULL);
+  if (m.rc)
+    fail_msg("member: %s", m.err);
+  for (int i = 0; i < N_OUT; i++)
+    if (atomic_load(&counted[i]) != 1)
+      fail_msg("record %d counted %d times", i, atomic_load(&counted[i]));
+  /* about one attempt per 1000 records, then one per 200 ms poll while held */
+  if (st.commits > 60)
+    fail_msg("%llu commits tried (%llu refused)", (unsigned long long)st.commits,
+             (unsigned long long)st.commits_refused);
+  assert_true(st.commits_refused >= 3);
+  assert_true(st.holds >= 1);
+  if (st.pending_peak > 3500)
+    fail_msg("%llu records waited for a commit at once", (unsigned long long)st.pending_peak);
+  rec_broker_free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_an_src_kafka_rebalance_counts_once),
       cmocka_unit_test(test_an_src_kafka_rebalance_after_the_end),
+      cmocka_unit_test(test_an_src_kafka_commit_outage_holds),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
