@@ -351,6 +351,8 @@ int cfg_print(const struct cfg *c, FILE *f) {
     fputc('\n', f);
     if (l->has_tls)
       print_tls(f, "    ", &l->tls, 0);
+    else
+      fprintf(f, "    h2c_upgrade: %s\n", bool_s(l->h2c_upgrade));
   }
   fputs("backends:\n", f);
   for (size_t i = 0; i < c->nbackends; i++)

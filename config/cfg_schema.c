@@ -524,7 +524,7 @@ static void read_tls(struct cfg_ld *ld, ynode *m, const char *path, int backend,
 /* ---- listeners --------------------------------------------------------- */
 
 static void read_listeners(struct cfg_ld *ld, ynode *root) {
-  static const char *const keys[] = {"listen", "name", "tls"};
+  static const char *const keys[] = {"h2c_upgrade", "listen", "name", "tls"};
   struct cfg *c = ld->c;
   ynode *seq = as_seq(ld, cfg_yaml_get(root, "listeners"), "listeners");
   if (!seq || seq->nitems == 0) {
@@ -562,6 +562,8 @@ static void read_listeners(struct cfg_ld *ld, ynode *root) {
       l->has_tls = 1;
       read_tls(ld, tls, p, 0, &l->tls);
     }
+    l->h2c_upgrade = 1;
+    get_bool(ld, m, path, "h2c_upgrade", &l->h2c_upgrade);
     for (size_t j = 0; j < i; j++) {
       struct cfg_listener *o = &c->listeners[j];
       if (l->name && o->name && !strcmp(l->name, o->name)) {

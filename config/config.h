@@ -73,6 +73,7 @@ struct cfg_listener {
   struct cfg_addr listen;
   int has_tls;
   struct cfg_tls tls;       /* cert and key required when has_tls */
+  int h2c_upgrade;          /* cleartext: honour "Upgrade: h2c" (RFC 9113 3.2); default 1 */
   struct cfg_pos where;
 };
 

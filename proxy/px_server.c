@@ -551,6 +551,7 @@ int px_server_new(struct px_server **out, const struct px_server_opts *o, char *
     const struct cfg_listener *cl = &cfg->listeners[l];
     struct px_listener_rt *rt = &s->listeners[l];
     rt->tls = cl->has_tls;
+    rt->h2c_upgrade = cl->h2c_upgrade;
     if (cl->has_tls && (rc = px_tls_server_ctx(&rt->ssl, &cl->tls, err, errlen)) < 0) {
       px_err_at(err, errlen, &cl->where, "listener", cl->name);
       goto fail;
@@ -657,12 +658,12 @@ int px_server_reload_check(const struct px_server *s, const struct cfg *cfg, cha
   for (size_t l = 0; l < cfg->nlisteners; l++) {
     const struct cfg_listener *a = &s->cfg->listeners[l], *b = &cfg->listeners[l];
     if (strcmp(a->listen.host, b->listen.host) != 0 || a->listen.port != b->listen.port ||
-        a->has_tls != b->has_tls ||
+        a->has_tls != b->has_tls || a->h2c_upgrade != b->h2c_upgrade ||
         (a->has_tls && (strcmp(a->tls.cert ? a->tls.cert : "", b->tls.cert ? b->tls.cert : "") ||
                         strcmp(a->tls.key ? a->tls.key : "", b->tls.key ? b->tls.key : ""))))
       return cut_errf(err, errlen, CUT_ERR_INVALID,
-                      "listener %s changed its address or TLS files: restart the proxy to "
-                      "apply that", b->name ? b->name : "?");
+                      "listener %s changed its address, TLS files or h2c_upgrade: restart the "
+                      "proxy to apply that", b->name ? b->name : "?");
   }
   return 0;
 }

@@ -102,6 +102,7 @@ struct px_req {
 struct px_listener_rt {
   char addr[80];                    /* bound "host:port" */
   int tls;
+  int h2c_upgrade;                  /* cleartext: honour "Upgrade: h2c" */
   SSL_CTX *ssl;                     /* shared by every worker (owned by the server) */
 };
 

@@ -25,6 +25,9 @@ listeners:
   - name: tls
     listen: 127.0.0.1:{{tls_port}}
     tls: { cert: {{cert}}, key: {{key}} }
+  - name: noupgrade
+    listen: 127.0.0.1:{{noupgrade_port}}
+    h2c_upgrade: false
 backends:
   legacy:
     hosts: ["{{legacy}}"]
@@ -113,13 +116,15 @@ class UpgradeCase(e2e.CutoverTestCase):
         self.modern = self.start_demo_backend("modern", protocol="h2c")
         self.certs = self.gen_cert()
         self.port, self.tls_port = e2e.free_port(), e2e.free_port()
+        self.noupgrade_port = e2e.free_port()
         self.access_log = os.path.join(self.tmp, "access.log")
         cfg = self.write_config(CONFIG, port=self.port, tls_port=self.tls_port,
                                 cert=self.certs["cert"], key=self.certs["key"],
                                 legacy=self.legacy.address, modern=self.modern.address,
                                 shadow="127.0.0.1:%d" % self.shadow.server_address[1],
-                                access_log=self.access_log)
-        self.proxy = self.start_proxy(cfg, wait_ports=[self.port, self.tls_port])
+                                access_log=self.access_log, noupgrade_port=self.noupgrade_port)
+        self.proxy = self.start_proxy(cfg, wait_ports=[self.port, self.tls_port,
+                                                       self.noupgrade_port])
         self.addCleanup(self.check_clean_exit)
         self.base = "http://127.0.0.1:%d" % self.port
 
@@ -298,6 +303,22 @@ class TestH2cUpgrade(UpgradeCase):
         rs = http1_exchange(self.port, b"GET /plain?echo=1 HTTP/1.1\r\nHost: a\r\n"
                             b"Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n", 1)
         self.assertEqual(rs[0][0], "HTTP/1.1 200 OK")
+
+    def test_listener_without_h2c_upgrade(self):
+        self.require_tools("curl")
+        base = "http://127.0.0.1:%d" % self.noupgrade_port
+        # the same request that upgrades on the default listener stays HTTP/1.1 here
+        r = self.curl(base + "/plain?echo=1", http="2")
+        self.assertEqual(r.rc, 0, r.stderr)
+        self.assertEqual((r.status, r.http_version), (200, "1.1"))
+        hdrs = {k.lower() for k, _ in r.json()["headers"]}
+        for hop in ("upgrade", "http2-settings"):
+            self.assertNotIn(hop, hdrs)
+        r = self.curl(self.base + "/plain?echo=1", http="2")
+        self.assertEqual((r.status, r.http_version), (200, "2"))
+        # prior knowledge still works on it
+        r = self.curl(base + "/pk?echo=1", http="h2c")
+        self.assertEqual((r.status, r.http_version), (200, "2"))
 
     def test_other_upgrades_stay_http1(self):
         # websocket (or any other token) is not tunnelled: the request goes to

@@ -392,6 +392,7 @@ static void test_config_defaults(void **state) {
   assert_int_equal(a->max_streams, 100);
   assert_int_equal(a->retries, 1);
   assert_int_equal(a->pipeline, 1);
+  assert_int_equal(c->listeners[0].h2c_upgrade, 1);
   assert_false(a->has_tls);
   assert_false(a->health.enabled);
   assert_string_equal(a->health.path, "/healthz");
