@@ -195,7 +195,9 @@ static int on_headers_complete(http_parser *p) {
   int want_continue =
       has_body && !f->http10 && expect && strcasecmp(expect->value, "100-continue") == 0;
   /* p->upgrade: http-parser saw Upgrade and Connection: upgrade (a cheap first test) */
-  if (p->upgrade && !has_body && !f->http10 && !f->c->tls && f->c->l->h2c_upgrade && !f->draining &&
+  /* (a client attached without a listener, as in tests, may upgrade) */
+  if (p->upgrade && !has_body && !f->http10 && !f->c->tls && (!f->c->l || f->c->l->h2c_upgrade) &&
+      !f->draining &&
       px_h2c_requested(&h->headers)) {
     /* h2c upgrade: checked now, switched once the parser stopped after this
      * head (parse_input); without a usable HTTP2-Settings field the request
