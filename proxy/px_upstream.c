@@ -1169,9 +1169,15 @@ struct px_exchange *px_x_placeholder(const struct px_exchange *like) {
   x->bytes_sent = x->body_ended = x->body_flushed = 1;
   x->stream_id = -1;
   x->resp.content_length = -1;
-  x->start_ms = like->start_ms;
-  x_arm_timer(x);
+  x->placeholder = 1;
+  /* No deadline while queued (like's may have passed already): its timeout
+   * runs from its turn, see px_x_placeholder_turn. */
   return x;
+}
+
+void px_x_placeholder_turn(struct px_exchange *x) {
+  x->start_ms = px_now_ms(x->pool);
+  x_arm_timer(x);
 }
 
 void px_x_resend(struct px_exchange *x, int announced, const char *cause) {

@@ -1147,6 +1147,42 @@ static void test_px_upstream_h1_pipeline_head_cancelled(void **state) {
   pipesrv_stop();
 }
 
+/* A queued request times out while the response ahead of it is still being
+ * delivered (here paused by the caller): its placeholder must not inherit the
+ * expired deadline, or placeholders replace each other on every pass of the
+ * loop. */
+static void test_px_upstream_h1_pipeline_queued_timeout(void **state) {
+  struct px_pool *p = pipe_pool(4);
+  g_be.timeout_ms = 100;
+  struct res a = {0}, hold = {0};
+  a.pause_on_first = 1;
+  struct px_exchange *xa = start(p, "GET", "/a", 0, &a);
+  start(p, "GET", "/hold", 0, &hold);
+  run_all(1); /* the queued /hold times out; /a is paused */
+  assert_int_equal(hold.err, CUT_ERR_TIMEOUT);
+  assert_true(a.paused);
+  assert_int_equal(a.done, 0);
+  run_for_ms(300);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.timeouts, 1);
+  /* /a resumes within its own timeout; the dropped /hold answer comes in
+   * behind it and the connection is reused. */
+  g_be.timeout_ms = 3000;
+  px_exchange_resume(xa);
+  pipesrv_release();
+  run_all(1);
+  assert_ok_body(&a, "/a");
+  run_for_ms(50);
+  px_pool_stats(p, &st);
+  assert_int_equal(st.timeouts, 1);
+  assert_int_equal(st.active_exchanges, 0);
+  assert_int_equal(st.idle_connections, 1);
+  assert_int_equal(st.connects, 1);
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
 /* ------------------------------------------------------------------ nghttp2 backend */
 
 struct h2sess {
@@ -1785,6 +1821,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_abrupt_close, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_cancel_queued, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_head_cancelled, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_queued_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_multiplexing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_max_streams, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2_tls_verify, setup, teardown),
