@@ -160,6 +160,8 @@ void px_pool_free(struct px_pool *p) {
   for (size_t i = 0; p->hosts && i < p->nhosts; i++)
     TAILQ_FOREACH(c, &p->hosts[i].conns, link)
     c->in_io++; /* closes requested by detaching exchanges wait for the loop below */
+  TAILQ_FOREACH(x, &p->all, alink)
+  x->cancelled = 1; /* none is sent again (px_x_resend) while the others go */
   while ((x = TAILQ_FIRST(&p->all))) {
     x->cancelled = 1;
     x_unlink(x);

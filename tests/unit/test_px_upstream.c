@@ -1183,6 +1183,25 @@ static void test_px_upstream_h1_pipeline_queued_timeout(void **state) {
   pipesrv_stop();
 }
 
+/* Freeing the pool with requests pipelined on a connection frees them; it
+ * does not send the queued ones again on a new connection. */
+static void test_px_upstream_h1_pipeline_pool_free(void **state) {
+  struct px_pool *p = pipe_pool(4);
+  struct res hold = {0}, b = {0}, c = {0}, d = {0};
+  start(p, "GET", "/hold", 0, &hold);
+  start(p, "GET", "/b", 0, &b);
+  struct px_exchange *xc = start(p, "GET", "/c", 0, &c);
+  start(p, "GET", "/d", 0, &d);
+  run_for_ms(50);
+  assert_int_equal(g_pipe.max_per_read, 4);
+  px_exchange_cancel(xc); /* a placeholder takes its place */
+  px_pool_free(p);
+  run_for_ms(50);
+  assert_int_equal(g_pipe.accepted, 1);
+  assert_int_equal(hold.done + b.done + c.done + d.done, 0);
+  pipesrv_stop();
+}
+
 /* ------------------------------------------------------------------ nghttp2 backend */
 
 struct h2sess {
@@ -1822,6 +1841,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_cancel_queued, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_head_cancelled, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_queued_timeout, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_pool_free, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_multiplexing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_max_streams, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2_tls_verify, setup, teardown),
