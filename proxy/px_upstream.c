@@ -1184,6 +1184,10 @@ void px_x_placeholder_turn(struct px_exchange *x) {
 
 void px_x_resend(struct px_exchange *x, int announced, const char *cause) {
   x_unlink(x);
+  if (x->placeholder) { /* nobody waits for its answer: nothing failed */
+    x_free(x);
+    return;
+  }
   if (x->resent < (announced ? PX_RESEND_ANNOUNCED : 1u) && !x->cancelled && !x->got_response) {
     x->resent++;
     x->bytes_sent = 0;

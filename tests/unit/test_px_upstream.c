@@ -1202,6 +1202,58 @@ static void test_px_upstream_h1_pipeline_pool_free(void **state) {
   pipesrv_stop();
 }
 
+/* The first response is paused by the caller while the responses behind it,
+ * and the server's close, have arrived: each is delivered to its own request
+ * once the first resumes. */
+static void test_px_upstream_h1_pipeline_paused_then_close(void **state) {
+  struct px_pool *p = pipe_pool(4);
+  struct res a = {0}, b = {0}, cl = {0};
+  a.pause_on_first = 1;
+  struct px_exchange *xa = start(p, "GET", "/a", 0, &a);
+  start(p, "GET", "/b", 0, &b);
+  start(p, "GET", "/close", 0, &cl);
+  run_for_ms(100);
+  assert_true(a.paused);
+  assert_int_equal(a.done + b.done + cl.done, 0);
+  px_exchange_resume(xa);
+  run_all(3);
+  assert_ok_body(&a, "/a");
+  assert_ok_body(&b, "/b");
+  assert_ok_body(&cl, "/close");
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.retries, 0);
+  assert_int_equal(st.resets, 0);
+  assert_int_equal(st.active_exchanges, 0);
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
+/* A request abandoned behind one answered with Connection: close has nothing
+ * to send again: the dropped placeholder is no reset. */
+static void test_px_upstream_h1_pipeline_cancelled_behind_close(void **state) {
+  struct px_pool *p = pipe_pool(4);
+  struct res hold = {0}, cl = {0}, c = {0};
+  start(p, "GET", "/hold", 0, &hold);
+  start(p, "GET", "/close", 0, &cl);
+  struct px_exchange *xc = start(p, "GET", "/c", 0, &c);
+  run_for_ms(50);
+  px_exchange_cancel(xc);
+  pipesrv_release();
+  run_all(2);
+  assert_ok_body(&hold, "/hold");
+  assert_ok_body(&cl, "/close");
+  run_for_ms(50);
+  assert_int_equal(c.done, 0);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.resets, 0);
+  assert_int_equal(st.retries, 0);
+  assert_int_equal(st.active_exchanges, 0);
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
 /* ------------------------------------------------------------------ nghttp2 backend */
 
 struct h2sess {
@@ -1842,6 +1894,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_head_cancelled, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_queued_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_pool_free, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_paused_then_close, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_cancelled_behind_close, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_multiplexing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_max_streams, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2_tls_verify, setup, teardown),
