@@ -816,7 +816,8 @@ static void test_px_upstream_cancel(void **state) {
  * arrive at once, by path: "/close" answers with Connection: close and
  * closes, "/drop" closes without answering, "/hold" is answered only when
  * pipesrv_release() is called, "/head" sends a content-length with no body
- * (the tests send it as HEAD); anything else answers 200 with the path as
+ * (the tests send it as HEAD), "/304" and "/204" answer with those statuses
+ * (a 304 with a content-length), "/100" sends an interim 100 first; anything else answers 200 with the path as
  * body. It notes the most requests it found in one read. */
 struct pipeconn {
   struct bufferevent *bev;
@@ -843,6 +844,13 @@ static void pipe_answer(struct pipeconn *pc, const char *path) {
   char out[512];
   if (strcmp(path, "/head") == 0)
     snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n");
+  else if (strcmp(path, "/304") == 0)
+    snprintf(out, sizeof out, "HTTP/1.1 304 Not Modified\r\ncontent-length: 5\r\n\r\n");
+  else if (strcmp(path, "/204") == 0)
+    snprintf(out, sizeof out, "HTTP/1.1 204 No Content\r\n\r\n");
+  else if (strcmp(path, "/100") == 0)
+    snprintf(out, sizeof out,
+             "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n/100");
   else if (strcmp(path, "/close") == 0)
     snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: %zu\r\n\r\n%s",
              strlen(path), path);
@@ -1250,6 +1258,35 @@ static void test_px_upstream_h1_pipeline_cancelled_behind_close(void **state) {
   assert_int_equal(st.resets, 0);
   assert_int_equal(st.retries, 0);
   assert_int_equal(st.active_exchanges, 0);
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
+/* Bodiless statuses and interim responses inside a pipeline: each response
+ * still reaches its own request. */
+static void test_px_upstream_h1_pipeline_bodiless_statuses(void **state) {
+  struct px_pool *p = pipe_pool(8);
+  struct res r[6] = {{0}};
+  const char *paths[6] = {"/304", "/p1", "/204", "/100", "/head", "/p5"};
+  for (int i = 0; i < 6; i++)
+    start(p, i == 4 ? "HEAD" : "GET", paths[i], 0, &r[i]);
+  run_all(6);
+  for (int i = 0; i < 6; i++)
+    assert_int_equal(r[i].err, 0);
+  assert_int_equal(r[0].status, 304);
+  assert_int_equal(r[0].body_len, 0);
+  assert_ok_body(&r[1], "/p1");
+  assert_int_equal(r[2].status, 204);
+  assert_int_equal(r[2].body_len, 0);
+  assert_ok_body(&r[3], "/100");
+  assert_int_equal(r[4].status, 200);
+  assert_int_equal(r[4].body_len, 0);
+  assert_ok_body(&r[5], "/p5");
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.pipelined, 5);
+  assert_int_equal(st.connects, 1);
+  assert_int_equal(st.idle_connections, 1);
   px_pool_free(p);
   pipesrv_stop();
 }
@@ -1896,6 +1933,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_pool_free, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_paused_then_close, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_cancelled_behind_close, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_bodiless_statuses, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_multiplexing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_max_streams, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2_tls_verify, setup, teardown),
