@@ -1188,6 +1188,11 @@ void px_x_resend(struct px_exchange *x, int announced, const char *cause) {
     x_free(x);
     return;
   }
+  uint64_t now = px_now_ms(x->pool);
+  if (!x->cancelled && (x_idle_left(x, now) == 0 || x_total_left(x, now) == 0)) {
+    x_arm_timer(x); /* past its deadline (often that of the request ahead): it times out */
+    return;
+  }
   if (x->resent < (announced ? PX_RESEND_ANNOUNCED : 1u) && !x->cancelled && !x->got_response) {
     x->resent++;
     x->bytes_sent = 0;

@@ -232,8 +232,9 @@ void px_x_conn_failed(struct px_exchange *x, enum px_fail fail, const char *caus
  * with a safe method, so it is sent again: up to PX_RESEND_ANNOUNCED times
  * (its timeouts still run) when the server had announced the close
  * (Connection: close on an earlier response: it must not have processed x),
- * else once. Past that it fails from the loop with PX_FAIL_RESET. A
- * placeholder is freed instead (no one waits for it). */
+ * else once. Past that it fails from the loop with PX_FAIL_RESET; past its
+ * deadline, with its timeout. A placeholder is freed instead (no one waits
+ * for it). */
 #define PX_RESEND_ANNOUNCED 64u
 void px_x_resend(struct px_exchange *x, int announced, const char *cause);
 /* An exchange that takes the place of `like` (pipelined, cancelled) on its

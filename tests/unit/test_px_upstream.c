@@ -1291,6 +1291,39 @@ static void test_px_upstream_h1_pipeline_bodiless_statuses(void **state) {
   pipesrv_stop();
 }
 
+/* The backend does not answer a pipeline in time: every request of it times
+ * out together. None is sent again past its deadline, so the other idle
+ * connection is left alone and each request reports a timeout. */
+static void test_px_upstream_h1_pipeline_all_time_out(void **state) {
+  struct px_pool *p = pipe_pool(1);
+  struct res w1 = {0}, w2 = {0};
+  start(p, "GET", "/w1", 0, &w1);
+  start(p, "GET", "/w2", 0, &w2);
+  run_all(2);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.idle_connections, 2);
+  g_be.pipeline = 4;
+  g_be.timeout_ms = 100;
+  struct res r[3] = {{0}};
+  const char *paths[3] = {"/hold", "/b", "/c"};
+  for (int i = 0; i < 3; i++)
+    start(p, "GET", paths[i], 0, &r[i]);
+  run_all(3);
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(r[i].err, CUT_ERR_TIMEOUT);
+    assert_int_equal(r[i].fail, PX_FAIL_TIMEOUT);
+  }
+  run_for_ms(50);
+  px_pool_stats(p, &st);
+  assert_int_equal(st.connects, 2);
+  assert_int_equal(st.retries, 0);
+  assert_int_equal(st.idle_connections, 1);
+  assert_int_equal(st.active_exchanges, 0);
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
 /* ------------------------------------------------------------------ nghttp2 backend */
 
 struct h2sess {
@@ -1934,6 +1967,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_paused_then_close, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_cancelled_behind_close, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_bodiless_statuses, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_all_time_out, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_multiplexing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_max_streams, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2_tls_verify, setup, teardown),
