@@ -159,6 +159,8 @@ static void h1_begin(struct px_conn *c, struct px_exchange *x) {
   c->parser.data = c;
   c->h1_paused = c->h1_msg_done = c->h1_skip = c->h1_in_trailers = c->h1_eof = 0;
   c->h1_hdr_state = 0;
+  if (x->placeholder)
+    px_x_placeholder_turn(x);
 }
 
 /* Takes x out of c's exchanges (x is then nowhere). */

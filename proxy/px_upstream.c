@@ -160,6 +160,8 @@ void px_pool_free(struct px_pool *p) {
   for (size_t i = 0; p->hosts && i < p->nhosts; i++)
     TAILQ_FOREACH(c, &p->hosts[i].conns, link)
     c->in_io++; /* closes requested by detaching exchanges wait for the loop below */
+  TAILQ_FOREACH(x, &p->all, alink)
+  x->cancelled = 1; /* none is sent again (px_x_resend) while the others go */
   while ((x = TAILQ_FIRST(&p->all))) {
     x->cancelled = 1;
     x_unlink(x);
@@ -1169,13 +1171,28 @@ struct px_exchange *px_x_placeholder(const struct px_exchange *like) {
   x->bytes_sent = x->body_ended = x->body_flushed = 1;
   x->stream_id = -1;
   x->resp.content_length = -1;
-  x->start_ms = like->start_ms;
-  x_arm_timer(x);
+  x->placeholder = 1;
+  /* No deadline while queued (like's may have passed already): its timeout
+   * runs from its turn, see px_x_placeholder_turn. */
   return x;
+}
+
+void px_x_placeholder_turn(struct px_exchange *x) {
+  x->start_ms = px_now_ms(x->pool);
+  x_arm_timer(x);
 }
 
 void px_x_resend(struct px_exchange *x, int announced, const char *cause) {
   x_unlink(x);
+  if (x->placeholder) { /* nobody waits for its answer: nothing failed */
+    x_free(x);
+    return;
+  }
+  uint64_t now = px_now_ms(x->pool);
+  if (!x->cancelled && (x_idle_left(x, now) == 0 || x_total_left(x, now) == 0)) {
+    x_arm_timer(x); /* past its deadline (often that of the request ahead): it times out */
+    return;
+  }
   if (x->resent < (announced ? PX_RESEND_ANNOUNCED : 1u) && !x->cancelled && !x->got_response) {
     x->resent++;
     x->bytes_sent = 0;

@@ -44,7 +44,8 @@ typedef struct ssl_ctx_st SSL_CTX;
  * never after bytes were sent. (HTTP/2: a stream the server refused, by
  * GOAWAY or REFUSED_STREAM, counts as never sent.) A pipelined HTTP/1.1
  * exchange that got no byte of its response when its connection ended is
- * sent again (RFC 9112 section 9.3.2; see px_x_resend).
+ * sent again, unless its timeout has passed (RFC 9112 section 9.3.2; see
+ * px_x_resend).
  *
  * Details of the contract that the prototypes alone do not say:
  *  - Every failure after px_exchange_start() returned 0 (no host, pool full,

@@ -162,6 +162,7 @@ struct px_exchange {
   int is_head;
   int idempotent;
   int pipelined;                      /* h1: sent behind another exchange on its connection */
+  int placeholder;                    /* h1: px_x_placeholder, reads and drops a response */
   uint32_t resent;                    /* times sent again after its connection ended unanswered */
   uint32_t attempts;
   struct px_host *failed_host;        /* avoid on retry */
@@ -231,12 +232,16 @@ void px_x_conn_failed(struct px_exchange *x, enum px_fail fail, const char *caus
  * with a safe method, so it is sent again: up to PX_RESEND_ANNOUNCED times
  * (its timeouts still run) when the server had announced the close
  * (Connection: close on an earlier response: it must not have processed x),
- * else once. Past that it fails from the loop with PX_FAIL_RESET. */
+ * else once. Past that it fails from the loop with PX_FAIL_RESET; past its
+ * deadline, with its timeout. A placeholder is freed instead (no one waits
+ * for it). */
 #define PX_RESEND_ANNOUNCED 64u
 void px_x_resend(struct px_exchange *x, int announced, const char *cause);
 /* An exchange that takes the place of `like` (pipelined, cancelled) on its
  * connection and reads and drops its response; NULL when out of memory. */
 struct px_exchange *px_x_placeholder(const struct px_exchange *like);
+/* The placeholder x's response is read next: its timeout starts now. */
+void px_x_placeholder_turn(struct px_exchange *x);
 /* A connection is ready or a slot freed: hand waiting exchanges to it. */
 void px_host_slot_free(struct px_host *h);
 /* Connection lifecycle. */

@@ -816,7 +816,8 @@ static void test_px_upstream_cancel(void **state) {
  * arrive at once, by path: "/close" answers with Connection: close and
  * closes, "/drop" closes without answering, "/hold" is answered only when
  * pipesrv_release() is called, "/head" sends a content-length with no body
- * (the tests send it as HEAD); anything else answers 200 with the path as
+ * (the tests send it as HEAD), "/304" and "/204" answer with those statuses
+ * (a 304 with a content-length), "/100" sends an interim 100 first; anything else answers 200 with the path as
  * body. It notes the most requests it found in one read. */
 struct pipeconn {
   struct bufferevent *bev;
@@ -843,6 +844,13 @@ static void pipe_answer(struct pipeconn *pc, const char *path) {
   char out[512];
   if (strcmp(path, "/head") == 0)
     snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n");
+  else if (strcmp(path, "/304") == 0)
+    snprintf(out, sizeof out, "HTTP/1.1 304 Not Modified\r\ncontent-length: 5\r\n\r\n");
+  else if (strcmp(path, "/204") == 0)
+    snprintf(out, sizeof out, "HTTP/1.1 204 No Content\r\n\r\n");
+  else if (strcmp(path, "/100") == 0)
+    snprintf(out, sizeof out,
+             "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n/100");
   else if (strcmp(path, "/close") == 0)
     snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: %zu\r\n\r\n%s",
              strlen(path), path);
@@ -1143,6 +1151,175 @@ static void test_px_upstream_h1_pipeline_head_cancelled(void **state) {
   struct px_pool_stats st;
   px_pool_stats(p, &st);
   assert_int_equal(st.retries, 1);
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
+/* A queued request times out while the response ahead of it is still being
+ * delivered (here paused by the caller): its placeholder must not inherit the
+ * expired deadline, or placeholders replace each other on every pass of the
+ * loop. */
+static void test_px_upstream_h1_pipeline_queued_timeout(void **state) {
+  struct px_pool *p = pipe_pool(4);
+  g_be.timeout_ms = 100;
+  struct res a = {0}, hold = {0};
+  a.pause_on_first = 1;
+  struct px_exchange *xa = start(p, "GET", "/a", 0, &a);
+  start(p, "GET", "/hold", 0, &hold);
+  run_all(1); /* the queued /hold times out; /a is paused */
+  assert_int_equal(hold.err, CUT_ERR_TIMEOUT);
+  assert_true(a.paused);
+  assert_int_equal(a.done, 0);
+  run_for_ms(300);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.timeouts, 1);
+  /* /a resumes within its own timeout; the dropped /hold answer comes in
+   * behind it and the connection is reused. */
+  g_be.timeout_ms = 3000;
+  px_exchange_resume(xa);
+  pipesrv_release();
+  run_all(1);
+  assert_ok_body(&a, "/a");
+  run_for_ms(50);
+  px_pool_stats(p, &st);
+  assert_int_equal(st.timeouts, 1);
+  assert_int_equal(st.active_exchanges, 0);
+  assert_int_equal(st.idle_connections, 1);
+  assert_int_equal(st.connects, 1);
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
+/* Freeing the pool with requests pipelined on a connection frees them; it
+ * does not send the queued ones again on a new connection. */
+static void test_px_upstream_h1_pipeline_pool_free(void **state) {
+  struct px_pool *p = pipe_pool(4);
+  struct res hold = {0}, b = {0}, c = {0}, d = {0};
+  start(p, "GET", "/hold", 0, &hold);
+  start(p, "GET", "/b", 0, &b);
+  struct px_exchange *xc = start(p, "GET", "/c", 0, &c);
+  start(p, "GET", "/d", 0, &d);
+  run_for_ms(50);
+  assert_int_equal(g_pipe.max_per_read, 4);
+  px_exchange_cancel(xc); /* a placeholder takes its place */
+  px_pool_free(p);
+  run_for_ms(50);
+  assert_int_equal(g_pipe.accepted, 1);
+  assert_int_equal(hold.done + b.done + c.done + d.done, 0);
+  pipesrv_stop();
+}
+
+/* The first response is paused by the caller while the responses behind it,
+ * and the server's close, have arrived: each is delivered to its own request
+ * once the first resumes. */
+static void test_px_upstream_h1_pipeline_paused_then_close(void **state) {
+  struct px_pool *p = pipe_pool(4);
+  struct res a = {0}, b = {0}, cl = {0};
+  a.pause_on_first = 1;
+  struct px_exchange *xa = start(p, "GET", "/a", 0, &a);
+  start(p, "GET", "/b", 0, &b);
+  start(p, "GET", "/close", 0, &cl);
+  run_for_ms(100);
+  assert_true(a.paused);
+  assert_int_equal(a.done + b.done + cl.done, 0);
+  px_exchange_resume(xa);
+  run_all(3);
+  assert_ok_body(&a, "/a");
+  assert_ok_body(&b, "/b");
+  assert_ok_body(&cl, "/close");
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.retries, 0);
+  assert_int_equal(st.resets, 0);
+  assert_int_equal(st.active_exchanges, 0);
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
+/* A request abandoned behind one answered with Connection: close has nothing
+ * to send again: the dropped placeholder is no reset. */
+static void test_px_upstream_h1_pipeline_cancelled_behind_close(void **state) {
+  struct px_pool *p = pipe_pool(4);
+  struct res hold = {0}, cl = {0}, c = {0};
+  start(p, "GET", "/hold", 0, &hold);
+  start(p, "GET", "/close", 0, &cl);
+  struct px_exchange *xc = start(p, "GET", "/c", 0, &c);
+  run_for_ms(50);
+  px_exchange_cancel(xc);
+  pipesrv_release();
+  run_all(2);
+  assert_ok_body(&hold, "/hold");
+  assert_ok_body(&cl, "/close");
+  run_for_ms(50);
+  assert_int_equal(c.done, 0);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.resets, 0);
+  assert_int_equal(st.retries, 0);
+  assert_int_equal(st.active_exchanges, 0);
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
+/* Bodiless statuses and interim responses inside a pipeline: each response
+ * still reaches its own request. */
+static void test_px_upstream_h1_pipeline_bodiless_statuses(void **state) {
+  struct px_pool *p = pipe_pool(8);
+  struct res r[6] = {{0}};
+  const char *paths[6] = {"/304", "/p1", "/204", "/100", "/head", "/p5"};
+  for (int i = 0; i < 6; i++)
+    start(p, i == 4 ? "HEAD" : "GET", paths[i], 0, &r[i]);
+  run_all(6);
+  for (int i = 0; i < 6; i++)
+    assert_int_equal(r[i].err, 0);
+  assert_int_equal(r[0].status, 304);
+  assert_int_equal(r[0].body_len, 0);
+  assert_ok_body(&r[1], "/p1");
+  assert_int_equal(r[2].status, 204);
+  assert_int_equal(r[2].body_len, 0);
+  assert_ok_body(&r[3], "/100");
+  assert_int_equal(r[4].status, 200);
+  assert_int_equal(r[4].body_len, 0);
+  assert_ok_body(&r[5], "/p5");
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.pipelined, 5);
+  assert_int_equal(st.connects, 1);
+  assert_int_equal(st.idle_connections, 1);
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
+/* The backend does not answer a pipeline in time: every request of it times
+ * out together. None is sent again past its deadline, so the other idle
+ * connection is left alone and each request reports a timeout. */
+static void test_px_upstream_h1_pipeline_all_time_out(void **state) {
+  struct px_pool *p = pipe_pool(1);
+  struct res w1 = {0}, w2 = {0};
+  start(p, "GET", "/w1", 0, &w1);
+  start(p, "GET", "/w2", 0, &w2);
+  run_all(2);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.idle_connections, 2);
+  g_be.pipeline = 4;
+  g_be.timeout_ms = 100;
+  struct res r[3] = {{0}};
+  const char *paths[3] = {"/hold", "/b", "/c"};
+  for (int i = 0; i < 3; i++)
+    start(p, "GET", paths[i], 0, &r[i]);
+  run_all(3);
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(r[i].err, CUT_ERR_TIMEOUT);
+    assert_int_equal(r[i].fail, PX_FAIL_TIMEOUT);
+  }
+  run_for_ms(50);
+  px_pool_stats(p, &st);
+  assert_int_equal(st.connects, 2);
+  assert_int_equal(st.retries, 0);
+  assert_int_equal(st.idle_connections, 1);
+  assert_int_equal(st.active_exchanges, 0);
   px_pool_free(p);
   pipesrv_stop();
 }
@@ -1785,6 +1962,12 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_abrupt_close, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_cancel_queued, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_head_cancelled, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_queued_timeout, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_pool_free, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_paused_then_close, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_cancelled_behind_close, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_bodiless_statuses, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_all_time_out, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_multiplexing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_max_streams, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2_tls_verify, setup, teardown),
