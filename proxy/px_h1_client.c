@@ -251,7 +251,15 @@ void px_h1_detach(struct px_exchange *x) {
     char cause[400];
     snprintf(cause, sizeof cause, "%s: an earlier pipelined request was abandoned",
              c->host->name);
+    /* x was queued but no placeholder could take its place (out of memory,
+     * or the connection is closing): the one being answered leaves too,
+     * sent again or failed from the loop like the others. */
+    struct px_exchange *head = c->x;
     h1_resend_queued(c, 0, cause);
+    if (head) {
+      h1_remove(c, head);
+      px_x_resend(head, 0, cause);
+    }
   }
   px_conn_close(c);
 }

@@ -906,7 +906,8 @@ static int x_place_on(struct px_exchange *x, struct px_host *h) {
   if (be->protocol == CFG_PROTO_HTTP1) {
     int pipe = be->pipeline > 1 && x_pipelinable(x);
     if (pipe && (c = h->batch) && c->depth < be->pipeline && c->state == CONN_READY &&
-        !c->closing && TAILQ_LAST(&c->active, px_xq)->body_flushed) {
+        !c->closing && !TAILQ_EMPTY(&c->active) &&
+        TAILQ_LAST(&c->active, px_xq)->body_flushed) {
       /* behind others on this connection: may have to be sent again later */
       if (x_own_head(x) < 0)
         return -1;
