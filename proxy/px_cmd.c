@@ -324,6 +324,7 @@ static const struct px_upstream_ops pool_ops = {
     .resume = px_exchange_resume,
     .cancel = px_exchange_cancel,
     .host = px_exchange_host,
+    .stats = px_pool_stats,
 };
 
 static void usage(FILE *out) {

@@ -6,6 +6,7 @@
 #include "common/cut_err.h"
 #include "common/metrics.h"
 #include "proxy/px_metrics.h"
+#include "proxy/px_upstream.h"
 
 #define NCLASSES 6 /* none, 1xx .. 5xx */
 
@@ -28,11 +29,17 @@ struct route_m {
   struct met_series *bytes_in, *bytes_out;
 };
 
+/* A backend's pool counters, summed over the workers' pools. */
+struct pool_m {
+  struct met_series *connects, *retries, *pipelined, *timeouts, *resets;
+};
+
 struct px_metrics {
   struct met_registry *reg;
   size_t nroutes, nbackends, ndials, nexps;
   struct route_m *routes;
   struct met_series **failovers, **ejections, **connect_failures; /* per backend */
+  struct pool_m *pools;                                           /* per backend */
   struct met_series **dial_ratio;                                 /* per dial */
   struct met_series **exp_running;                                /* per experiment */
   struct met_series *conns[NPROTOS], *conns_total[NPROTOS];
@@ -42,7 +49,8 @@ struct px_metrics {
 
 struct families {
   struct met_family *requests, *latency, *bytes_in, *bytes_out, *failovers, *ejections,
-      *connect_failures, *dial_ratio, *exp_running, *conns, *conns_total, *streams, *reloads;
+      *connect_failures, *dial_ratio, *exp_running, *conns, *conns_total, *streams, *reloads,
+      *up_connects, *up_retries, *up_pipelined, *up_timeouts, *up_resets;
 };
 
 static int reg(struct met_registry *r, struct met_family **f, const char *name, const char *help,
@@ -94,6 +102,22 @@ static int register_families(struct met_registry *r, const struct cfg *cfg, stru
   rc = rc ? rc : reg(r, &F->connect_failures, "cutover_upstream_connect_failures_total",
                      "Failed connection attempts to backend hosts.", MET_COUNTER, be_l, 1,
                      256 + nb, 0, err, errlen);
+  rc = rc ? rc : reg(r, &F->up_connects, "cutover_upstream_connects_total",
+                     "Connections opened to backend hosts.", MET_COUNTER, be_l, 1, 256 + nb, 0,
+                     err, errlen);
+  rc = rc ? rc : reg(r, &F->up_retries, "cutover_upstream_retries_total",
+                     "Requests sent again: after a failed connect, or pipelined requests a "
+                     "backend closed the connection on before answering.",
+                     MET_COUNTER, be_l, 1, 256 + nb, 0, err, errlen);
+  rc = rc ? rc : reg(r, &F->up_pipelined, "cutover_upstream_pipelined_total",
+                     "HTTP/1.1 requests sent behind another on a backend connection (pipeline).",
+                     MET_COUNTER, be_l, 1, 256 + nb, 0, err, errlen);
+  rc = rc ? rc : reg(r, &F->up_timeouts, "cutover_upstream_timeouts_total",
+                     "Exchanges with a backend that timed out (timeout or total_timeout).",
+                     MET_COUNTER, be_l, 1, 256 + nb, 0, err, errlen);
+  rc = rc ? rc : reg(r, &F->up_resets, "cutover_upstream_resets_total",
+                     "Exchanges a backend closed or reset before the response was complete.",
+                     MET_COUNTER, be_l, 1, 256 + nb, 0, err, errlen);
   rc = rc ? rc : reg(r, &F->dial_ratio, "cutover_dial_ratio",
                      "Live value of each dial on this proxy, as a ratio (0.125 = 12.5%).",
                      MET_GAUGE, dial_l, 1, 256 + cfg->ndials, 1e6, err, errlen);
@@ -208,9 +232,11 @@ int px_metrics_new(struct px_metrics **out, struct met_registry *r, const struct
   m->failovers = calloc(m->nbackends ? m->nbackends : 1, sizeof *m->failovers);
   m->ejections = calloc(m->nbackends ? m->nbackends : 1, sizeof *m->ejections);
   m->connect_failures = calloc(m->nbackends ? m->nbackends : 1, sizeof *m->connect_failures);
+  m->pools = calloc(m->nbackends ? m->nbackends : 1, sizeof *m->pools);
   m->dial_ratio = calloc(m->ndials ? m->ndials : 1, sizeof *m->dial_ratio);
   m->exp_running = calloc(m->nexps ? m->nexps : 1, sizeof *m->exp_running);
-  if (!m->routes || !m->failovers || !m->ejections || !m->connect_failures || !m->dial_ratio ||
+  if (!m->routes || !m->failovers || !m->ejections || !m->connect_failures || !m->pools ||
+      !m->dial_ratio ||
       !m->exp_running) {
     rc = CUT_ERR_NOMEM;
     goto fail;
@@ -224,6 +250,11 @@ int px_metrics_new(struct px_metrics **out, struct met_registry *r, const struct
     m->failovers[b] = met_series_get(F.failovers, v);
     m->ejections[b] = met_series_get(F.ejections, v);
     m->connect_failures[b] = met_series_get(F.connect_failures, v);
+    m->pools[b].connects = met_series_get(F.up_connects, v);
+    m->pools[b].retries = met_series_get(F.up_retries, v);
+    m->pools[b].pipelined = met_series_get(F.up_pipelined, v);
+    m->pools[b].timeouts = met_series_get(F.up_timeouts, v);
+    m->pools[b].resets = met_series_get(F.up_resets, v);
   }
   for (size_t d = 0; d < m->ndials; d++) {
     m->dial_ratio[d] = met_series_get(F.dial_ratio, (const char *const[]){cfg->dials[d].name});
@@ -261,6 +292,7 @@ void px_metrics_free(struct px_metrics *m) {
   free(m->failovers);
   free(m->ejections);
   free(m->connect_failures);
+  free(m->pools);
   free(m->dial_ratio);
   free(m->exp_running);
   free(m);
@@ -334,6 +366,25 @@ void px_metrics_ejection(struct px_metrics *m, unsigned shard, size_t backend) {
 void px_metrics_connect_failure(struct px_metrics *m, unsigned shard, size_t backend) {
   if (m && backend < m->nbackends)
     met_counter_add(m->connect_failures[backend], shard, 1);
+}
+
+void px_metrics_pool(struct px_metrics *m, unsigned shard, size_t backend,
+                     const struct px_pool_stats *d) {
+  if (!m || backend >= m->nbackends || !d)
+    return;
+  const struct pool_m *p = &m->pools[backend];
+  if (d->connects)
+    met_counter_add(p->connects, shard, d->connects);
+  if (d->connect_failures)
+    met_counter_add(m->connect_failures[backend], shard, d->connect_failures);
+  if (d->retries)
+    met_counter_add(p->retries, shard, d->retries);
+  if (d->pipelined)
+    met_counter_add(p->pipelined, shard, d->pipelined);
+  if (d->timeouts)
+    met_counter_add(p->timeouts, shard, d->timeouts);
+  if (d->resets)
+    met_counter_add(p->resets, shard, d->resets);
 }
 
 void px_metrics_dial(struct px_metrics *m, size_t dial, uint32_t ppm) {

@@ -68,6 +68,11 @@ void px_metrics_stream_close(struct px_metrics *m, unsigned shard);
 void px_metrics_failover(struct px_metrics *m, unsigned shard, size_t backend);
 void px_metrics_ejection(struct px_metrics *m, unsigned shard, size_t backend);
 void px_metrics_connect_failure(struct px_metrics *m, unsigned shard, size_t backend);
+/* Adds what a worker's pool for `backend` counted since the last call
+ * (connects, connect failures, retries, pipelined, timeouts, resets). */
+struct px_pool_stats;
+void px_metrics_pool(struct px_metrics *m, unsigned shard, size_t backend,
+                     const struct px_pool_stats *delta);
 
 /* Publishes a dial's live value (ppm) / an experiment's running state. */
 void px_metrics_dial(struct px_metrics *m, size_t dial, uint32_t ppm);

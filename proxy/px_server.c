@@ -81,6 +81,7 @@ static void gen_free(struct px_server *s, struct px_gen *g) {
   free(g->pools);
   free(g->outliers);
   free(g->group_down);
+  free(g->pool_seen);
   free(g);
 }
 
@@ -100,8 +101,9 @@ static int gen_new(struct px_worker *w, struct px_gen **out, uint64_t id, const 
   g->pools = calloc(nb, sizeof *g->pools);
   g->outliers = calloc(nb, sizeof *g->outliers);
   g->group_down = calloc(nb, 1);
+  g->pool_seen = calloc(nb, sizeof *g->pool_seen);
   int rc = CUT_ERR_NOMEM;
-  if (!g->pools || !g->outliers || !g->group_down)
+  if (!g->pools || !g->outliers || !g->group_down || !g->pool_seen)
     goto fail;
   for (size_t b = 0; b < cfg->nbackends; b++)
     if (cfg->backends[b].nhosts &&
@@ -202,13 +204,37 @@ static void update_time(struct px_worker *w) {
   strftime(w->now_iso, sizeof w->now_iso, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Once a second: push active-check verdicts into this worker's pools, and run
- * outlier ejection over the pools' consecutive-failure counters. */
+/* Adds what the generation's pools counted since the last time to the metrics. */
+static void pool_metrics(struct px_worker *w, struct px_gen *g) {
+  if (!w->srv->ops.stats)
+    return;
+  for (size_t b = 0; g->pools && b < g->cfg->nbackends; b++) {
+    if (!g->pools[b])
+      continue;
+    struct px_pool_stats now, *seen = &g->pool_seen[b];
+    w->srv->ops.stats(g->pools[b], &now);
+    struct px_pool_stats d = {
+        .connects = now.connects - seen->connects,
+        .connect_failures = now.connect_failures - seen->connect_failures,
+        .retries = now.retries - seen->retries,
+        .pipelined = now.pipelined - seen->pipelined,
+        .timeouts = now.timeouts - seen->timeouts,
+        .resets = now.resets - seen->resets,
+    };
+    px_metrics_pool(g->metrics, (unsigned)w->idx, b, &d);
+    *seen = now;
+  }
+}
+
+/* Once a second: push active-check verdicts into this worker's pools, run
+ * outlier ejection over the pools' consecutive-failure counters, and add the
+ * pools' counters to the metrics. */
 static void health_tick(struct px_worker *w) {
   struct px_gen *g = w->gen;
   if (!g)
     return;
   const struct cfg *cfg = g->cfg;
+  pool_metrics(w, g);
   for (size_t b = 0; b < cfg->nbackends; b++) {
     struct px_pool *p = g->pools ? g->pools[b] : NULL;
     if (!p)

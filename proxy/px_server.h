@@ -34,6 +34,8 @@ struct px_upstream_ops {
   void (*resume)(struct px_exchange *x);
   void (*cancel)(struct px_exchange *x);
   const char *(*host)(const struct px_exchange *x);
+  /* The pool's counters, for metrics; NULL: none (test doubles). */
+  void (*stats)(const struct px_pool *p, struct px_pool_stats *out);
 };
 
 /* The decision engine, likewise (dial_decide and dial_decision_format). */

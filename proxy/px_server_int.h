@@ -47,6 +47,7 @@ struct px_gen {
   struct px_health_board *board;    /* may be NULL */
   struct px_pool **pools;           /* one per cfg backend */
   struct px_outlier **outliers;     /* one per cfg backend: passive ejection as this worker sees it */
+  struct px_pool_stats *pool_seen;  /* one per cfg backend: counters already sent to metrics */
   unsigned char *group_down;        /* one per cfg backend: no usable host at the last tick */
   size_t refs;                      /* requests running on it (worker thread only) */
   int retired;

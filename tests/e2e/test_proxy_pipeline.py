@@ -3,6 +3,7 @@ real binary in front of a scripted HTTP/1.1 backend that answers requests in
 order however many arrive at once, with HTTP/2 clients (python3-h2, h2load)
 sending bursts of streams."""
 
+import http.client
 import json
 import os
 import socket
@@ -16,6 +17,9 @@ import cutover_e2e as e2e  # noqa: E402
 
 CONFIG = """
 workers: 1
+admin:
+  listen: 127.0.0.1:{{admin_port}}
+  token_file: {{token_file}}
 listeners:
   - name: plain
     listen: 127.0.0.1:{{port}}
@@ -43,6 +47,7 @@ class PipelineBackend:
     def __init__(self, close_every=0):
         self.close_every = close_every
         self.reads = []       # list of lists of methods, one per read that held a request
+        self.conns = []       # accepted connections
         self.served = 0
         self.closes = 0
         self.lock = threading.Lock()
@@ -64,6 +69,8 @@ class PipelineBackend:
                 c, _ = self.sock.accept()
             except OSError:
                 return
+            with self.lock:
+                self.conns.append(c.fileno())
             threading.Thread(target=self._serve, args=(c,), daemon=True).start()
 
     def _serve(self, c):
@@ -117,14 +124,40 @@ class PipelineCase(e2e.CutoverTestCase):
     def start_with(self, backend):
         self.backend = backend
         self.addCleanup(backend.stop)
-        self.port = e2e.free_port()
-        cfg = self.write_config(CONFIG, port=self.port, backend=backend.address)
-        self.proxy = self.start_proxy(cfg, wait_ports=[self.port])
+        self.port, self.admin_port = e2e.free_port(), e2e.free_port()
+        self.token_file = os.path.join(self.tmp, "admin.token")
+        cfg = self.write_config(CONFIG, port=self.port, backend=backend.address,
+                                admin_port=self.admin_port, token_file=self.token_file)
+        self.proxy = self.start_proxy(cfg, wait_ports=[self.port, self.admin_port])
         self.addCleanup(self.check_clean_exit)
 
     def check_clean_exit(self):
         if self.proxy.returncode is None:
             self.assertEqual(self.proxy.stop(grace=6.0), 0, self.proxy.stderr_text(40))
+
+    def counter(self, name):
+        """A sample of the proxy's /metrics (0 when absent)."""
+        with open(self.token_file) as f:
+            token = f.read().strip()
+        c = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
+        try:
+            c.request("GET", "/metrics", headers={"Authorization": "Bearer " + token})
+            text = c.getresponse().read().decode()
+        finally:
+            c.close()
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return 0.0
+
+    def wait_counter(self, name, at_least, timeout=5.0):
+        """Pool counters reach the metrics once a second: waits for name >= at_least."""
+        deadline = time.monotonic() + timeout
+        while True:
+            v = self.counter(name)
+            if v >= at_least or time.monotonic() > deadline:
+                return v
+            time.sleep(0.2)
 
     def burst(self, paths, method="GET", body_for=None):
         """Sends one stream per path in one write and returns {path: response}."""
@@ -168,6 +201,15 @@ class PipelineCase(e2e.CutoverTestCase):
         self.assertGreater(biggest, 1)
         self.assertLessEqual(biggest, 8)
         self.assertEqual(served, 1 + 3 * 40)
+        # what came in one read beyond the first request of each was pipelined
+        pipelined = sum(len(r) - 1 for r in self.backend.reads)
+        self.assertGreater(pipelined, 0)
+        # (a batch split over two reads would make the backend see fewer)
+        counted = self.wait_counter('cutover_upstream_pipelined_total{backend="pipe"}', pipelined)
+        self.assertGreaterEqual(counted, pipelined)
+        self.assertLess(counted, served)
+        self.assertEqual(self.wait_counter('cutover_upstream_connects_total{backend="pipe"}',
+                                           len(self.backend.conns)), len(self.backend.conns))
         r = e2e.run_h2load("http://127.0.0.1:%d/load" % self.port, n=4000, c=4, m=16,
                            log_dir=self.tmp)
         self.assertEqual((r.succeeded, r.failed, r.errored), (4000, 0, 0), r.text)
@@ -181,8 +223,11 @@ class PipelineCase(e2e.CutoverTestCase):
             paths = ["/c%d/item/%d" % (round_, i) for i in range(40)]
             self.assert_answers(self.burst(paths))
         with self.backend.lock:
-            self.assertGreater(self.backend.closes, 5)
+            closes = self.backend.closes
+            self.assertGreater(closes, 5)
             self.assertGreater(max(len(r) for r in self.backend.reads), 1)
+        # the requests pipelined behind each close were sent again
+        self.assertGreater(self.wait_counter('cutover_upstream_retries_total{backend="pipe"}', 1), 0)
         r = e2e.run_h2load("http://127.0.0.1:%d/load" % self.port, n=3000, c=4, m=16,
                            log_dir=self.tmp)
         self.assertEqual((r.succeeded, r.failed, r.errored), (3000, 0, 0), r.text)

@@ -82,7 +82,7 @@ static void x_cancel(struct px_exchange *x) { x_free(x); }
 static const char *x_host(const struct px_exchange *x) { return "127.0.0.1:1"; }
 
 static const struct px_upstream_ops ops = {pool_new, pool_free, x_start,  x_send_body,
-                                           x_end_body, x_resume, x_cancel, x_host};
+                                           x_end_body, x_resume, x_cancel, x_host, NULL};
 
 static int decide(const struct cfg *cfg, const struct dial_store *store,
                   const struct cfg_route *route, const struct dial_request *req, int64_t now,

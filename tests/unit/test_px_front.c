@@ -189,7 +189,7 @@ static const char *fake_host(const struct px_exchange *x) { return "127.0.0.1:9"
 
 static const struct px_upstream_ops fake_ops = {
     fake_pool_new, fake_pool_free, fake_start, fake_send_body,
-    fake_end_body, fake_resume,    fake_cancel, fake_host,
+    fake_end_body, fake_resume,    fake_cancel, fake_host, NULL,
 };
 
 static int fake_decide(const struct cfg *cfg, const struct dial_store *store,

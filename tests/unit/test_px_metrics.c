@@ -11,6 +11,7 @@
 
 #include "common/metrics.h"
 #include "proxy/px_metrics.h"
+#include "proxy/px_upstream.h"
 
 struct fixture {
   struct cfg cfg;
@@ -93,6 +94,11 @@ static void test_px_metrics_requests_by_decision(void **state) {
   px_metrics_failover(m, 0, 1);
   px_metrics_ejection(m, 0, 1);
   px_metrics_connect_failure(m, 1, 1);
+  struct px_pool_stats d = {.connects = 3, .connect_failures = 2, .retries = 4, .pipelined = 5,
+                            .timeouts = 6, .resets = 7};
+  px_metrics_pool(m, 0, 1, &d);
+  px_metrics_pool(m, 1, 1, &d);
+  px_metrics_pool(m, 0, 9, &d); /* unknown backend: ignored */
   px_metrics_reload(m, 0);
 
   char *t;
@@ -127,7 +133,12 @@ static void test_px_metrics_requests_by_decision(void **state) {
   assert_true(sample(t, "cutover_client_streams ") == 1);
   assert_true(sample(t, "cutover_upstream_failovers_total{backend=\"new\"} ") == 1);
   assert_true(sample(t, "cutover_upstream_ejections_total{backend=\"new\"} ") == 1);
-  assert_true(sample(t, "cutover_upstream_connect_failures_total{backend=\"new\"} ") == 1);
+  assert_true(sample(t, "cutover_upstream_connect_failures_total{backend=\"new\"} ") == 1 + 4);
+  assert_true(sample(t, "cutover_upstream_connects_total{backend=\"new\"} ") == 6);
+  assert_true(sample(t, "cutover_upstream_retries_total{backend=\"new\"} ") == 8);
+  assert_true(sample(t, "cutover_upstream_pipelined_total{backend=\"new\"} ") == 10);
+  assert_true(sample(t, "cutover_upstream_timeouts_total{backend=\"new\"} ") == 12);
+  assert_true(sample(t, "cutover_upstream_resets_total{backend=\"new\"} ") == 14);
   assert_true(sample(t, "cutover_config_reloads_total{result=\"rejected\"} ") == 1);
   free(t);
 
