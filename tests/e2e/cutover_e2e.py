@@ -149,6 +149,24 @@ def wait_until(cond, timeout=10.0, what="condition", interval=0.02):
         time.sleep(interval)
 
 
+def scrape_metrics(admin_port, token_file, host="127.0.0.1"):
+    """GET /metrics from the admin API (bearer token read from token_file);
+    returns {"name{labels}": value} for every sample."""
+    import urllib.request
+    with open(token_file) as f:
+        token = f.read().strip()
+    req = urllib.request.Request("http://%s:%d/metrics" % (host, admin_port),
+                                 headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        text = r.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
 def read_json_lines(path, want, timeout=3.0):
     """The JSON lines of `path` (an access log), once there are at least `want` of them or
     `timeout` seconds have passed; a file not there yet counts as empty."""

@@ -3,7 +3,6 @@ real binary in front of a scripted HTTP/1.1 backend that answers requests in
 order however many arrive at once, with HTTP/2 clients (python3-h2, h2load)
 sending bursts of streams."""
 
-import http.client
 import json
 import os
 import socket
@@ -137,18 +136,7 @@ class PipelineCase(e2e.CutoverTestCase):
 
     def counter(self, name):
         """A sample of the proxy's /metrics (0 when absent)."""
-        with open(self.token_file) as f:
-            token = f.read().strip()
-        c = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
-        try:
-            c.request("GET", "/metrics", headers={"Authorization": "Bearer " + token})
-            text = c.getresponse().read().decode()
-        finally:
-            c.close()
-        for line in text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        return 0.0
+        return e2e.scrape_metrics(self.admin_port, self.token_file).get(name, 0.0)
 
     def wait_counter(self, name, at_least, timeout=5.0):
         """Pool counters reach the metrics once a second: waits for name >= at_least."""

@@ -68,18 +68,7 @@ class RecordingMetricsCase(e2e.CutoverTestCase):
             return e.code, json.loads(e.read().decode())
 
     def metrics(self):
-        with open(self.token_file) as f:
-            token = f.read().strip()
-        req = urllib.request.Request("http://127.0.0.1:%d/metrics" % self.admin_port,
-                                     headers={"Authorization": "Bearer " + token})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            text = r.read().decode()
-        samples = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                samples[name] = float(value)
-        return samples
+        return e2e.scrape_metrics(self.admin_port, self.token_file)
 
     def wait_metrics(self, done, timeout=20):
         """Scrapes until done(samples) holds (recording is asynchronous)."""

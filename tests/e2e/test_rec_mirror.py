@@ -243,18 +243,7 @@ class BrokerOutageTest(e2e.CutoverTestCase):
         proxy = self.start_proxy(self.write_config(cfg), wait_ports=[port, admin_port])
 
         def counter(name):
-            with open(token_file) as f:
-                token = f.read().strip()
-            c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
-            try:
-                c.request("GET", "/metrics", headers={"Authorization": "Bearer " + token})
-                text = c.getresponse().read().decode()
-            finally:
-                c.close()
-            for line in text.splitlines():
-                if line.startswith(name + " "):
-                    return float(line.split()[1])
-            return 0.0
+            return e2e.scrape_metrics(admin_port, token_file).get(name, 0.0)
 
         def send(lo, hi):
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
