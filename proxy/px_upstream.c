@@ -419,14 +419,33 @@ void px_conn_fail_all(struct px_conn *c, enum px_fail fail, const char *cause) {
   }
 }
 
+static int x_pipelinable(const struct px_exchange *x);
+
 void px_conn_idle(struct px_conn *c) {
   struct px_host *h = c->host;
   struct px_exchange *x = TAILQ_FIRST(&h->waitq);
   if (x && c->state == CONN_READY && !c->closing) {
+    struct px_pool *p = c->pool;
     TAILQ_REMOVE(&h->waitq, x, link);
     h->nwait--;
-    c->pool->stats.reused++;
+    p->stats.reused++;
+    if (p->be->pipeline <= 1 || !x_pipelinable(x)) {
+      px_h1_dispatch(c, x);
+      return;
+    }
+    /* Pipelining: the waiting requests at the head of the queue go out
+     * together (in queue order, up to the depth), written by the kick. */
+    c->batch_open = 1;
+    px_conn_kick(c, NULL, 0, 0);
     px_h1_dispatch(c, x);
+    while (c->depth < p->be->pipeline && c->state == CONN_READY && !c->closing &&
+           (x = TAILQ_FIRST(&h->waitq)) && x_pipelinable(x)) {
+      TAILQ_REMOVE(&h->waitq, x, link);
+      h->nwait--;
+      p->stats.reused++;
+      p->stats.pipelined++;
+      px_h1_pipeline(c, x);
+    }
     return;
   }
   if (c->closing || c->state != CONN_READY) {

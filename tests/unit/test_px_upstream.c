@@ -1024,6 +1024,29 @@ static void test_px_upstream_h1_pipeline_batches(void **state) {
   pipesrv_stop();
 }
 
+/* At the connection limit, requests wait; when the connection is free again
+ * the waiting ones go out together as one batch, in their order. */
+static void test_px_upstream_h1_pipeline_wait_queue(void **state) {
+  struct px_pool *p = pipe_pool(4);
+  g_be.max_connections = 1;
+  struct res r[7] = {{0}};
+  char paths[7][16];
+  for (int i = 0; i < 7; i++) {
+    snprintf(paths[i], sizeof paths[i], "/w%d", i);
+    start(p, "GET", paths[i], 0, &r[i]);
+  }
+  run_all(7);
+  for (int i = 0; i < 7; i++)
+    assert_ok_body(&r[i], paths[i]);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.connects, 1);
+  assert_int_equal(st.pipelined, 3 + 2); /* the first batch of 4, then the 3 that waited */
+  assert_int_equal(g_pipe.max_per_read, 4);
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
 /* Without `pipeline` (depth 1) nothing is pipelined: the same burst opens a
  * connection per request. */
 static void test_px_upstream_h1_pipeline_off_by_default(void **state) {
@@ -1956,6 +1979,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_least_request, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_cancel, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_batches, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_wait_queue, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_off_by_default, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_methods, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_close_resends, setup, teardown),
