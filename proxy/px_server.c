@@ -69,6 +69,28 @@ struct px_pool *px_gen_pool(const struct px_gen *g, size_t backend_index) {
   return g->pools[backend_index];
 }
 
+/* Adds what the generation's pools counted since the last time to the metrics. */
+static void pool_metrics(struct px_worker *w, struct px_gen *g) {
+  if (!w->srv->ops.stats)
+    return;
+  for (size_t b = 0; g->pools && b < g->cfg->nbackends; b++) {
+    if (!g->pools[b])
+      continue;
+    struct px_pool_stats now, *seen = &g->pool_seen[b];
+    w->srv->ops.stats(g->pools[b], &now);
+    struct px_pool_stats d = {
+        .connects = now.connects - seen->connects,
+        .connect_failures = now.connect_failures - seen->connect_failures,
+        .retries = now.retries - seen->retries,
+        .pipelined = now.pipelined - seen->pipelined,
+        .timeouts = now.timeouts - seen->timeouts,
+        .resets = now.resets - seen->resets,
+    };
+    px_metrics_pool(g->metrics, (unsigned)w->idx, b, &d);
+    *seen = now;
+  }
+}
+
 static void gen_free(struct px_server *s, struct px_gen *g) {
   if (!g)
     return;
@@ -144,6 +166,7 @@ static void reap_gens(struct px_worker *w, uint64_t now_ns) {
       *pp = g->next;
       log_info("proxy", "worker %zu: config generation %llu ended; its pools are closed", w->idx,
                (unsigned long long)g->id);
+      pool_metrics(w, g); /* what its pools counted since the last tick */
       gen_free(w->srv, g);
       freed = 1;
     } else {
@@ -204,28 +227,6 @@ static void update_time(struct px_worker *w) {
   strftime(w->now_iso, sizeof w->now_iso, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Adds what the generation's pools counted since the last time to the metrics. */
-static void pool_metrics(struct px_worker *w, struct px_gen *g) {
-  if (!w->srv->ops.stats)
-    return;
-  for (size_t b = 0; g->pools && b < g->cfg->nbackends; b++) {
-    if (!g->pools[b])
-      continue;
-    struct px_pool_stats now, *seen = &g->pool_seen[b];
-    w->srv->ops.stats(g->pools[b], &now);
-    struct px_pool_stats d = {
-        .connects = now.connects - seen->connects,
-        .connect_failures = now.connect_failures - seen->connect_failures,
-        .retries = now.retries - seen->retries,
-        .pipelined = now.pipelined - seen->pipelined,
-        .timeouts = now.timeouts - seen->timeouts,
-        .resets = now.resets - seen->resets,
-    };
-    px_metrics_pool(g->metrics, (unsigned)w->idx, b, &d);
-    *seen = now;
-  }
-}
-
 /* Once a second: push active-check verdicts into this worker's pools, run
  * outlier ejection over the pools' consecutive-failure counters, and add the
  * pools' counters to the metrics. */
@@ -234,6 +235,8 @@ static void health_tick(struct px_worker *w) {
   if (!g)
     return;
   const struct cfg *cfg = g->cfg;
+  for (struct px_gen *old = w->old_gens; old; old = old->next)
+    pool_metrics(w, old); /* shadows and slow requests still finishing there */
   pool_metrics(w, g);
   for (size_t b = 0; b < cfg->nbackends; b++) {
     struct px_pool *p = g->pools ? g->pools[b] : NULL;
