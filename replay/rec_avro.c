@@ -513,8 +513,8 @@ static void w_kvs(struct wbuf *w, const struct rec_kvs *l) {
   if (l->n) {
     w_long(w, (int64_t)l->n);
     for (size_t i = 0; i < l->n; i++) {
-      w_str(w, l->v[i].key);
-      w_str(w, l->v[i].value);
+      w_bytes(w, l->v[i].key, l->v[i].klen);
+      w_bytes(w, l->v[i].value, l->v[i].vlen);
     }
   }
   w_long(w, 0);

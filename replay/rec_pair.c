@@ -205,6 +205,8 @@ static int kvs_put(struct rec_kvs *l, const char *k, size_t klen, const char *v,
   struct rec_kv *e = &l->v[l->n];
   if (!(e->key = kv_block(l->arena, k, klen, v, vlen, lower, &e->value)))
     return CUT_ERR_NOMEM;
+  e->klen = klen;
+  e->vlen = vlen;
   l->n++;
   return 0;
 }
@@ -215,7 +217,7 @@ int rec_kvs_append(struct rec_kvs *l, const char *k, size_t klen, const char *v,
 
 int rec_kvs_set(struct rec_kvs *l, const char *k, size_t klen, const char *v, size_t vlen) {
   for (size_t i = 0; i < l->n; i++) {
-    if (strlen(l->v[i].key) == klen && memcmp(l->v[i].key, k, klen) == 0) {
+    if (l->v[i].klen == klen && memcmp(l->v[i].key, k, klen) == 0) {
       char *value;
       char *b = kv_block(l->arena, k, klen, v, vlen, 0, &value);
       if (!b)
@@ -224,6 +226,7 @@ int rec_kvs_set(struct rec_kvs *l, const char *k, size_t klen, const char *v, si
         free(l->v[i].key);
       l->v[i].key = b;
       l->v[i].value = value;
+      l->v[i].vlen = vlen;
       return 0;
     }
   }
@@ -358,15 +361,30 @@ void rec_body_finish(struct rec_body *b) {
 
 /* ---- lists ---- */
 
+/* s (NUL-terminated) is name[0..namelen) ignoring case: one pass, no strlen
+ * (this runs for every recorded header against every listed name). */
+static int name_is(const char *s, const char *name, size_t namelen) {
+  for (size_t i = 0; i < namelen; i++) {
+    unsigned char a = (unsigned char)s[i], b = (unsigned char)name[i];
+    if (!a)
+      return 0; /* s is shorter */
+    if (a != b && (a | 0x20) != (b | 0x20)) /* ASCII case folding; names are tokens */
+      return 0;
+    if (a != b && !((a | 0x20) >= 'a' && (a | 0x20) <= 'z'))
+      return 0; /* differ by 0x20 but are not letters ('@' vs '`') */
+  }
+  return s[namelen] == '\0';
+}
+
 int rec_redact_match(const struct cfg_strlist *list, const char *name, size_t namelen) {
   if (!list) {
     for (size_t i = 0; i < sizeof default_redact / sizeof default_redact[0]; i++)
-      if (strlen(default_redact[i]) == namelen && strncasecmp(default_redact[i], name, namelen) == 0)
+      if (name_is(default_redact[i], name, namelen))
         return 1;
     return 0;
   }
   for (size_t i = 0; i < list->n; i++)
-    if (strlen(list->v[i]) == namelen && strncasecmp(list->v[i], name, namelen) == 0)
+    if (name_is(list->v[i], name, namelen))
       return 1;
   return 0;
 }
@@ -375,7 +393,7 @@ static int list_match(const struct cfg_strlist *list, const char *name, size_t n
   if (!list)
     return 0;
   for (size_t i = 0; i < list->n; i++)
-    if (strlen(list->v[i]) == namelen && strncasecmp(list->v[i], name, namelen) == 0)
+    if (name_is(list->v[i], name, namelen))
       return 1;
   return 0;
 }

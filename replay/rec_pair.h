@@ -50,6 +50,7 @@ struct rec_arena {
 struct rec_kv {
   char *key;
   char *value;
+  size_t klen, vlen;       /* strlen of key and value (kept: the encoder needs them) */
 };
 struct rec_kvs {
   struct rec_kv *v;

@@ -53,6 +53,14 @@ static void test_rec_pair_redaction_configured(void **state) {
   assert_string_equal(p->request.headers.v[1].value, "visible");
   assert_true(rec_redact_match(NULL, "Cookie", 6));
   assert_false(rec_redact_match(NULL, "Cookies", 7));
+  assert_true(rec_redact_match(NULL, "SET-COOKIE", 10));
+  assert_false(rec_redact_match(NULL, "Cooki", 5));                /* a prefix only */
+  assert_false(rec_redact_match(NULL, "Cookie: x", 6 + 3));        /* longer than the name */
+  assert_true(rec_redact_match(NULL, "cookieXYZ", 6));             /* only namelen bytes count */
+  const char *odd[] = {"x@y"};
+  struct cfg_strlist ol = {(char **)odd, 1};
+  assert_true(rec_redact_match(&ol, "X@Y", 3));
+  assert_false(rec_redact_match(&ol, "x`y", 3)); /* '@' and '`' differ by 0x20, not letters */
   struct cfg_strlist none = {NULL, 0}; /* `redact_headers: []` turns redaction off */
   assert_false(rec_redact_match(&none, "authorization", 13));
   rec_pair_free(p);
