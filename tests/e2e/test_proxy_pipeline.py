@@ -5,6 +5,7 @@ sending bursts of streams."""
 
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -201,6 +202,29 @@ class PipelineCase(e2e.CutoverTestCase):
         r = e2e.run_h2load("http://127.0.0.1:%d/load" % self.port, n=4000, c=4, m=16,
                            log_dir=self.tmp)
         self.assertEqual((r.succeeded, r.failed, r.errored), (4000, 0, 0), r.text)
+
+    def test_pool_counters_survive_a_reload(self):
+        # a reload right after a burst retires the pools that served it; what
+        # they counted still reaches /metrics (from the retired generation)
+        self.start_with(PipelineBackend())
+        self.assert_answers(self.burst(["/warm"]))
+        self.assert_answers(self.burst(["/before/%d" % i for i in range(40)]))
+        self.proxy.signal(signal.SIGHUP)
+        with self.backend.lock:
+            pipelined = sum(len(r) - 1 for r in self.backend.reads)
+        self.assertGreater(pipelined, 0)
+        counted = self.wait_counter('cutover_upstream_pipelined_total{backend="pipe"}', pipelined,
+                                    timeout=8)
+        self.assertGreaterEqual(counted, pipelined)
+        # and the new generation's pools (fresh: warmed up first) count on top
+        time.sleep(0.5)  # the workers take the reload at their next loop pass
+        self.assert_answers(self.burst(["/warm2"]))
+        self.assert_answers(self.burst(["/after/%d" % i for i in range(40)]))
+        with self.backend.lock:
+            total = sum(len(r) - 1 for r in self.backend.reads)
+        self.assertGreater(total, pipelined)
+        self.assertGreaterEqual(self.wait_counter(
+            'cutover_upstream_pipelined_total{backend="pipe"}', total, timeout=8), total)
 
     def test_connection_close_mid_pipeline_resends_the_rest(self):
         # every third request on a connection gets `Connection: close`: the
