@@ -326,6 +326,7 @@ static void print_recording(FILE *f, const struct cfg_recording *r) {
   fprintf(f, "\n  hash_device_key: %s\n  max_inflight_shadows: %u\n  shadow_timeout: ",
           bool_s(r->hash_device_key), r->max_inflight_shadows);
   duration(f, r->shadow_timeout_ms);
+  fprintf(f, "\n  nice: %u", r->nice);
   fputc('\n', f);
 }
 

@@ -1144,7 +1144,7 @@ int cfg_is_secret_name(const char *name) {
 static void read_recording(struct cfg_ld *ld, ynode *root) {
   static const char *const keys[] = {
       "file",          "hash_device_key", "kafka",          "lineage_headers", "max_body",
-      "max_inflight_shadows", "redact_headers", "shadow_timeout", "sink",     "spill"};
+      "max_inflight_shadows", "nice", "redact_headers", "shadow_timeout", "sink", "spill"};
   static const char *const kkeys[] = {"brokers", "compression", "linger", "properties",
                                       "queue_max_messages", "topic"};
   static const char *const fkeys[] = {"dir"};
@@ -1166,6 +1166,7 @@ static void read_recording(struct cfg_ld *ld, ynode *root) {
   r->hash_device_key = 0;
   r->max_inflight_shadows = 1024;
   r->shadow_timeout_ms = 5000;
+  r->nice = 10;
   ynode *m = as_map(ld, cfg_yaml_get(root, "recording"), "recording");
   if (!m)
     return;
@@ -1184,7 +1185,9 @@ static void read_recording(struct cfg_ld *ld, ynode *root) {
       ynode *n = cfg_yaml_get(km, "topic");
       cfg_yaml_errs_add(ld->e, n->line, n->col, "recording.kafka.topic", "must not be empty");
     }
-    int ci = 3;
+    /* the embedded broker is on loopback and keeps records in memory:
+     * compressing them would only cost CPU */
+    int ci = r->brokers && !strcmp(r->brokers, "embedded") ? 0 : 3;
     get_enum(ld, km, kp, "compression", compressions, NKEYS(compressions), &ci);
     r->compression = sdup(ld, compressions[ci]);
     get_duration(ld, km, kp, "linger", 0, &r->linger_ms);
@@ -1241,6 +1244,7 @@ static void read_recording(struct cfg_ld *ld, ynode *root) {
   get_bool(ld, m, "recording", "hash_device_key", &r->hash_device_key);
   get_u32(ld, m, "recording", "max_inflight_shadows", 1, 1000000, &r->max_inflight_shadows);
   get_duration(ld, m, "recording", "shadow_timeout", 1, &r->shadow_timeout_ms);
+  get_u32(ld, m, "recording", "nice", 0, 19, &r->nice);
 }
 
 /* ---- limits, logging, state ------------------------------------------- */

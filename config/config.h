@@ -275,6 +275,7 @@ struct cfg_recording {
   int hash_device_key;          /* default 0 */
   uint32_t max_inflight_shadows;/* per worker; default 1024 */
   uint64_t shadow_timeout_ms;   /* default 5s */
+  uint32_t nice;                /* added to the recording threads' nice value; default 10 */
 };
 
 /* HTTP/2 flood detectors (px_limits), per client connection. */

@@ -14,6 +14,7 @@
 
 #include "common/cli.h"
 #include "common/cut_err.h"
+#include "common/cut_thread.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "config/config.h"
@@ -292,6 +293,20 @@ struct rec_rt {
   struct rec_metrics *metrics;
 };
 
+struct comparer_args {
+  struct rec_rt *rt;
+  struct an_rules *rules;
+  struct rec_sink *sink;
+  char *err;
+  size_t errlen;
+};
+
+static int comparer_new_cb(void *arg) {
+  struct comparer_args *a = arg;
+  return rec_comparer_new(&a->rt->comparer, a->rules, a->sink, &a->rt->compare, 0, a->err,
+                          a->errlen);
+}
+
 /* The comparer runs even when no route compares live yet: a reload may add one. */
 static int rec_rt_start(struct rec_rt *rt, const struct cfg *cfg, struct rec_recorder *rec,
                         struct met_registry *reg, char *err, size_t errlen) {
@@ -299,8 +314,11 @@ static int rec_rt_start(struct rec_rt *rt, const struct cfg *cfg, struct rec_rec
   struct an_rules *rules = NULL;
   if ((rc = rec_compare_rules_new(&rules, cfg, err, errlen)) < 0)
     return rc;
-  if ((rc = rec_comparer_new(&rt->comparer, rules, rec ? rec_recorder_sink(rec) : NULL,
-                             &rt->compare, 0, err, errlen)) < 0) {
+  /* off the client's path like the recording threads, and at their priority */
+  struct comparer_args a = {rt, rules, rec ? rec_recorder_sink(rec) : NULL, err, errlen};
+  if ((rc = cut_thread_run_niced((int)cfg->recording.nice, comparer_new_cb, &a, NULL)) < 0) {
+    if (!err[0])
+      snprintf(err, errlen, "cannot start the comparison thread: %s", cut_strerror(rc));
     an_rules_free(rules);
     return rc;
   }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common/cut_err.h"
+#include "common/cut_thread.h"
 #include "common/log.h"
 #include "replay/rec_kafka.h"
 #include "replay/rec_pairq.h"
@@ -17,11 +18,8 @@ struct rec_recorder {
   char *bootstrap;
 };
 
-int rec_recorder_new(struct rec_recorder **out, const struct cfg_recording *rc, char *err,
-                     size_t errlen) {
-  struct rec_recorder *r = calloc(1, sizeof *r);
-  if (!r)
-    return CUT_ERR_NOMEM;
+static int build(struct rec_recorder *r, const struct cfg_recording *rc, char *err,
+                 size_t errlen) {
   int rc2 = 0;
   switch (rc->sink) {
   case CFG_SINK_NONE:
@@ -58,7 +56,37 @@ int rec_recorder_new(struct rec_recorder **out, const struct cfg_recording *rc, 
   /* Encoding and producing happen on the recording thread, not on the workers. */
   if (!rc2 && r->sink)
     rc2 = rec_sink_start_thread(r->sink, NULL, err, errlen);
+  return rc2;
+}
+
+struct build_args {
+  struct rec_recorder *r;
+  const struct cfg_recording *rc;
+  char *err;
+  size_t errlen;
+};
+
+static int build_cb(void *arg) {
+  struct build_args *a = arg;
+  return build(a->r, a->rc, a->err, a->errlen);
+}
+
+int rec_recorder_new(struct rec_recorder **out, const struct cfg_recording *rc, char *err,
+                     size_t errlen) {
+  struct rec_recorder *r = calloc(1, sizeof *r);
+  if (!r)
+    return CUT_ERR_NOMEM;
+  /* Every thread the sink and the broker start (the recording thread, the
+   * delivery-report poller, the spill writer, librdkafka's and the mock
+   * cluster's) inherits the lower priority; the workers keep theirs. */
+  struct build_args a = {r, rc, err, errlen};
+  int lowered;
+  int rc2 = cut_thread_run_niced((int)rc->nice, build_cb, &a, &lowered);
+  if (rc2 == 0 && rc->nice > 0 && !lowered)
+    log_warn("rec", "cannot lower the recording threads' priority; they run at the workers'");
   if (rc2) {
+    if (err && errlen && !err[0])
+      snprintf(err, errlen, "cannot start the recording threads: %s", cut_strerror(rc2));
     rec_recorder_free(r);
     return rc2;
   }

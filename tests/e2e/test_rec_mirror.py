@@ -180,6 +180,38 @@ class MirrorRecordingTest(e2e.CutoverTestCase):
         self.assertEqual(post["request"]["method"], "POST")
         self.assertEqual(post["shadows"], [])
 
+    def test_recording_threads_yield_to_workers(self):
+        """recording.nice (default 10): the recording, delivery, librdkafka and embedded broker
+        threads run at a lower CPU priority than the threads serving clients."""
+        def threads():
+            out = []
+            for tid in os.listdir("/proc/%d/task" % self.proxy.pid):
+                try:
+                    with open("/proc/%d/task/%s/stat" % (self.proxy.pid, tid)) as f:
+                        stat = f.read()
+                except FileNotFoundError:
+                    continue
+                comm = stat[stat.index("(") + 1:stat.rindex(")")]
+                fields = stat[stat.rindex(")") + 2:].split()
+                out.append((int(tid), comm, int(fields[16])))  # field 19: nice
+            return out
+        status, _, _ = self.request("GET", "/items/nice", headers={"x-request-id": "nice-1"})
+        self.assertEqual(status, 200)
+        ts = threads()
+        base = next(n for tid, _, n in ts if tid == self.proxy.pid)
+        rdk = [(c, n) for _, c, n in ts if c.startswith("rdk:")]
+        self.assertTrue(any(c == "rdk:mock" for c, _ in rdk), ts)
+        self.assertTrue(any(c.startswith("rdk:broker") for c, _ in rdk), ts)
+        for c, n in rdk:
+            self.assertEqual(n, min(base + 10, 19), "%s runs at nice %d" % (c, n))
+        lowered = [n for _, c, n in ts if n == min(base + 10, 19)]
+        normal = [n for _, c, n in ts if n == base]
+        # the main thread, the worker and the admin side keep the workers' priority; besides
+        # librdkafka's, the recording, delivery-report, spill and comparison threads are lowered
+        self.assertGreaterEqual(len(normal), 2, ts)
+        self.assertGreaterEqual(len(lowered), len(rdk) + 3, ts)
+        self.assertEqual(len(self.read_records(1)), 1)
+
     def test_large_body_bounded_memory(self):
         size = 10 * 1024 * 1024
         path = os.path.join(self.tmp, "big.bin")

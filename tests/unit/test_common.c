@@ -9,11 +9,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <pthread.h>
+#include <sys/resource.h>
+
 #include <cmocka.h>
 
 #include "common/cli.h"
 #include "common/cut_err.h"
 #include "common/cut_fs.h"
+#include "common/cut_thread.h"
 #include "common/log.h"
 
 static void test_common_strerror(void **state) {
@@ -77,6 +81,53 @@ static void test_common_mkdir_p(void **state) {
   assert_int_equal(system(cmd), 0);
 }
 
+/* What a set-up function saw: its thread, its nice value, and that of a thread it started. */
+struct niced_seen {
+  pthread_t self;
+  int nice;
+  int child_nice;
+};
+
+static void *child_main(void *arg) {
+  *(int *)arg = cut_thread_nice();
+  return NULL;
+}
+
+static int seen_cb(void *arg) {
+  struct niced_seen *s = arg;
+  s->self = pthread_self();
+  s->nice = cut_thread_nice();
+  pthread_t t;
+  if (pthread_create(&t, NULL, child_main, &s->child_nice) != 0)
+    return -99;
+  pthread_join(t, NULL);
+  return 42;
+}
+
+static void test_common_thread_niced(void **state) {
+  (void)state;
+  int base = cut_thread_nice();
+  struct niced_seen s = {0};
+  int lowered = -1;
+  /* runs on another thread, lowered by 5; what it starts inherits that */
+  assert_int_equal(cut_thread_run_niced(5, seen_cb, &s, &lowered), 42);
+  assert_int_equal(lowered, 1);
+  assert_false(pthread_equal(s.self, pthread_self()));
+  int want = base + 5 > 19 ? 19 : base + 5;
+  assert_int_equal(s.nice, want);
+  assert_int_equal(s.child_nice, want);
+  /* the caller's own priority is untouched */
+  assert_int_equal(cut_thread_nice(), base);
+  /* capped at 19 */
+  assert_int_equal(cut_thread_run_niced(40, seen_cb, &s, NULL), 42);
+  assert_int_equal(s.nice, 19);
+  /* 0: on the calling thread, nothing changed */
+  assert_int_equal(cut_thread_run_niced(0, seen_cb, &s, &lowered), 42);
+  assert_int_equal(lowered, 0);
+  assert_true(pthread_equal(s.self, pthread_self()));
+  assert_int_equal(s.nice, base);
+}
+
 static void test_common_cli_usage(void **state) {
   (void)state;
   char *none[] = {"cutover", NULL};
@@ -94,6 +145,7 @@ int main(void) {
       cmocka_unit_test(test_common_log_level),
       cmocka_unit_test(test_common_cli_usage),
       cmocka_unit_test(test_common_mkdir_p),
+      cmocka_unit_test(test_common_thread_niced),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

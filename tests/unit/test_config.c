@@ -371,6 +371,9 @@ static void test_config_example(void **state) {
   assert_string_equal(c->recording.brokers, "embedded");
   assert_string_equal(c->recording.topic, "cutover.pairs");
   assert_int_equal(c->recording.lineage_headers.n, 1);
+  /* the embedded broker is on loopback: no compression unless asked for */
+  assert_string_equal(c->recording.compression, "none");
+  assert_int_equal(c->recording.nice, 10);
   assert_string_equal(c->routes[c->nroutes - 1].name, "default");
   assert_null(c->routes[c->nroutes - 1].path_prefix);
   cfg_unref(c);
@@ -401,6 +404,7 @@ static void test_config_defaults(void **state) {
   assert_int_equal(c->recording.sink, CFG_SINK_NONE);
   assert_int_equal(c->recording.max_body_bytes, 65536);
   assert_int_equal(c->recording.redact_headers.n, 3);
+  assert_int_equal(c->recording.nice, 10);
   assert_int_equal(c->limits.max_header_list_bytes, 65536);
   assert_int_equal(c->limits.drain_timeout_ms, 30000);
   assert_string_equal(c->logging.level, "info");
@@ -508,6 +512,12 @@ static void test_config_error_unit(void **state) {
                 "t.yaml:6:22: backends.a.connect_timeout: duration \"5\" needs a unit (ms, s, m, h)\n"
                 "t.yaml:8:36: recording.max_body: unknown unit \"mb\" (use B, KiB, MiB, GiB, TiB, "
                 "KB, MB, GB, TB)\n");
+}
+
+static void test_config_error_recording_nice(void **state) {
+  (void)state;
+  expect_errors(MINIMAL "recording:\n  sink: file\n  nice: 20\n",
+                "t.yaml:8:9: recording.nice: 20 is out of range (0-19)\n");
 }
 
 static void test_config_error_address(void **state) {
@@ -718,6 +728,7 @@ static void test_config_subst(void **state) {
   assert_int_equal(c->recording.sink, CFG_SINK_KAFKA);
   assert_int_equal(c->recording.nkafka_props, 3);
   assert_string_equal(c->recording.kafka_props[1].value, "hunter2");
+  assert_string_equal(c->recording.compression, "lz4"); /* a real cluster: lz4 by default */
   char *out = print_to_string(c);
   assert_null(strstr(out, "plain-secret"));
   assert_null(strstr(out, "hunter2"));
@@ -978,6 +989,7 @@ int main(void) {
       cmocka_unit_test(test_config_example),        cmocka_unit_test(test_config_defaults),
       cmocka_unit_test(test_config_error_unknown_key), cmocka_unit_test(test_config_error_type),
       cmocka_unit_test(test_config_error_percent),  cmocka_unit_test(test_config_error_unit),
+      cmocka_unit_test(test_config_error_recording_nice),
       cmocka_unit_test(test_config_h2_floods),
       cmocka_unit_test(test_config_error_address),  cmocka_unit_test(test_config_error_reference),
       cmocka_unit_test(test_config_backend_pipeline),
