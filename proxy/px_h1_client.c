@@ -204,7 +204,10 @@ static int h1_write(struct px_conn *c, struct px_exchange *x) {
   if (write_head(c, x) < 0) {
     h1_remove(c, x);
     x->bytes_sent = 0;
-    px_x_conn_failed(x, PX_FAIL_PROTOCOL, "out of memory writing the request");
+    /* not px_x_conn_failed: this may run inside px_exchange_start */
+    px_x_fail_soon(x, PX_FAIL_PROTOCOL, "out of memory writing the request");
+    if (c->depth == 0)
+      px_conn_kick(c, NULL, 0, 0); /* nothing else on it: idle again, from the loop */
     return CUT_ERR_NOMEM;
   }
   x->bytes_sent = 1;

@@ -833,6 +833,8 @@ static void conn_kick_cb(evutil_socket_t fd, short what, void *user_data) {
     http_parser_pause(&c->parser, 0);
     px_conn_reading(c, 1);
     px_h1_read(c);
+  } else if (!c->x && c->depth == 0 && !c->in_idle && c->state == CONN_READY) {
+    px_conn_idle(c); /* its only exchange could not be written (px_h1_dispatch) */
   }
 }
 
@@ -899,6 +901,11 @@ static void x_fail_later(struct px_exchange *x, enum px_fail f, const char *caus
   set_timer(x->timer, 0);
 }
 
+void px_x_fail_soon(struct px_exchange *x, enum px_fail f, const char *cause) {
+  x_unlink(x);
+  x_fail_later(x, f, cause);
+}
+
 /* Places x on host h: an idle or shared connection, a new one, or the wait
  * queue. Returns 1 when placed, 0 when the host has no room at all, -1 when
  * out of memory. */
@@ -955,9 +962,10 @@ static int x_place_on(struct px_exchange *x, struct px_host *h) {
     uint32_t maxs = be->max_streams ? be->max_streams : 100;
     TAILQ_FOREACH(c, &h->conns, link) {
       if (c->state == CONN_READY && px_h2_can_take(c)) {
-        if (c->nstreams > 0 || c->served > 0)
+        if (px_h2_dispatch(c, x) < 0)
+          continue; /* this session took no stream (out of memory, or it is ending) */
+        if (c->nstreams > 1 || c->served > 0)
           p->stats.reused++;
-        px_h2_dispatch(c, x);
         return 1;
       }
       if (c->state == CONN_CONNECTING) {

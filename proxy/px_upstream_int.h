@@ -227,6 +227,11 @@ void px_x_request_drained(struct px_exchange *x);
 void px_x_finish(struct px_exchange *x, int err, enum px_fail fail, const char *cause);
 /* The connection failed before (or while) serving x: retry or finish. */
 void px_x_conn_failed(struct px_exchange *x, enum px_fail fail, const char *cause);
+/* Takes x off its connection or queue and fails it from the loop, never
+ * inside the caller: for failures while x is being placed, which may be
+ * inside px_exchange_start (its caller must get a live exchange and no
+ * callback before it returns). */
+void px_x_fail_soon(struct px_exchange *x, enum px_fail fail, const char *cause);
 /* x was pipelined (x->pipelined) and its connection ended before any byte of
  * its response: it is unlinked from its connection already. It is bodiless
  * with a safe method, so it is sent again: up to PX_RESEND_ANNOUNCED times

@@ -34,6 +34,38 @@
 static struct event_base *g_base;
 static int g_outstanding;
 
+/* Out-of-memory and refusal injection: this test is linked with
+ * -Wl,--wrap for both (tests/CMakeLists.txt), so the core library's calls
+ * come here and fail while the counter lasts. */
+static int g_fail_reserve, g_fail_submit;
+int __real_evbuffer_reserve_space(struct evbuffer *buf, ev_ssize_t size,
+                                  struct evbuffer_iovec *vec, int n_vec);
+int __wrap_evbuffer_reserve_space(struct evbuffer *buf, ev_ssize_t size,
+                                  struct evbuffer_iovec *vec, int n_vec);
+int __wrap_evbuffer_reserve_space(struct evbuffer *buf, ev_ssize_t size,
+                                  struct evbuffer_iovec *vec, int n_vec) {
+  if (g_fail_reserve > 0) {
+    g_fail_reserve--;
+    return -1;
+  }
+  return __real_evbuffer_reserve_space(buf, size, vec, n_vec);
+}
+int32_t __real_nghttp2_submit_request(nghttp2_session *s, const nghttp2_priority_spec *pri,
+                                      const nghttp2_nv *nva, size_t nvlen,
+                                      const nghttp2_data_provider *prd, void *ud);
+int32_t __wrap_nghttp2_submit_request(nghttp2_session *s, const nghttp2_priority_spec *pri,
+                                      const nghttp2_nv *nva, size_t nvlen,
+                                      const nghttp2_data_provider *prd, void *ud);
+int32_t __wrap_nghttp2_submit_request(nghttp2_session *s, const nghttp2_priority_spec *pri,
+                                      const nghttp2_nv *nva, size_t nvlen,
+                                      const nghttp2_data_provider *prd, void *ud) {
+  if (g_fail_submit > 0) {
+    g_fail_submit--;
+    return NGHTTP2_ERR_NOMEM;
+  }
+  return __real_nghttp2_submit_request(s, pri, nva, nvlen, prd, ud);
+}
+
 struct res {
   int done, err, got_response, status;
   enum px_fail fail;
@@ -1160,6 +1192,40 @@ static void test_px_upstream_h1_pipeline_cancel_queued(void **state) {
 
 /* The first request is abandoned mid-way: the connection is out of step, so
  * it closes and the requests queued behind are sent again on another one. */
+/* The request cannot be written (out of memory) while px_exchange_start
+ * places it: the caller gets a live exchange and no callback inside the
+ * call; the failure comes from the loop, and the connection is idle again. */
+static void test_px_upstream_h1_write_nomem_fails_later(void **state) {
+  struct px_pool *p = pipe_pool(4);
+  g_be.retries = 0;
+  g_fail_reserve = 1; /* the batch's head is reserved in the output: that fails */
+  struct res r = {0}, r2 = {0};
+  struct px_exchange *x = start(p, "GET", "/p0", 0, &r);
+  assert_non_null(x);
+  assert_int_equal(r.done, 0);
+  start(p, "GET", "/p1", 0, &r2); /* the same pass: the failed one's connection is not used */
+  assert_int_equal(r2.done, 0);
+  run_all(2);
+  assert_int_equal(g_fail_reserve, 0);
+  assert_int_equal(r.done, 1);
+  assert_int_equal(r.fail, PX_FAIL_PROTOCOL);
+  assert_non_null(strstr(r.cause, "out of memory writing the request"));
+  assert_ok_body(&r2, "/p1");
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.active_exchanges, 0);
+  assert_int_equal(st.idle_connections, 2); /* the first one came back to the pool */
+  /* and it serves again */
+  struct res r3[2] = {{0}};
+  start(p, "GET", "/p2", 0, &r3[0]);
+  start(p, "GET", "/p3", 0, &r3[1]);
+  run_all(2);
+  assert_ok_body(&r3[0], "/p2");
+  assert_ok_body(&r3[1], "/p3");
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
 static void test_px_upstream_h1_pipeline_head_cancelled(void **state) {
   struct px_pool *p = pipe_pool(4);
   struct res hold = {0}, b = {0};
@@ -1632,6 +1698,30 @@ static void test_px_upstream_h2c_max_streams(void **state) {
   h2srv_stop();
 }
 
+/* A session that refuses the stream (nghttp2_submit_request fails) does not
+ * strand the request: it goes on another connection. */
+static void test_px_upstream_h2c_submit_refused(void **state) {
+  h2srv_start(0);
+  backend_init(CFG_PROTO_H2C, 1, &g_h2.port);
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  start(p, "GET", "/", 0, &r);
+  run_all(1);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(g_h2.accepted, 1);
+  g_fail_submit = 1;
+  struct res r2 = {0};
+  start(p, "GET", "/", 0, &r2);
+  run_all(1);
+  assert_int_equal(g_fail_submit, 0);
+  assert_int_equal(r2.err, 0);
+  assert_int_equal(r2.status, 200);
+  assert_memory_equal(r2.body, "hello h2", 8);
+  assert_int_equal(g_h2.accepted, 2);
+  px_pool_free(p);
+  h2srv_stop();
+}
+
 static void test_px_upstream_h2_tls_verify(void **state) {
   h2srv_start(1);
   backend_init(CFG_PROTO_H2, 1, &g_h2.port);
@@ -1986,6 +2076,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_abrupt_close, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_cancel_queued, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_head_cancelled, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_write_nomem_fails_later, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_queued_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_pool_free, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_paused_then_close, setup, teardown),
@@ -1994,6 +2085,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_all_time_out, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_multiplexing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_max_streams, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h2c_submit_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2_tls_verify, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_from_config, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_cancel_keeps_connection, setup,
