@@ -513,6 +513,22 @@ struct rec_response *rec_pair_response_alloc(struct rec_pair *p) {
 
 size_t rec_pair_mem_size(const struct rec_pair *p) { return p->arena.bytes; }
 
+#define PREFETCH_MAX 4096 /* per block: a body of its own is read once anyway */
+
+void rec_pair_prefetch(const struct rec_pair *p) {
+  const struct rec_arena *a = &p->arena;
+  int n = 0;
+  for (const struct rec_blk *b = a->blocks; b && n < 4; b = b->next, n++) {
+    const char *s = (const char *)b, *e = s + b->size;
+    if (s < a->cur && a->cur <= e)
+      e = a->cur; /* the newest block: only what is used */
+    if (e - s > PREFETCH_MAX)
+      e = s + PREFETCH_MAX;
+    for (; s < e; s += 64)
+      __builtin_prefetch(s, 0, 3);
+  }
+}
+
 int rec_pair_decision_set(struct rec_pair *p, const char *key, const char *value) {
   return rec_kvs_set(&p->decision, key, strlen(key), value ? value : "", value ? strlen(value) : 0);
 }

@@ -152,6 +152,11 @@ void rec_pair_free(struct rec_pair *p);
 /* About how many bytes of memory `p` holds (for queue bounds). */
 size_t rec_pair_mem_size(const struct rec_pair *p);
 
+/* Asks the CPU to start loading the memory of p (which another thread built)
+ * so that it arrives while the caller is still busy with the pair before it.
+ * Reads p's own first bytes; changes nothing. */
+void rec_pair_prefetch(const struct rec_pair *p);
+
 /* Adds a decision label (e.g. "via" -> "dial"). Returns 0 or CUT_ERR_NOMEM. */
 int rec_pair_decision_set(struct rec_pair *p, const char *key, const char *value);
 

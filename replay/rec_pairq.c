@@ -53,6 +53,10 @@ static size_t drain(struct rec_pairq *q) {
     struct rec_pair *p = CUT_LFS_ENTRY(fifo, struct rec_pair, qlink);
     fifo = fifo->next;
     p->qlink.next = NULL;
+    /* the next pair was written on a worker's CPU: its memory comes over
+     * while this one is encoded, instead of line by line as it is read */
+    if (fifo)
+      rec_pair_prefetch(CUT_LFS_ENTRY(fifo, struct rec_pair, qlink));
     size_t bytes = rec_pair_mem_size(p);
     rec_stat_add(&q->sink->stats, pair_queue_depth, -1);
     rec_sink_submit_pair(q->sink, q->codec, p); /* counts its own failures */

@@ -311,6 +311,35 @@ static void test_rec_pair_arena_decoded(void **state) {
   rec_codec_free(c);
 }
 
+/* Prefetching a pair (small, in cache-sized blocks, with a big body of its
+ * own) reads and changes nothing: the record is the same byte for byte. */
+static void test_rec_pair_prefetch_changes_nothing(void **state) {
+  (void)state;
+  struct rec_mem *m;
+  assert_int_equal(rec_mem_new(&m, 0), 0);
+  struct rec_codec *c;
+  assert_int_equal(rec_codec_new(&c, NULL, 0), 0);
+  struct rec_opts o = {.max_body = 70000};
+  for (size_t body = 0; body <= 100000; body += 50000) {
+    struct rec_pair *p;
+    assert_int_equal(rec_pair_new_in(&p, m, &o, "c1", 1, "r"), 0);
+    build_big(p, body);
+    rec_pair_finish(p);
+    uint8_t *before, *after;
+    size_t blen, alen;
+    assert_int_equal(rec_codec_encode(c, p, &before, &blen), 0);
+    rec_pair_prefetch(p);
+    assert_int_equal(rec_codec_encode(c, p, &after, &alen), 0);
+    assert_int_equal(blen, alen);
+    assert_memory_equal(before, after, blen);
+    free(before);
+    free(after);
+    rec_pair_free(p);
+  }
+  rec_codec_free(c);
+  rec_mem_unref(m);
+}
+
 static void *free_main(void *arg) {
   rec_pair_free(arg);
   return NULL;
@@ -350,6 +379,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rec_pair_redaction_default),
       cmocka_unit_test(test_rec_pair_arena_big_pair),
+      cmocka_unit_test(test_rec_pair_prefetch_changes_nothing),
       cmocka_unit_test(test_rec_pair_arena_decoded),
       cmocka_unit_test(test_rec_pair_arena_cache_other_thread),
       cmocka_unit_test(test_rec_pair_kvs_set_and_headers),
