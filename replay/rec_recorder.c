@@ -73,6 +73,8 @@ static int build_cb(void *arg) {
 
 int rec_recorder_new(struct rec_recorder **out, const struct cfg_recording *rc, char *err,
                      size_t errlen) {
+  if (err && errlen)
+    err[0] = '\0';
   struct rec_recorder *r = calloc(1, sizeof *r);
   if (!r)
     return CUT_ERR_NOMEM;
