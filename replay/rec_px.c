@@ -29,15 +29,16 @@ static const char *via_name(enum dial_via v) {
 }
 
 int rec_pair_decision(struct rec_pair *p, const struct dial_decision *d) {
-  char bucket[16];
-  snprintf(bucket, sizeof bucket, "%u", d->bucket);
   int rc = rec_pair_decision_set(p, "via", via_name(d->via));
   if (!rc && d->name)
     rc = rec_pair_decision_set(p, "name", d->name);
   if (!rc && d->arm)
     rc = rec_pair_decision_set(p, "arm", d->arm);
-  if (!rc && d->name)
+  if (!rc && d->name) { /* a bucket only means something with a dial or an experiment */
+    char bucket[16];
+    snprintf(bucket, sizeof bucket, "%u", d->bucket);
     rc = rec_pair_decision_set(p, "bucket", bucket);
+  }
   if (!rc && d->reason)
     rc = rec_pair_decision_set(p, "reason", d->reason);
   return rc;
