@@ -61,6 +61,12 @@ static void test_rec_pair_redaction_configured(void **state) {
   struct cfg_strlist ol = {(char **)odd, 1};
   assert_true(rec_redact_match(&ol, "X@Y", 3));
   assert_false(rec_redact_match(&ol, "x`y", 3)); /* '@' and '`' differ by 0x20, not letters */
+  const char *odd1[] = {"@b", "cookie"}; /* the same, as the first character */
+  struct cfg_strlist ol1 = {(char **)odd1, 2};
+  assert_true(rec_redact_match(&ol1, "@B", 2));
+  assert_false(rec_redact_match(&ol1, "`b", 2));
+  assert_true(rec_redact_match(&ol1, "COOKIE", 6)); /* after a first character that differs */
+  assert_false(rec_redact_match(&ol1, "", 0));
   struct cfg_strlist none = {NULL, 0}; /* `redact_headers: []` turns redaction off */
   assert_false(rec_redact_match(&none, "authorization", 13));
   rec_pair_free(p);
