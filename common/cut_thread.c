@@ -22,10 +22,14 @@ int cut_thread_nice(void) {
 
 static void *niced_main(void *p) {
   struct niced *n = p;
-  int want = cut_thread_nice() + n->nice;
-  if (want > 19)
-    want = 19;
-  n->lowered = setpriority(PRIO_PROCESS, 0, want) == 0;
+  errno = 0;
+  int base = getpriority(PRIO_PROCESS, 0); /* on Linux: this thread */
+  if (errno == 0) { /* unknown base: better not to change it than to raise it */
+    int want = base + n->nice;
+    if (want > 19)
+      want = 19;
+    n->lowered = setpriority(PRIO_PROCESS, 0, want) == 0;
+  }
   n->rc = n->fn(n->arg);
   return NULL;
 }

@@ -314,8 +314,11 @@ int px_h2_dispatch(struct px_conn *c, struct px_exchange *x) {
   int32_t sid = nghttp2_submit_request(c->h2, NULL, nv, n, x->has_body ? &prd : NULL, x);
   if (nv != stack)
     free(nv);
-  if (sid < 0)
+  if (sid < 0) {
+    if (sid == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE)
+      c->goaway = 1; /* it can open no stream any more: new requests go elsewhere */
     return CUT_ERR_PROTO;
+  }
   evtimer_del(c->timer);
   x->stream_id = sid;
   x->conn = c;
@@ -325,7 +328,10 @@ int px_h2_dispatch(struct px_conn *c, struct px_exchange *x) {
     x->body_flushed = 1;
   TAILQ_INSERT_TAIL(&c->active, x, clink);
   c->nstreams++;
-  px_h2_write(c);
+  /* Written by the kick at the end of this pass (with the other streams
+   * started in it): never here, where a failing session would finish x
+   * inside px_exchange_start. */
+  px_conn_kick(c, NULL, 0, 0);
   return 0;
 }
 

@@ -437,7 +437,8 @@ void px_conn_idle(struct px_conn *c) {
      * together (in queue order, up to the depth), written by the kick. */
     c->batch_open = 1;
     px_conn_kick(c, NULL, 0, 0);
-    px_h1_dispatch(c, x);
+    if (px_h1_dispatch(c, x) < 0)
+      return; /* nothing is on c: the kick makes it idle again, and it takes the queue then */
     while (c->depth < p->be->pipeline && c->state == CONN_READY && !c->closing &&
            (x = TAILQ_FIRST(&h->waitq)) && x_pipelinable(x)) {
       TAILQ_REMOVE(&h->waitq, x, link);
@@ -667,8 +668,13 @@ int px_conn_write(struct px_conn *c, const void *data, size_t len) {
     n = 0;
   }
   if ((size_t)n < len) {
-    if (evbuffer_add(c->rout, (const char *)data + n, len - (size_t)n) < 0)
+    if (evbuffer_add(c->rout, (const char *)data + n, len - (size_t)n) < 0) {
+      if (n > 0) { /* part of it is on the wire: the connection is out of step */
+        c->closing = 1;
+        px_conn_kick(c, NULL, 0, 0);
+      }
       return CUT_ERR_NOMEM;
+    }
     c->rout_used = 1;
     raw_want_write(c, 1);
   }
@@ -962,9 +968,10 @@ static int x_place_on(struct px_exchange *x, struct px_host *h) {
     uint32_t maxs = be->max_streams ? be->max_streams : 100;
     TAILQ_FOREACH(c, &h->conns, link) {
       if (c->state == CONN_READY && px_h2_can_take(c)) {
+        int reused = c->nstreams > 0 || c->served > 0; /* the dispatch may close c */
         if (px_h2_dispatch(c, x) < 0)
           continue; /* this session took no stream (out of memory, or it is ending) */
-        if (c->nstreams > 1 || c->served > 0)
+        if (reused)
           p->stats.reused++;
         return 1;
       }

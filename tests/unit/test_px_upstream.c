@@ -37,7 +37,7 @@ static int g_outstanding;
 /* Out-of-memory and refusal injection: this test is linked with
  * -Wl,--wrap for both (tests/CMakeLists.txt), so the core library's calls
  * come here and fail while the counter lasts. */
-static int g_fail_reserve, g_fail_submit;
+static int g_fail_reserve, g_fail_submit, g_fail_send;
 int __real_evbuffer_reserve_space(struct evbuffer *buf, ev_ssize_t size,
                                   struct evbuffer_iovec *vec, int n_vec);
 int __wrap_evbuffer_reserve_space(struct evbuffer *buf, ev_ssize_t size,
@@ -64,6 +64,15 @@ int32_t __wrap_nghttp2_submit_request(nghttp2_session *s, const nghttp2_priority
     return NGHTTP2_ERR_NOMEM;
   }
   return __real_nghttp2_submit_request(s, pri, nva, nvlen, prd, ud);
+}
+ssize_t __real_nghttp2_session_mem_send(nghttp2_session *s, const uint8_t **data);
+ssize_t __wrap_nghttp2_session_mem_send(nghttp2_session *s, const uint8_t **data);
+ssize_t __wrap_nghttp2_session_mem_send(nghttp2_session *s, const uint8_t **data) {
+  if (g_fail_send > 0) {
+    g_fail_send--;
+    return NGHTTP2_ERR_NOMEM;
+  }
+  return __real_nghttp2_session_mem_send(s, data);
 }
 
 struct res {
@@ -287,6 +296,7 @@ static void h1srv_stop(void) {
 }
 
 static int setup(void **state) {
+  g_fail_reserve = g_fail_submit = g_fail_send = 0; /* none left over from a failed test */
   g_base = event_base_new();
   return g_base ? 0 : -1;
 }
@@ -1079,6 +1089,39 @@ static void test_px_upstream_h1_pipeline_wait_queue(void **state) {
   pipesrv_stop();
 }
 
+/* At the connection limit, the first waiter's head cannot be written when
+ * the connection frees up (out of memory): it fails, and the others still go
+ * out, in order, on that connection. */
+static void test_px_upstream_h1_pipeline_wait_queue_nomem(void **state) {
+  struct px_pool *p = pipe_pool(4);
+  g_be.max_connections = 1;
+  g_be.retries = 0;
+  struct res hold = {0}, r[3] = {{0}};
+  start(p, "GET", "/hold", 0, &hold);
+  const char *paths[3] = {"/q0", "/q1", "/q2"};
+  run_for_ms(100); /* /hold is on the connection; the next three wait for it */
+  for (int i = 0; i < 3; i++)
+    start(p, "GET", paths[i], 0, &r[i]);
+  run_for_ms(50);
+  assert_int_equal(r[0].done + r[1].done + r[2].done, 0);
+  g_fail_reserve = 1; /* the first waiter's head, when the connection takes the queue */
+  pipesrv_release();
+  run_all(4);
+  assert_int_equal(g_fail_reserve, 0);
+  assert_ok_body(&hold, "/hold");
+  assert_int_equal(r[0].fail, PX_FAIL_PROTOCOL);
+  assert_non_null(strstr(r[0].cause, "out of memory writing the request"));
+  assert_ok_body(&r[1], "/q1");
+  assert_ok_body(&r[2], "/q2");
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.connects, 1);
+  assert_int_equal(st.active_exchanges, 0);
+  assert_int_equal(st.idle_connections, 1);
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
 /* Without `pipeline` (depth 1) nothing is pipelined: the same burst opens a
  * connection per request. */
 static void test_px_upstream_h1_pipeline_off_by_default(void **state) {
@@ -1722,6 +1765,35 @@ static void test_px_upstream_h2c_submit_refused(void **state) {
   h2srv_stop();
 }
 
+/* The session fails while sending a new request's frames: the request fails
+ * from the loop (not inside px_exchange_start), and the next one gets a new
+ * connection. */
+static void test_px_upstream_h2c_send_fails(void **state) {
+  h2srv_start(0);
+  backend_init(CFG_PROTO_H2C, 1, &g_h2.port);
+  g_be.retries = 0;
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  start(p, "GET", "/", 0, &r);
+  run_all(1);
+  assert_int_equal(r.err, 0);
+  g_fail_send = 1;
+  struct res r2 = {0};
+  start(p, "GET", "/", 0, &r2);
+  assert_int_equal(r2.done, 0);
+  run_all(1);
+  assert_int_equal(g_fail_send, 0);
+  assert_int_equal(r2.fail, PX_FAIL_PROTOCOL);
+  struct res r3 = {0};
+  start(p, "GET", "/", 0, &r3);
+  run_all(1);
+  assert_int_equal(r3.err, 0);
+  assert_int_equal(r3.status, 200);
+  assert_int_equal(g_h2.accepted, 2);
+  px_pool_free(p);
+  h2srv_stop();
+}
+
 static void test_px_upstream_h2_tls_verify(void **state) {
   h2srv_start(1);
   backend_init(CFG_PROTO_H2, 1, &g_h2.port);
@@ -2077,6 +2149,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_cancel_queued, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_head_cancelled, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_write_nomem_fails_later, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_wait_queue_nomem, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_queued_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_pool_free, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_paused_then_close, setup, teardown),
@@ -2086,6 +2160,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_multiplexing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_max_streams, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_submit_refused, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h2c_send_fails, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2_tls_verify, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_from_config, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_cancel_keeps_connection, setup,
