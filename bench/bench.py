@@ -13,6 +13,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -149,6 +150,7 @@ class Bench:
         self.shadow_port = None
         self.target = None   # the proxy process under test (its CPU time is reported)
         self.load_before = os.getloadavg()[0]
+        self.rounds = {}     # (plain, mirror) -> the mirror/plain ratio of each interleaved round
 
     # processes -----------------------------------------------------------------
 
@@ -248,6 +250,9 @@ class Bench:
         for name in MIRRORS:
             if name in a.targets:
                 self.run_proxy(name)
+        for sfx in ("", "-pipelined"):
+            if a.rounds > 0 and "cutover" + sfx in a.targets and "cutover-mirror" + sfx in a.targets:
+                self.run_rounds("cutover" + sfx, "cutover-mirror" + sfx)
         if "slow-shadow" in a.targets:
             self.run_slow_shadow()
         self.stop_all()
@@ -276,6 +281,40 @@ class Bench:
             self.measure("primary, " + label, "h2c", "http://127.0.0.1:%d%s" % (port, PATH),
                          runner=self.light_h2load)
             self.stop(proc)
+
+    def run_rounds(self, plain, mirror):
+        """The mirroring ratio again, with both proxies running and their h2load runs taking
+        turns (plain, mirror, plain, ...): the host's speed drifts over minutes, and the table's
+        two rows are measured minutes apart."""
+        a = self.args
+        pipeline = PIPELINE if plain.endswith("-pipelined") else 1
+        procs, urls = [], []
+        try:
+            for name in (plain, mirror):
+                port, tls_port = e2e.free_port(), e2e.free_port()
+                tmpl = TEMPLATES[name]
+                cfg = self.render(tmpl, self.values(port, tls_port, pipeline),
+                                  name + "-rounds." + tmpl.split(".")[-2])
+                procs.append(self.start(name + "-rounds", [self.bin, "proxy", "-c", cfg],
+                                        [port, tls_port], cwd=self.dir))
+                urls.append("http://127.0.0.1:%d%s" % (port, PATH))
+            for url in urls:  # warm-up
+                e2e.run_h2load(url, n=max(1000, a.n // 10), c=a.c, m=a.m, t=a.t,
+                               log_dir=self.dir, timeout=a.timeout)
+            ratios = []
+            for _ in range(a.rounds):
+                rps = [e2e.run_h2load(url, n=a.n, c=a.c, m=a.m, t=a.t, log_dir=self.dir,
+                                      timeout=a.timeout).req_per_s for url in urls]
+                ratios.append(rps[1] / rps[0] if rps[0] else 0.0)
+                print("round: %s %.0f req/s, %s %.0f req/s: %.2f x"
+                      % (plain, rps[0], mirror, rps[1], ratios[-1]), flush=True)
+            self.rounds[(plain, mirror)] = ratios
+        except (e2e.HarnessError, subprocess.TimeoutExpired) as exc:
+            print("bench: rounds %s / %s failed: %s" % (mirror, plain, str(exc).splitlines()[0]),
+                  file=sys.stderr)
+        finally:
+            for proc in procs:
+                self.stop(proc)
 
     def values(self, port, tls_port, pipeline=1):
         return {"port": port, "tls_port": tls_port, "backend_port": self.backend_port,
@@ -344,6 +383,11 @@ class Bench:
                 b = self.rps.get((base, "h2c"))
                 if cm and b:
                     lines.append("%s / %s (h2c): %.2f x (goal >= %.1f x)" % (name, base, cm / b, goal))
+            ratios = self.rounds.get(("cutover" + sfx, name))
+            if ratios:
+                lines.append("%s / cutover%s (h2c), %d interleaved rounds: median %.2f x (%s; "
+                             "goal >= 0.6 x)" % (name, sfx, len(ratios), statistics.median(ratios),
+                                                 ", ".join("%.2f" % r for r in ratios)))
             rec = self.recorded.get(name)
             if rec:
                 lines.append("%s recorded %d pairs for %d requests: %d delivered to Kafka, "
@@ -511,6 +555,8 @@ def main():
     ap.add_argument("--out", default=os.environ.get("BENCH_OUT",
                                                     os.path.join(HERE, "results.md")))
     ap.add_argument("--timeout", type=int, default=600, help="seconds per h2load run")
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 3)),
+                    help="interleaved rounds of each mirroring ratio (0: none)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir with configs and logs")
     args = ap.parse_args()
     args.targets = args.targets.replace(",", " ").split()

@@ -9,6 +9,7 @@
 #        BENCH_TLS=0              skip the TLS (h2) runs
 #        BENCH_BACKEND_CONNS      backend keep-alive connections per proxy (default c * m)
 #        BENCH_OUT                markdown output (default bench/results.md)
+#        BENCH_ROUNDS             interleaved rounds of each mirroring ratio (default 3; 0: none)
 set -euo pipefail
 build=${1:?usage: bench/run.sh BUILD_DIR}
 here=$(cd "$(dirname "$0")" && pwd)
