@@ -14,17 +14,23 @@ struct niced {
   int lowered;
 };
 
-int cut_thread_nice(void) {
+/* The calling thread's nice value in *out; 0 when it could be read (-1 is a
+ * valid value, so errno tells). */
+static int read_nice(int *out) {
   errno = 0;
-  int n = getpriority(PRIO_PROCESS, 0); /* on Linux: the calling thread */
-  return errno ? 0 : n;
+  *out = getpriority(PRIO_PROCESS, 0); /* on Linux: the calling thread */
+  return errno ? -1 : 0;
+}
+
+int cut_thread_nice(void) {
+  int n;
+  return read_nice(&n) == 0 ? n : 0;
 }
 
 static void *niced_main(void *p) {
   struct niced *n = p;
-  errno = 0;
-  int base = getpriority(PRIO_PROCESS, 0); /* on Linux: this thread */
-  if (errno == 0) { /* unknown base: better not to change it than to raise it */
+  int base;
+  if (read_nice(&base) == 0) { /* unknown base: better not to change it than to raise it */
     int want = base + n->nice;
     if (want > 19)
       want = 19;

@@ -1741,9 +1741,8 @@ static void test_px_upstream_h2c_max_streams(void **state) {
   h2srv_stop();
 }
 
-/* A session that refuses the stream (nghttp2_submit_request fails) does not
- * strand the request: it goes on another connection. */
-static void test_px_upstream_h2c_submit_refused(void **state) {
+/* An h2c pool with one connection open and one request served on it. */
+static struct px_pool *h2c_warm_pool(void) {
   h2srv_start(0);
   backend_init(CFG_PROTO_H2C, 1, &g_h2.port);
   struct px_pool *p = pool_new();
@@ -1752,6 +1751,13 @@ static void test_px_upstream_h2c_submit_refused(void **state) {
   run_all(1);
   assert_int_equal(r.err, 0);
   assert_int_equal(g_h2.accepted, 1);
+  return p;
+}
+
+/* A session that refuses the stream (nghttp2_submit_request fails) does not
+ * strand the request: it goes on another connection. */
+static void test_px_upstream_h2c_submit_refused(void **state) {
+  struct px_pool *p = h2c_warm_pool();
   g_fail_submit = 1;
   struct res r2 = {0};
   start(p, "GET", "/", 0, &r2);
@@ -1769,14 +1775,8 @@ static void test_px_upstream_h2c_submit_refused(void **state) {
  * from the loop (not inside px_exchange_start), and the next one gets a new
  * connection. */
 static void test_px_upstream_h2c_send_fails(void **state) {
-  h2srv_start(0);
-  backend_init(CFG_PROTO_H2C, 1, &g_h2.port);
+  struct px_pool *p = h2c_warm_pool();
   g_be.retries = 0;
-  struct px_pool *p = pool_new();
-  struct res r = {0};
-  start(p, "GET", "/", 0, &r);
-  run_all(1);
-  assert_int_equal(r.err, 0);
   g_fail_send = 1;
   struct res r2 = {0};
   start(p, "GET", "/", 0, &r2);
