@@ -267,6 +267,28 @@ void px_h1_detach(struct px_exchange *x) {
   px_conn_close(c);
 }
 
+/* The connection closes with exchanges still on it (px_conn_close): it got
+ * out of step (out of memory) while they waited. The one being answered fails
+ * with a reset from the loop, unless it was pipelined and got nothing yet;
+ * those behind it are sent again (px_x_resend). */
+void px_h1_close_busy(struct px_conn *c) {
+  char cause[400];
+  snprintf(cause, sizeof cause, "%s: the connection closed mid-exchange (%s)", c->host->name,
+           c->close_why ? c->close_why : "out of step");
+  struct px_exchange *x = c->x;
+  if (x)
+    h1_remove(c, x);
+  if (c->depth)
+    h1_resend_queued(c, 0, cause);
+  px_conn_close(c);
+  if (!x)
+    return;
+  if (x->pipelined && !x->got_response)
+    px_x_resend(x, 0, cause);
+  else
+    px_x_fail_soon(x, PX_FAIL_RESET, cause);
+}
+
 /* ---------------------------------------------------------------- response */
 
 static int hbuf_append(struct px_conn *c, const char *at, size_t len) {
@@ -517,8 +539,10 @@ void px_h1_raw_read(struct px_conn *c) {
   size_t left = (size_t)n - used;
   if (left && c->x && c->h1_paused && !c->closing) {
     /* Backpressure: keep the rest for the resume. */
-    if (evbuffer_add(c->rin, buf + used, left) < 0)
-      c->closing = 1;
+    if (evbuffer_add(c->rin, buf + used, left) < 0) {
+      c->closing = 1; /* those bytes are lost: the connection is out of step */
+      c->close_why = "out of memory keeping a paused response";
+    }
     c->rin_used = 1;
     left = 0;
   }

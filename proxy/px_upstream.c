@@ -351,6 +351,10 @@ void px_conn_close(struct px_conn *c) {
     c->closing = 1;
     return;
   }
+  if (!c->is_h2 && c->depth) { /* exchanges still on it: they leave first */
+    px_h1_close_busy(c);
+    return;
+  }
   struct px_host *h = c->host;
   if (c->in_idle) {
     TAILQ_REMOVE(&h->idle, c, idle_link);
@@ -671,6 +675,7 @@ int px_conn_write(struct px_conn *c, const void *data, size_t len) {
     if (evbuffer_add(c->rout, (const char *)data + n, len - (size_t)n) < 0) {
       if (n > 0) { /* part of it is on the wire: the connection is out of step */
         c->closing = 1;
+        c->close_why = "out of memory writing a request";
         px_conn_kick(c, NULL, 0, 0);
       }
       return CUT_ERR_NOMEM;

@@ -88,6 +88,7 @@ struct px_conn {
   int is_h2;
   int in_io;                          /* inside our own read/event processing */
   int closing;                        /* teardown requested while in_io */
+  const char *close_why;              /* static text: why it closes with exchanges on it */
   TAILQ_ENTRY(px_conn) link;          /* host->conns */
   TAILQ_ENTRY(px_conn) idle_link;     /* host->idle */
   int in_idle;
@@ -281,6 +282,7 @@ void px_h1_read(struct px_conn *c);
 void px_h1_raw_read(struct px_conn *c);
 void px_h1_send_body(struct px_exchange *x);
 void px_h1_detach(struct px_exchange *x);
+void px_h1_close_busy(struct px_conn *c);
 void px_h1_eof(struct px_conn *c, int error);
 
 /* --- HTTP/2 client (px_h2_client.c) --- */

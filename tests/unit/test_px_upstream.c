@@ -37,7 +37,16 @@ static int g_outstanding;
 /* Out-of-memory and refusal injection: this test is linked with
  * -Wl,--wrap for both (tests/CMakeLists.txt), so the core library's calls
  * come here and fail while the counter lasts. */
-static int g_fail_reserve, g_fail_submit, g_fail_send;
+static int g_fail_reserve, g_fail_submit, g_fail_send, g_fail_add;
+int __real_evbuffer_add(struct evbuffer *buf, const void *data, size_t len);
+int __wrap_evbuffer_add(struct evbuffer *buf, const void *data, size_t len);
+int __wrap_evbuffer_add(struct evbuffer *buf, const void *data, size_t len) {
+  if (g_fail_add > 0) {
+    g_fail_add--;
+    return -1;
+  }
+  return __real_evbuffer_add(buf, data, len);
+}
 int __real_evbuffer_reserve_space(struct evbuffer *buf, ev_ssize_t size,
                                   struct evbuffer_iovec *vec, int n_vec);
 int __wrap_evbuffer_reserve_space(struct evbuffer *buf, ev_ssize_t size,
@@ -81,6 +90,7 @@ struct res {
   char cause[256];
   size_t body_len;
   int pause_on_first;   /* on_body returns PX_PAUSE the first time */
+  int fail_keep;        /* ... and the next evbuffer_add (keeping the rest) fails */
   int paused;
   int ntrailers;
   char trailer[64];
@@ -104,6 +114,8 @@ static int on_body_cb(struct px_exchange *x, const uint8_t *data, size_t len, vo
   r->body_len += len;
   if (r->pause_on_first && !r->paused) {
     r->paused = 1;
+    if (r->fail_keep)
+      g_fail_add = 1;
     return PX_PAUSE;
   }
   return 0;
@@ -296,7 +308,8 @@ static void h1srv_stop(void) {
 }
 
 static int setup(void **state) {
-  g_fail_reserve = g_fail_submit = g_fail_send = 0; /* none left over from a failed test */
+  /* none left over from a failed test */
+  g_fail_reserve = g_fail_submit = g_fail_send = g_fail_add = 0;
   g_base = event_base_new();
   return g_base ? 0 : -1;
 }
@@ -1479,6 +1492,38 @@ static void test_px_upstream_h1_pipeline_all_time_out(void **state) {
   pipesrv_stop();
 }
 
+/* The caller pauses a response while the rest of the read (here the next
+ * pipelined response) has to be kept for the resume, and keeping it runs out
+ * of memory. Those bytes are gone, so the connection is out of sync: it is
+ * closed, the paused response fails with a reset, and the request behind it,
+ * which got nothing yet, is sent again on a new connection. */
+static void test_px_upstream_h1_pipeline_paused_keep_nomem(void **state) {
+  struct px_pool *p = pipe_pool(4);
+  struct res a = {0}, b = {0};
+  a.pause_on_first = 1;
+  a.fail_keep = 1;
+  start(p, "GET", "/a", 0, &a);
+  start(p, "GET", "/b", 0, &b);
+  run_all(2);
+  assert_int_equal(g_fail_add, 0); /* the keep was tried and failed */
+  assert_true(a.paused);
+  assert_int_equal(a.done, 1);
+  assert_int_not_equal(a.err, 0);
+  assert_int_equal(a.fail, PX_FAIL_RESET);
+  assert_non_null(strstr(a.cause, "out of memory keeping a paused response"));
+  assert_ok_body(&b, "/b");
+  run_for_ms(50);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.retries, 1);
+  assert_int_equal(st.connects, 2);
+  assert_int_equal(st.active_exchanges, 0);
+  assert_int_equal(st.idle_connections, 1);
+  assert_int_equal(g_pipe.accepted, 2);
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
 /* ------------------------------------------------------------------ nghttp2 backend */
 
 struct h2sess {
@@ -2180,6 +2225,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_cancelled_behind_close, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_bodiless_statuses, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_all_time_out, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_paused_keep_nomem, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_multiplexing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_max_streams, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_submit_refused, setup, teardown),
