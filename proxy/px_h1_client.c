@@ -126,27 +126,34 @@ void px_h1_send_body(struct px_exchange *x) {
     return;
   }
   struct evbuffer *out = px_conn_out(c);
+  int bad = 0; /* a failed add leaves the framing out of step */
   if (n) {
     x->body_consumed = 1;
     if (x->chunked)
-      evbuffer_add_printf(out, "%zx\r\n", n);
-    evbuffer_add_buffer(out, x->reqbuf);
+      bad |= evbuffer_add_printf(out, "%zx\r\n", n) < 0;
+    bad |= evbuffer_add_buffer(out, x->reqbuf) < 0;
     if (x->chunked)
-      evbuffer_add(out, "\r\n", 2);
+      bad |= evbuffer_add(out, "\r\n", 2) < 0;
   }
-  if (x->body_ended) {
+  if (x->body_ended && !bad) {
     if (x->chunked) {
-      evbuffer_add(out, "0\r\n", 3);
+      bad |= evbuffer_add(out, "0\r\n", 3) < 0;
       for (size_t i = 0; i < x->req_trailers.n; i++) {
         const struct px_header *f = &x->req_trailers.v[i];
-        evbuffer_add(out, f->name, f->namelen);
-        evbuffer_add(out, ": ", 2);
-        evbuffer_add(out, f->value, f->valuelen);
-        evbuffer_add(out, "\r\n", 2);
+        bad |= evbuffer_add(out, f->name, f->namelen) < 0;
+        bad |= evbuffer_add(out, ": ", 2) < 0;
+        bad |= evbuffer_add(out, f->value, f->valuelen) < 0;
+        bad |= evbuffer_add(out, "\r\n", 2) < 0;
       }
-      evbuffer_add(out, "\r\n", 2);
+      bad |= evbuffer_add(out, "\r\n", 2) < 0;
     }
     x->body_flushed = 1;
+  }
+  if (bad) { /* closed from the loop: this may run inside the caller's send_body */
+    c->closing = 1;
+    c->close_why = "out of memory writing a request body";
+    px_conn_kick(c, NULL, 0, 0);
+    return;
   }
   if (c->raw && x->state == XS_ACTIVE && !c->batch_open)
     px_conn_flush(c);
@@ -377,7 +384,9 @@ static int on_headers_complete_cb(http_parser *hp) {
     x->resp.content_length = -1;
   if (x->is_head || status == 204 || status == 304)
     x->resp.content_length = x->is_head ? x->resp.content_length : 0;
-  if (px_x_response(x) < 0)
+  /* After a callback x may have left c (px_h1_detach of a request queued
+   * behind it found no placeholder): the parser stops, it reads for nobody. */
+  if (px_x_response(x) < 0 || c->x != x)
     return -1;
   /* No body after HEAD, 204 or 304, whatever the framing headers say. */
   return x->is_head || status == 204 || status == 304 ? 1 : 0;
@@ -385,9 +394,10 @@ static int on_headers_complete_cb(http_parser *hp) {
 
 static int on_body_cb(http_parser *hp, const char *at, size_t len) {
   struct px_conn *c = hp->data;
-  int rv = px_x_body(c->x, (const uint8_t *)at, len);
-  if (rv < 0)
-    return -1;
+  struct px_exchange *x = c->x;
+  int rv = px_x_body(x, (const uint8_t *)at, len);
+  if (rv < 0 || c->x != x)
+    return -1; /* see on_headers_complete_cb */
   if (rv == PX_PAUSE)
     http_parser_pause(hp, 1);
   return 0;
@@ -403,8 +413,8 @@ static int on_message_complete_cb(http_parser *hp) {
   }
   if (commit_header(c) < 0)
     return -1;
-  if (x->resp_trailers.n && px_x_trailers(x, &x->resp_trailers) < 0)
-    return -1;
+  if (x->resp_trailers.n && (px_x_trailers(x, &x->resp_trailers) < 0 || c->x != x))
+    return -1; /* see on_headers_complete_cb */
   c->h1_msg_done = 1;
   http_parser_pause(hp, 1); /* stop exactly at the end of this response */
   return 0;

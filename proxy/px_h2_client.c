@@ -340,7 +340,9 @@ void px_h2_send_body(struct px_exchange *x) {
   if (!c || !c->h2 || x->h2_closed)
     return;
   nghttp2_session_resume_data(c->h2, x->stream_id);
-  px_h2_write(c);
+  /* Written by the kick, never here: a failing session would finish x (and
+   * free it) inside the caller's px_exchange_send_body or end_body. */
+  px_conn_kick(c, NULL, 0, 0);
 }
 
 /* Delivers DATA held while the caller was paused, then gives the window back. */
@@ -368,6 +370,10 @@ int px_h2_resume(struct px_exchange *x) {
   return 0;
 }
 
+/* The frames this queues (WINDOW_UPDATE, RST_STREAM) are written by the kick,
+ * never here: x is half taken off c (inside x_unlink), and a failing session
+ * would end the other exchanges of c, whose on_done may cancel x, inside the
+ * caller (px_exchange_cancel, a timeout). */
 void px_h2_detach(struct px_exchange *x) {
   struct px_conn *c = x->conn;
   TAILQ_REMOVE(&c->active, x, clink);
@@ -377,14 +383,14 @@ void px_h2_detach(struct px_exchange *x) {
   if (x->h2_closed) { /* the stream is gone; give back what it held */
     h2_consume(c, x->stream_id, x->h2_unconsumed, 1);
     x->h2_unconsumed = 0;
-    px_h2_write(c);
+    px_conn_kick(c, NULL, 0, 0);
     return;
   }
   nghttp2_session_set_stream_user_data(c->h2, x->stream_id, NULL);
   nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, x->stream_id, NGHTTP2_CANCEL);
   h2_consume(c, x->stream_id, x->h2_unconsumed, 0);
   x->h2_unconsumed = 0;
-  px_h2_write(c);
+  px_conn_kick(c, NULL, 0, 0);
 }
 
 void px_h2_read(struct px_conn *c) {
@@ -432,7 +438,14 @@ void px_h2_write(struct px_conn *c) {
     }
     if (n == 0)
       break;
-    evbuffer_add(out, d, (size_t)n);
+    if (evbuffer_add(out, d, (size_t)n) < 0) { /* those frames are lost: out of step */
+      char cause[400];
+      snprintf(cause, sizeof cause, "HTTP/2 session with %s failed: out of memory writing",
+               c->host->name);
+      px_conn_fail_all(c, PX_FAIL_PROTOCOL, cause);
+      c->closing = 1;
+      break;
+    }
   }
   c->in_io--;
   if (!c->closing && !nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2) &&

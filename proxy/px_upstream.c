@@ -536,6 +536,7 @@ static void conn_connected(struct px_conn *c) {
     struct px_exchange *x;
     while ((x = TAILQ_FIRST(&c->waiters))) {
       TAILQ_REMOVE(&c->waiters, x, link);
+      x->state = XS_NEW; /* off the waiters: a failed dispatch must not unlink it again */
       if (px_h2_dispatch(c, x) < 0)
         px_x_conn_failed(x, PX_FAIL_PROTOCOL, "cannot submit the HTTP/2 request");
     }

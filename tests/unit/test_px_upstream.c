@@ -37,7 +37,16 @@ static int g_outstanding;
 /* Out-of-memory and refusal injection: this test is linked with
  * -Wl,--wrap for both (tests/CMakeLists.txt), so the core library's calls
  * come here and fail while the counter lasts. */
-static int g_fail_reserve, g_fail_submit, g_fail_send, g_fail_add;
+static int g_fail_reserve, g_fail_submit, g_fail_send, g_fail_add, g_fail_calloc;
+void *__real_calloc(size_t n, size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_calloc(size_t n, size_t size) {
+  if (g_fail_calloc > 0) {
+    g_fail_calloc--;
+    return NULL;
+  }
+  return __real_calloc(n, size);
+}
 int __real_evbuffer_add(struct evbuffer *buf, const void *data, size_t len);
 int __wrap_evbuffer_add(struct evbuffer *buf, const void *data, size_t len);
 int __wrap_evbuffer_add(struct evbuffer *buf, const void *data, size_t len) {
@@ -309,7 +318,7 @@ static void h1srv_stop(void) {
 
 static int setup(void **state) {
   /* none left over from a failed test */
-  g_fail_reserve = g_fail_submit = g_fail_send = g_fail_add = 0;
+  g_fail_reserve = g_fail_submit = g_fail_send = g_fail_add = g_fail_calloc = 0;
   g_base = event_base_new();
   return g_base ? 0 : -1;
 }
@@ -1269,8 +1278,81 @@ static void test_px_upstream_h1_pipeline_cancel_queued(void **state) {
   pipesrv_stop();
 }
 
+/* on_response of the first request cancels the one queued behind it when no
+ * placeholder can take its place (out of memory). */
+static struct px_exchange *g_cancel_queued;
+static int cancel_queued_on_response_cb(struct px_exchange *x, const struct px_response_head *head,
+                                        void *user_data) {
+  g_fail_calloc = 1; /* the placeholder */
+  px_exchange_cancel(g_cancel_queued);
+  return on_response_cb(x, head, user_data);
+}
+
+/* A queued request is cancelled from the callback of the response being read,
+ * and no placeholder can take its place: the connection is out of step and
+ * the response in progress leaves it (it fails with a reset from the loop).
+ * The parser must stop there, not go on to deliver the body to nobody. */
+static void test_px_upstream_h1_pipeline_cancel_queued_nomem(void **state) {
+  struct px_pool *p = pipe_pool(4);
+  struct res a = {0}, b = {0};
+  struct px_exchange_cbs cbs = g_cbs;
+  cbs.on_response = cancel_queued_on_response_cb;
+  struct px_request_head h;
+  req_init(&h, "GET", "/a");
+  assert_int_equal(px_exchange_start(p, &h, 0, &cbs, &a, &a.x), 0);
+  g_cancel_queued = start(p, "GET", "/b", 0, &b);
+  run_all(1);
+  assert_int_equal(g_fail_calloc, 0); /* the placeholder was tried and failed */
+  assert_int_equal(a.done, 1);
+  assert_int_equal(a.fail, PX_FAIL_RESET);
+  assert_int_equal(a.got_response, 1);
+  assert_int_equal(a.body_len, 0);
+  assert_non_null(strstr(a.cause, "abandoned"));
+  run_for_ms(50);
+  assert_int_equal(b.done, 0);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.active_exchanges, 0);
+  assert_int_equal(st.idle_connections, 0); /* the connection was out of step: closed */
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
 /* The first request is abandoned mid-way: the connection is out of step, so
  * it closes and the requests queued behind are sent again on another one. */
+/* Writing the end of a chunked request body runs out of memory: the framing
+ * on the wire would be out of step, so the connection closes from the loop
+ * (not inside px_exchange_end_body) and the request fails with a reset; the
+ * next request gets a new connection. */
+static void test_px_upstream_h1_body_write_nomem(void **state) {
+  h1srv_start();
+  backend_init(CFG_PROTO_HTTP1, 1, &g_h1.port);
+  g_be.retries = 0;
+  struct px_pool *p = pool_new();
+  struct res r = {0};
+  struct px_exchange *x = start(p, "POST", "/upload", 1, &r); /* no length: chunked */
+  run_for_ms(50); /* connected, the head is out */
+  assert_int_equal(r.done, 0);
+  g_fail_add = 1; /* the last chunk */
+  assert_int_equal(px_exchange_end_body(x, NULL), 0);
+  assert_int_equal(g_fail_add, 0);
+  assert_int_equal(r.done, 0);
+  run_all(1);
+  assert_int_equal(r.fail, PX_FAIL_RESET);
+  assert_non_null(strstr(r.cause, "out of memory writing a request body"));
+  struct res r2 = {0};
+  start(p, "GET", "/hello", 0, &r2);
+  run_all(1);
+  assert_int_equal(r2.err, 0);
+  assert_int_equal(r2.status, 200);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.connects, 2);
+  assert_int_equal(st.active_exchanges, 0);
+  px_pool_free(p);
+  h1srv_stop();
+}
+
 /* The request cannot be written (out of memory) while px_exchange_start
  * places it: the caller gets a live exchange and no callback inside the
  * call; the failure comes from the loop, and the connection is idle again. */
@@ -1671,6 +1753,10 @@ static int h2s_frame_recv_cb(nghttp2_session *s, const nghttp2_frame *f, void *u
 static void h2s_free(struct h2sess *hs) {
   if (!hs->live)
     return;
+  /* Streams still open (the client went away mid-request) get no close callback. */
+  int32_t last = nghttp2_session_get_last_proc_stream_id(hs->s);
+  for (int32_t sid = 1; sid <= last; sid += 2)
+    free(nghttp2_session_get_stream_user_data(hs->s, sid));
   nghttp2_session_del(hs->s);
   bufferevent_free(hs->bev);
   hs->live = 0;
@@ -1858,6 +1944,121 @@ static void test_px_upstream_h2c_send_fails(void **state) {
   assert_int_equal(r3.err, 0);
   assert_int_equal(r3.status, 200);
   assert_int_equal(g_h2.accepted, 2);
+  px_pool_free(p);
+  h2srv_stop();
+}
+
+/* The session's frames cannot be put in the output (out of memory): they are
+ * lost, so the session is out of step. Its exchanges fail and it closes; the
+ * next request opens a new one. */
+static void test_px_upstream_h2c_write_nomem(void **state) {
+  struct px_pool *p = h2c_warm_pool();
+  g_be.retries = 0;
+  struct res r = {0};
+  g_fail_add = 1;
+  start(p, "GET", "/", 0, &r);
+  run_all(1);
+  assert_int_equal(g_fail_add, 0);
+  assert_int_equal(r.fail, PX_FAIL_PROTOCOL);
+  assert_non_null(strstr(r.cause, "out of memory writing"));
+  struct res r2 = {0};
+  start(p, "GET", "/", 0, &r2);
+  run_all(1);
+  assert_int_equal(r2.err, 0);
+  assert_int_equal(g_h2.accepted, 2);
+  px_pool_free(p);
+  h2srv_stop();
+}
+
+/* The session fails while px_exchange_send_body hands it request body bytes:
+ * the caller still holds a live exchange when the call returns, and the
+ * failure comes from the loop (the session was written there, and the
+ * exchange freed inside the call). */
+static void test_px_upstream_h2c_send_body_fails(void **state) {
+  struct px_pool *p = h2c_warm_pool();
+  g_be.retries = 0;
+  struct res r = {0};
+  struct px_exchange *x = start(p, "POST", "/echo", 1, &r);
+  run_for_ms(50); /* the stream is open and waits for its body */
+  assert_int_equal(r.done, 0);
+  g_fail_send = 1;
+  assert_int_equal(px_exchange_send_body(x, (const uint8_t *)"abc", 3), 0);
+  assert_int_equal(r.done, 0);
+  run_all(1);
+  assert_int_equal(g_fail_send, 0);
+  assert_int_equal(r.fail, PX_FAIL_PROTOCOL);
+  assert_non_null(strstr(r.cause, "HTTP/2 session"));
+  struct res r2 = {0};
+  start(p, "GET", "/", 0, &r2);
+  run_all(1);
+  assert_int_equal(r2.err, 0);
+  assert_int_equal(g_h2.accepted, 2);
+  px_pool_free(p);
+  h2srv_stop();
+}
+
+/* The session fails while the RST_STREAM of a cancelled exchange goes out:
+ * the other exchange on the connection fails from the loop, not inside the
+ * caller's px_exchange_cancel (whose caller may be tearing down what that
+ * exchange's on_done uses). */
+static void test_px_upstream_h2c_cancel_send_fails(void **state) {
+  struct px_pool *p = h2c_warm_pool();
+  g_be.retries = 0;
+  g_h2.hold = 3; /* neither is answered */
+  struct res a = {0}, b = {0};
+  struct px_exchange *xa = start(p, "GET", "/", 0, &a);
+  start(p, "GET", "/", 0, &b);
+  run_for_ms(50);
+  assert_int_equal(a.done + b.done, 0);
+  g_fail_send = 1;
+  px_exchange_cancel(xa);
+  assert_int_equal(b.done, 0);
+  run_all(1);
+  assert_int_equal(g_fail_send, 0);
+  assert_int_equal(a.done, 0);
+  assert_int_equal(b.fail, PX_FAIL_PROTOCOL);
+  assert_non_null(strstr(b.cause, "HTTP/2 session"));
+  px_pool_free(p);
+  h2srv_stop();
+}
+
+/* An on_done that cancels another exchange that has not ended yet, as a
+ * caller tearing down both does. */
+static struct px_exchange *g_cancel_x;
+static struct res *g_cancel_res;
+static void cancel_other_on_done_cb(struct px_exchange *x, int err, enum px_fail fail,
+                                    const char *cause, int got_response, void *user_data) {
+  on_done_cb(x, err, fail, cause, got_response, user_data);
+  if (!g_cancel_res->done)
+    px_exchange_cancel(g_cancel_x);
+}
+
+/* An exchange times out and the session fails while its RST_STREAM goes out:
+ * the other exchange on the connection fails from the loop, after the first
+ * one's on_done, not from inside its ending (where the first one, half taken
+ * off the connection, may still be cancelled). */
+static void test_px_upstream_h2c_timeout_send_fails(void **state) {
+  struct px_pool *p = h2c_warm_pool();
+  g_be.retries = 0;
+  g_be.timeout_ms = 500; /* a times out well after b's stream is out, even on a slow machine */
+  g_h2.hold = 3; /* neither is answered */
+  struct res a = {0}, b = {0};
+  struct px_exchange *xa = start(p, "GET", "/", 0, &a);
+  run_for_ms(100);
+  struct px_exchange_cbs cbs = g_cbs;
+  cbs.on_done = cancel_other_on_done_cb;
+  g_cancel_x = xa;
+  g_cancel_res = &a;
+  struct px_request_head h;
+  req_init(&h, "GET", "/");
+  assert_int_equal(px_exchange_start(p, &h, 0, &cbs, &b, &b.x), 0);
+  run_for_ms(20); /* b's stream is out */
+  g_fail_send = 1; /* sending a's RST_STREAM when it times out */
+  run_all(2);
+  assert_int_equal(g_fail_send, 0);
+  assert_int_equal(a.fail, PX_FAIL_TIMEOUT);
+  assert_int_equal(b.fail, PX_FAIL_PROTOCOL);
+  assert_non_null(strstr(b.cause, "HTTP/2 session"));
   px_pool_free(p);
   h2srv_stop();
 }
@@ -2215,8 +2416,11 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_close_resends, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_abrupt_close, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_cancel_queued, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_cancel_queued_nomem, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_head_cancelled, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_write_nomem_fails_later, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_body_write_nomem, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_wait_queue_nomem, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_queued_timeout, setup, teardown),
@@ -2231,6 +2435,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_max_streams, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_submit_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_send_fails, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h2c_write_nomem, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h2c_send_body_fails, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h2c_cancel_send_fails, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h2c_timeout_send_fails, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2_tls_verify, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_from_config, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h2c_cancel_keeps_connection, setup,
