@@ -362,6 +362,8 @@ void px_conn_close(struct px_conn *c) {
   }
   if (h->batch == c)
     h->batch = NULL;
+  if (h->joinable == c)
+    h->joinable = NULL;
   conn_orphan_drained(c);
   TAILQ_REMOVE(&h->conns, c, link);
   h->nconns--;
@@ -424,6 +426,7 @@ void px_conn_fail_all(struct px_conn *c, enum px_fail fail, const char *cause) {
 }
 
 static int x_pipelinable(const struct px_exchange *x);
+static void x_place(struct px_exchange *x);
 
 void px_conn_idle(struct px_conn *c) {
   struct px_host *h = c->host;
@@ -500,6 +503,8 @@ static const char *sock_err_text(struct px_conn *c, char *buf, size_t len) {
 
 static void conn_connected(struct px_conn *c) {
   struct px_pool *p = c->pool;
+  if (c->host->joinable == c)
+    c->host->joinable = NULL; /* its waiters are written now; later requests find it busy */
   if (p->opts.tls && c->is_h2) {
     SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
     const unsigned char *alpn = NULL;
@@ -536,6 +541,7 @@ static void conn_connected(struct px_conn *c) {
     struct px_exchange *x;
     while ((x = TAILQ_FIRST(&c->waiters))) {
       TAILQ_REMOVE(&c->waiters, x, link);
+      c->nwaiters--;
       x->state = XS_NEW; /* off the waiters: a failed dispatch must not unlink it again */
       if (px_h2_dispatch(c, x) < 0)
         px_x_conn_failed(x, PX_FAIL_PROTOCOL, "cannot submit the HTTP/2 request");
@@ -554,13 +560,33 @@ static void conn_connected(struct px_conn *c) {
       px_conn_close(c);
       return;
     }
-    struct px_exchange *x = TAILQ_FIRST(&c->waiters);
     c->in_io--;
-    if (x) {
-      TAILQ_REMOVE(&c->waiters, x, link);
-      px_h1_dispatch(c, x);
-    } else {
+    struct px_exchange *x = TAILQ_FIRST(&c->waiters);
+    if (!x) {
       px_conn_idle(c);
+      return;
+    }
+    /* Requests that waited for the connection (pipelinable ones join one
+     * that is connecting, see x_place_on) go out together, written by the
+     * kick: the first one, then the others pipelined behind it. */
+    if (TAILQ_NEXT(x, link)) {
+      c->batch_open = 1;
+      px_conn_kick(c, NULL, 0, 0);
+    }
+    int first = 1;
+    while ((x = TAILQ_FIRST(&c->waiters))) {
+      TAILQ_REMOVE(&c->waiters, x, link);
+      c->nwaiters--;
+      x->state = XS_NEW;
+      x->conn = NULL;
+      if (first) {
+        first = px_h1_dispatch(c, x) < 0; /* failed (from the loop): the next one is first */
+      } else if (c->state == CONN_READY && !c->closing) {
+        p->stats.pipelined++;
+        px_h1_pipeline(c, x);
+      } else {
+        x_place(x); /* the connection went away meanwhile: elsewhere */
+      }
     }
   }
 }
@@ -814,6 +840,8 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *user_data) {
 static void conn_kick_cb(evutil_socket_t fd, short what, void *user_data) {
   struct px_conn *c = user_data;
   struct px_exchange *x;
+  if (c->host->joinable == c)
+    c->host->joinable = NULL; /* requests of a later pass do not wait behind this one's */
   if (c->batch_open) { /* the end of the pass that filled the batch: write it */
     c->batch_open = 0;
     if (c->host->batch == c)
@@ -887,6 +915,7 @@ static void x_unlink(struct px_exchange *x) {
     x->host->nwait--;
   } else if (x->state == XS_CONNECTING) {
     TAILQ_REMOVE(&c->waiters, x, link);
+    c->nwaiters--;
   } else if (x->state == XS_ACTIVE) {
     if (c->is_h2)
       px_h2_detach(x);
@@ -970,6 +999,17 @@ static int x_place_on(struct px_exchange *x, struct px_host *h) {
   /* from here on x waits, or is sent in frames that may be sent again */
   if (x_own_head(x) < 0)
     return -1;
+  int join = be->protocol == CFG_PROTO_HTTP1 && be->pipeline > 1 && x_pipelinable(x);
+  if (join && (c = h->joinable) && c->state == CONN_CONNECTING && c->nwaiters < be->pipeline) {
+    /* No idle connection: rather than open one per request (a burst after
+     * a quiet spell would open max_connections), wait for the one opened
+     * for pipelinable requests in this pass of the loop, up to the depth. */
+    x->conn = c;
+    x->state = XS_CONNECTING;
+    TAILQ_INSERT_TAIL(&c->waiters, x, link);
+    c->nwaiters++;
+    return 1;
+  }
   if (be->protocol != CFG_PROTO_HTTP1) {
     uint32_t maxs = be->max_streams ? be->max_streams : 100;
     TAILQ_FOREACH(c, &h->conns, link) {
@@ -981,17 +1021,12 @@ static int x_place_on(struct px_exchange *x, struct px_host *h) {
           p->stats.reused++;
         return 1;
       }
-      if (c->state == CONN_CONNECTING) {
-        uint32_t n = 0;
-        struct px_exchange *w;
-        TAILQ_FOREACH(w, &c->waiters, link)
-        n++;
-        if (n < maxs) {
-          x->conn = c;
-          x->state = XS_CONNECTING;
-          TAILQ_INSERT_TAIL(&c->waiters, x, link);
-          return 1;
-        }
+      if (c->state == CONN_CONNECTING && c->nwaiters < maxs) {
+        x->conn = c;
+        x->state = XS_CONNECTING;
+        TAILQ_INSERT_TAIL(&c->waiters, x, link);
+        c->nwaiters++;
+        return 1;
       }
     }
   }
@@ -999,6 +1034,11 @@ static int x_place_on(struct px_exchange *x, struct px_host *h) {
     x->conn = c;
     x->state = XS_CONNECTING;
     TAILQ_INSERT_TAIL(&c->waiters, x, link);
+    c->nwaiters++;
+    if (join) {
+      h->joinable = c;
+      px_conn_kick(c, NULL, 0, 0); /* the end of the pass ends the joining */
+    }
     return 1;
   }
   if (h->nwait < PX_WAITQ_MAX) {

@@ -62,6 +62,11 @@ struct px_host {
    * requests; they are written together when its kick runs, at the end of
    * the pass. NULL when none. */
   struct px_conn *batch;
+  /* h1 pipelining: the connection opened for a pipelinable request in this
+   * pass of the event loop, which the pass's next ones wait for (up to the
+   * depth) instead of each opening its own. NULL after the pass (its kick),
+   * once it is open, or gone. */
+  struct px_conn *joinable;
 };
 
 struct px_conn {
@@ -100,6 +105,7 @@ struct px_conn {
   struct event *timer;                /* connect, then idle */
   struct event *kick;                 /* deferred re-processing (resume, drain) */
   struct px_xq waiters;               /* exchanges waiting for the connect */
+  uint32_t nwaiters;
   struct px_xq active;                /* exchanges on this connection (x->clink) */
   struct px_xq kickq;                 /* exchanges with deferred work (x->klink) */
   uint64_t served;                    /* exchanges completed on this connection */

@@ -248,6 +248,22 @@ static int closed_port(void) {
   return port;
 }
 
+/* A port where connecting hangs: a listener with a backlog of 0 that never
+ * accepts, its one queue slot taken by fds[1]. The kernel drops further SYNs,
+ * so a connect stays pending (for about a second before the first retry).
+ * The caller closes fds[0] and fds[1]. */
+static int stuck_port(int fds[2]) {
+  fds[0] = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  assert_int_equal(bind(fds[0], (struct sockaddr *)&sin, sizeof sin), 0);
+  assert_int_equal(listen(fds[0], 0), 0);
+  int port = bound_port(fds[0]);
+  sin.sin_port = htons((uint16_t)port);
+  fds[1] = socket(AF_INET, SOCK_STREAM, 0);
+  assert_int_equal(connect(fds[1], (struct sockaddr *)&sin, sizeof sin), 0);
+  return port;
+}
+
 /* ------------------------------------------------------------------ evhttp backend */
 
 struct h1srv {
@@ -1184,6 +1200,122 @@ static void test_px_upstream_h1_pipeline_off_by_default(void **state) {
   assert_int_equal(g_pipe.max_per_read, 1);
   px_pool_free(p);
   pipesrv_stop();
+}
+
+/* No connection yet (a cold start, or a burst after the idle ones closed):
+ * pipelinable requests wait for the connection being opened, up to the
+ * depth, instead of each opening its own; when it is open they go out
+ * together, the first one and the others pipelined behind it. */
+static void test_px_upstream_h1_pipeline_cold_burst(void **state) {
+  pipesrv_start();
+  backend_init(CFG_PROTO_HTTP1, 1, &g_pipe.port);
+  g_be.pipeline = 4;
+  struct px_pool *p = pool_new();
+  struct res r[6] = {{0}};
+  char paths[6][8];
+  for (int i = 0; i < 6; i++) {
+    snprintf(paths[i], sizeof paths[i], "/c%d", i);
+    start(p, "GET", paths[i], 0, &r[i]);
+  }
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.connects, 2); /* 4 wait for the first, 2 for the second */
+  run_all(6);
+  for (int i = 0; i < 6; i++)
+    assert_ok_body(&r[i], paths[i]);
+  px_pool_stats(p, &st);
+  assert_int_equal(st.connects, 2);
+  assert_int_equal(st.pipelined, 4); /* 3 behind the first, 1 behind the second */
+  assert_int_equal(g_pipe.accepted, 2);
+  assert_int_equal(g_pipe.max_per_read, 4); /* the first connection's 4 went out together */
+  run_for_ms(20);
+  px_pool_stats(p, &st);
+  assert_int_equal(st.idle_connections, 2);
+  assert_int_equal(st.active_exchanges, 0);
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
+/* A request with a body never waits for a connection opened for others, nor
+ * do others wait for its own; a request cancelled while it waits leaves the
+ * others alone. */
+static void test_px_upstream_h1_pipeline_cold_mixed(void **state) {
+  pipesrv_start();
+  backend_init(CFG_PROTO_HTTP1, 1, &g_pipe.port);
+  g_be.pipeline = 4;
+  struct px_pool *p = pool_new();
+  struct res post = {0}, a = {0}, b = {0}, c = {0};
+  struct px_exchange *xpost = start(p, "POST", "/post", 1, &post);
+  start(p, "GET", "/a", 0, &a);
+  struct px_exchange *xb = start(p, "GET", "/b", 0, &b);
+  start(p, "GET", "/c", 0, &c);
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.connects, 2); /* the POST's own, and one for the three GETs */
+  px_exchange_cancel(xb);
+  assert_int_equal(px_exchange_end_body(xpost, NULL), 0);
+  run_all(3);
+  assert_ok_body(&post, "/post");
+  assert_ok_body(&a, "/a");
+  assert_ok_body(&c, "/c");
+  assert_int_equal(b.done, 0);
+  px_pool_stats(p, &st);
+  assert_int_equal(st.connects, 2);
+  assert_int_equal(st.pipelined, 1); /* /c behind /a */
+  px_pool_free(p);
+  pipesrv_stop();
+}
+
+/* The connection the requests wait for is refused: each is tried again as
+ * before (it was not sent), and again they wait together for one new
+ * connection rather than open one each. */
+static void test_px_upstream_h1_pipeline_cold_refused(void **state) {
+  int port = closed_port();
+  backend_init(CFG_PROTO_HTTP1, 1, &port);
+  g_be.pipeline = 4;
+  g_be.retries = 1;
+  struct px_pool *p = pool_new();
+  struct res r[4] = {{0}};
+  for (int i = 0; i < 4; i++)
+    start(p, "GET", "/x", 0, &r[i]);
+  run_all(4);
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(r[i].fail, PX_FAIL_CONNECT);
+    assert_int_equal(r[i].got_response, 0);
+  }
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.connects, 2); /* the first attempt and the retry, for all four */
+  assert_int_equal(st.retries, 4);
+  assert_int_equal(st.active_exchanges, 0);
+  px_pool_free(p);
+}
+
+/* Only the requests of the same pass of the loop wait together for a new
+ * connection: one arriving in a later pass while it is still connecting
+ * opens its own, so it never waits behind a response it did not arrive with
+ * (as with idle connections). */
+static void test_px_upstream_h1_pipeline_cold_later_pass(void **state) {
+  int fds[2];
+  int port = stuck_port(fds);
+  backend_init(CFG_PROTO_HTTP1, 1, &port);
+  g_be.pipeline = 4;
+  struct px_pool *p = pool_new();
+  struct res c = {0};
+  const char *paths[2] = {"/a", "/b"};
+  struct res ab[2] = {{0}};
+  struct pass_starts ps = {p, 2, paths, ab};
+  start_in_one_pass(&ps);
+  run_for_ms(50); /* that pass, and its end, are over; the connect hangs */
+  struct px_pool_stats st;
+  px_pool_stats(p, &st);
+  assert_int_equal(st.connects, 1); /* /b waits with /a */
+  start(p, "GET", "/c", 0, &c);
+  px_pool_stats(p, &st);
+  assert_int_equal(st.connects, 2); /* /c does not */
+  px_pool_free(p);
+  close(fds[1]);
+  close(fds[0]);
 }
 
 /* Requests with a body or an unsafe method are never pipelined; HEAD is, and
@@ -2412,6 +2544,11 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_batches, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_wait_queue, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_off_by_default, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_cold_burst, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_cold_mixed, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_cold_refused, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_cold_later_pass, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_methods, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_close_resends, setup, teardown),
       cmocka_unit_test_setup_teardown(test_px_upstream_h1_pipeline_abrupt_close, setup, teardown),
