@@ -116,7 +116,7 @@ static int write_head(struct px_conn *c, struct px_exchange *x) {
 /* Moves buffered body bytes (and the end of the body) onto the connection. */
 void px_h1_send_body(struct px_exchange *x) {
   struct px_conn *c = x->conn;
-  if (!c || x->body_flushed)
+  if (!c || x->body_flushed || c->closing) /* closing: no more bytes for this connection */
     return;
   size_t n = x->reqbuf ? evbuffer_get_length(x->reqbuf) : 0;
   if (!n && !x->body_ended)
@@ -147,7 +147,7 @@ void px_h1_send_body(struct px_exchange *x) {
       }
       bad |= evbuffer_add(out, "\r\n", 2) < 0;
     }
-    x->body_flushed = 1;
+    x->body_flushed = !bad;
   }
   if (bad) { /* closed from the loop: this may run inside the caller's send_body */
     c->closing = 1;
