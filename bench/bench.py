@@ -27,18 +27,34 @@ PATH = "/api/checkout"
 PROXIES = ("cutover", "cutover-pipelined", "nghttpx", "nginx", "haproxy")
 OTHERS = ("nghttpx", "nginx", "haproxy")
 # Mirroring: cutover with one shadow and Kafka recording of every pair, nginx with `mirror`.
-MIRRORS = ("cutover-mirror", "cutover-mirror-pipelined", "nginx-mirror")
+MIRRORS = ("cutover-mirror", "cutover-mirror-pipelined", "cutover-mirror-shadow-pipelined",
+           "nginx-mirror")
+# Each cutover mirroring target and the target without mirroring it is compared with.
+MIRROR_BASES = (("cutover-mirror", "cutover"), ("cutover-mirror-pipelined", "cutover-pipelined"),
+                ("cutover-mirror-shadow-pipelined", "cutover"))
 TEMPLATES = {"cutover": "cutover.yaml.in", "cutover-pipelined": "cutover.yaml.in",
              "nghttpx": "nghttpx.conf.in", "nginx": "nginx.conf.in", "haproxy": "haproxy.cfg.in",
              "cutover-mirror": "cutover-mirror.yaml.in",
              "cutover-mirror-pipelined": "cutover-mirror.yaml.in",
+             "cutover-mirror-shadow-pipelined": "cutover-mirror.yaml.in",
              "nginx-mirror": "nginx-mirror.conf.in"}
 # The `-pipelined` cutover targets turn on HTTP/1.1 pipelining to the backends
 # (backend `pipeline:`, docs/upstreams.md); the others keep the default (off).
 PIPELINE = 8
 # ...and, in cutover-mirror-pipelined, a deeper one to the shadow: nothing waits for its
 # answers, so bigger batches cost no client latency and save the worker system calls.
+# cutover-mirror-shadow-pipelined pipelines to the shadow only: its primary path is that of
+# `cutover`, without pipelining.
 SHADOW_PIPELINE = 64
+
+
+def pipelines(name):
+    """(primary, shadow) pipeline depths of a target."""
+    if name.endswith("-shadow-pipelined"):
+        return 1, SHADOW_PIPELINE
+    if name.endswith("-pipelined"):
+        return PIPELINE, SHADOW_PIPELINE
+    return 1, 1
 # The primary's latency with a normal and a 500 ms slow shadow, at a light fixed rate.
 SLOW_SHADOW_MS = 500
 SLOW_C, SLOW_RPS = 4, 100
@@ -250,9 +266,9 @@ class Bench:
         for name in MIRRORS:
             if name in a.targets:
                 self.run_proxy(name)
-        for sfx in ("", "-pipelined"):
-            if a.rounds > 0 and "cutover" + sfx in a.targets and "cutover-mirror" + sfx in a.targets:
-                self.run_rounds("cutover" + sfx, "cutover-mirror" + sfx)
+        for mirror, plain in MIRROR_BASES:
+            if a.rounds > 0 and plain in a.targets and mirror in a.targets:
+                self.run_rounds(plain, mirror)
         if "slow-shadow" in a.targets:
             self.run_slow_shadow()
         self.stop_all()
@@ -287,13 +303,12 @@ class Bench:
         turns (plain, mirror, plain, ...): the host's speed drifts over minutes, and the table's
         two rows are measured minutes apart."""
         a = self.args
-        pipeline = PIPELINE if plain.endswith("-pipelined") else 1
         procs, urls = [], []
         try:
             for name in (plain, mirror):
                 port, tls_port = e2e.free_port(), e2e.free_port()
                 tmpl = TEMPLATES[name]
-                cfg = self.render(tmpl, self.values(port, tls_port, pipeline),
+                cfg = self.render(tmpl, self.values(port, tls_port, *pipelines(name)),
                                   name + "-rounds." + tmpl.split(".")[-2])
                 procs.append(self.start(name + "-rounds", [self.bin, "proxy", "-c", cfg],
                                         [port, tls_port], cwd=self.dir))
@@ -316,10 +331,9 @@ class Bench:
             for proc in procs:
                 self.stop(proc)
 
-    def values(self, port, tls_port, pipeline=1):
+    def values(self, port, tls_port, pipeline=1, shadow_pipeline=1):
         return {"port": port, "tls_port": tls_port, "backend_port": self.backend_port,
-                "pipeline": pipeline,
-                "shadow_pipeline": SHADOW_PIPELINE if pipeline > 1 else 1,
+                "pipeline": pipeline, "shadow_pipeline": shadow_pipeline,
                 "shadow_port": self.shadow_port,
                 "backend_conns": self.args.backend_conns, "cert": self.cert, "key": self.key,
                 "pem": self.pem, "dir": self.dir}
@@ -340,7 +354,7 @@ class Bench:
                          "(scripts/deps.sh bench)" % exe))
             return
         port, tls_port = e2e.free_port(), e2e.free_port()
-        v = self.values(port, tls_port, PIPELINE if name.endswith("-pipelined") else 1)
+        v = self.values(port, tls_port, *pipelines(name))
         tmpl = TEMPLATES[name]
         cfg = self.render(tmpl, v, name + "." + tmpl.split(".")[-2])
         if exe == self.bin:
@@ -376,17 +390,16 @@ class Bench:
     def mirror_summary(self):
         """Ratios of the mirroring rows against their goals (issue: >= 0.6 x cutover, >= 3 x nginx)."""
         lines = []
-        for sfx in ("", "-pipelined"):
-            name = "cutover-mirror" + sfx
+        for name, plain in MIRROR_BASES:
             cm = self.rps.get((name, "h2c"))
-            for base, goal in (("cutover" + sfx, 0.6), ("nginx-mirror", 3.0)):
+            for base, goal in ((plain, 0.6), ("nginx-mirror", 3.0)):
                 b = self.rps.get((base, "h2c"))
                 if cm and b:
                     lines.append("%s / %s (h2c): %.2f x (goal >= %.1f x)" % (name, base, cm / b, goal))
-            ratios = self.rounds.get(("cutover" + sfx, name))
+            ratios = self.rounds.get((plain, name))
             if ratios:
-                lines.append("%s / cutover%s (h2c), %d interleaved rounds: median %.2f x (%s; "
-                             "goal >= 0.6 x)" % (name, sfx, len(ratios), statistics.median(ratios),
+                lines.append("%s / %s (h2c), %d interleaved rounds: median %.2f x (%s; "
+                             "goal >= 0.6 x)" % (name, plain, len(ratios), statistics.median(ratios),
                                                  ", ".join("%.2f" % r for r in ratios)))
             rec = self.recorded.get(name)
             if rec:
@@ -471,7 +484,7 @@ class Bench:
 
     HEAD = ["target", "protocol", "req/s", "mean", "p50", "p99", "max", "vs direct",
             "usr us/req", "sys us/req", "all us/req", "note"]
-    FMT = "%-24s %-7s %10s %9s %9s %9s %9s %9s %10s %10s %10s  %s"
+    FMT = "%-31s %-7s %10s %9s %9s %9s %9s %9s %10s %10s %10s  %s"
 
     def format_row(self, row, plain=False):
         return self.FMT % tuple(self.cells(row))
@@ -547,7 +560,7 @@ def main():
     ap.add_argument("-t", type=int, default=int(os.environ.get("BENCH_T", 1)))
     ap.add_argument("--targets", default=os.environ.get(
         "BENCH_TARGETS", "direct cutover cutover-pipelined nghttpx nginx haproxy cutover-mirror "
-        "cutover-mirror-pipelined nginx-mirror slow-shadow"))
+        "cutover-mirror-pipelined cutover-mirror-shadow-pipelined nginx-mirror slow-shadow"))
     ap.add_argument("--no-tls", dest="tls", action="store_false",
                     default=os.environ.get("BENCH_TLS", "1") != "0")
     ap.add_argument("--backend-conns", type=int, default=int(os.environ.get("BENCH_BACKEND_CONNS", 0)),
