@@ -203,6 +203,16 @@ static void h1_resend_queued(struct px_conn *c, int announced, const char *cause
   }
 }
 
+/* The connection ends while x (or none) is being answered: x leaves it, those
+ * queued behind are sent again, and it closes. The caller then ends x. */
+static void h1_close_around(struct px_conn *c, struct px_exchange *x, const char *cause) {
+  if (x)
+    h1_remove(c, x);
+  if (c->depth)
+    h1_resend_queued(c, 0, cause);
+  px_conn_close(c);
+}
+
 static int h1_write(struct px_conn *c, struct px_exchange *x) {
   x->conn = c;
   x->state = XS_ACTIVE;
@@ -283,11 +293,7 @@ void px_h1_close_busy(struct px_conn *c) {
   snprintf(cause, sizeof cause, "%s: the connection closed mid-exchange (%s)", c->host->name,
            c->close_why ? c->close_why : "out of step");
   struct px_exchange *x = c->x;
-  if (x)
-    h1_remove(c, x);
-  if (c->depth)
-    h1_resend_queued(c, 0, cause);
-  px_conn_close(c);
+  h1_close_around(c, x, cause);
   if (!x)
     return;
   if (x->pipelined && !x->got_response)
@@ -454,10 +460,7 @@ static void h1_protocol_error(struct px_conn *c, const char *what) {
   struct px_exchange *x = c->x;
   char cause[400];
   snprintf(cause, sizeof cause, "%s sent a bad HTTP/1.1 response: %s", c->host->name, what);
-  h1_remove(c, x);
-  if (c->depth)
-    h1_resend_queued(c, 0, cause);
-  px_conn_close(c);
+  h1_close_around(c, x, cause);
   px_x_finish(x, CUT_ERR_PROTO, PX_FAIL_PROTOCOL, cause);
 }
 
@@ -588,10 +591,7 @@ void px_h1_eof(struct px_conn *c, int error) {
   char cause[400];
   snprintf(cause, sizeof cause, "%s closed the connection %s", c->host->name,
            x->got_response ? "mid-response" : "before responding");
-  h1_remove(c, x);
-  if (c->depth)
-    h1_resend_queued(c, 0, cause);
-  px_conn_close(c);
+  h1_close_around(c, x, cause);
   /* A stale keep-alive connection gives no answer; the request went out, so
    * it is not retried (the rule is: never after bytes were sent), unless it
    * was pipelined behind an answered one (RFC 9112 section 9.3.2). */

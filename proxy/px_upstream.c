@@ -277,6 +277,22 @@ static void conn_kick_cb(evutil_socket_t fd, short what, void *user_data);
 static void conn_orphan_drained(struct px_conn *c);
 static int conn_go_raw(struct px_conn *c);
 
+/* x waits for c's connect: in c->waiters, counted in c->nwaiters. */
+static void conn_wait(struct px_conn *c, struct px_exchange *x) {
+  x->conn = c;
+  x->state = XS_CONNECTING;
+  TAILQ_INSERT_TAIL(&c->waiters, x, link);
+  c->nwaiters++;
+}
+
+/* Takes x off c's waiters: it is then nowhere (XS_NEW). */
+static void conn_unwait(struct px_conn *c, struct px_exchange *x) {
+  TAILQ_REMOVE(&c->waiters, x, link);
+  c->nwaiters--;
+  x->conn = NULL;
+  x->state = XS_NEW;
+}
+
 static struct px_conn *conn_open(struct px_host *h) {
   struct px_pool *p = h->pool;
   struct px_conn *c = calloc(1, sizeof *c);
@@ -503,8 +519,6 @@ static const char *sock_err_text(struct px_conn *c, char *buf, size_t len) {
 
 static void conn_connected(struct px_conn *c) {
   struct px_pool *p = c->pool;
-  if (c->host->joinable == c)
-    c->host->joinable = NULL; /* its waiters are written now; later requests find it busy */
   if (p->opts.tls && c->is_h2) {
     SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
     const unsigned char *alpn = NULL;
@@ -540,9 +554,7 @@ static void conn_connected(struct px_conn *c) {
     }
     struct px_exchange *x;
     while ((x = TAILQ_FIRST(&c->waiters))) {
-      TAILQ_REMOVE(&c->waiters, x, link);
-      c->nwaiters--;
-      x->state = XS_NEW; /* off the waiters: a failed dispatch must not unlink it again */
+      conn_unwait(c, x); /* first: a failed dispatch must not unlink it again */
       if (px_h2_dispatch(c, x) < 0)
         px_x_conn_failed(x, PX_FAIL_PROTOCOL, "cannot submit the HTTP/2 request");
     }
@@ -575,10 +587,7 @@ static void conn_connected(struct px_conn *c) {
     }
     int first = 1;
     while ((x = TAILQ_FIRST(&c->waiters))) {
-      TAILQ_REMOVE(&c->waiters, x, link);
-      c->nwaiters--;
-      x->state = XS_NEW;
-      x->conn = NULL;
+      conn_unwait(c, x);
       if (first) {
         first = px_h1_dispatch(c, x) < 0; /* failed (from the loop): the next one is first */
       } else if (c->state == CONN_READY && !c->closing) {
@@ -914,8 +923,7 @@ static void x_unlink(struct px_exchange *x) {
     TAILQ_REMOVE(&x->host->waitq, x, link);
     x->host->nwait--;
   } else if (x->state == XS_CONNECTING) {
-    TAILQ_REMOVE(&c->waiters, x, link);
-    c->nwaiters--;
+    conn_unwait(c, x);
   } else if (x->state == XS_ACTIVE) {
     if (c->is_h2)
       px_h2_detach(x);
@@ -1004,10 +1012,7 @@ static int x_place_on(struct px_exchange *x, struct px_host *h) {
     /* No idle connection: rather than open one per request (a burst after
      * a quiet spell would open max_connections), wait for the one opened
      * for pipelinable requests in this pass of the loop, up to the depth. */
-    x->conn = c;
-    x->state = XS_CONNECTING;
-    TAILQ_INSERT_TAIL(&c->waiters, x, link);
-    c->nwaiters++;
+    conn_wait(c, x);
     return 1;
   }
   if (be->protocol != CFG_PROTO_HTTP1) {
@@ -1022,19 +1027,13 @@ static int x_place_on(struct px_exchange *x, struct px_host *h) {
         return 1;
       }
       if (c->state == CONN_CONNECTING && c->nwaiters < maxs) {
-        x->conn = c;
-        x->state = XS_CONNECTING;
-        TAILQ_INSERT_TAIL(&c->waiters, x, link);
-        c->nwaiters++;
+        conn_wait(c, x);
         return 1;
       }
     }
   }
   if (h->nconns < maxc && (c = conn_open(h))) {
-    x->conn = c;
-    x->state = XS_CONNECTING;
-    TAILQ_INSERT_TAIL(&c->waiters, x, link);
-    c->nwaiters++;
+    conn_wait(c, x);
     if (join) {
       h->joinable = c;
       px_conn_kick(c, NULL, 0, 0); /* the end of the pass ends the joining */
